@@ -1,0 +1,1 @@
+"""Delivering alerts: rendering to Telegram HTML and draining the outbox."""

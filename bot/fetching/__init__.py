@@ -1,0 +1,1 @@
+"""Fetching feeds over HTTP: the SSRF guard, conditional requests and the shared client."""

@@ -1,0 +1,75 @@
+"""Domain values passed between pipeline stages.
+
+Every stage between fetch and send is pure: these frozen dataclasses go in and
+come out, and nothing in here does I/O. Times are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class FeedState:
+    """What we remember about a feed between two fetches."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str | None = None
+    next_check: datetime | None = None
+    consecutive_errors: int = 0
+    last_error: str | None = None
+    last_ok: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Feed:
+    """A feed the bot polls. ``primed`` is false until its first good fetch,
+    whose items are stored but never alerted (no backlog flood)."""
+
+    id: int
+    url: str
+    title: str | None
+    state: FeedState = field(default_factory=FeedState)
+    primed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One normalised feed entry. ``key`` is its stable identity."""
+
+    key: str
+    title: str
+    summary: str
+    link: str | None
+    published: datetime | None
+    source: str
+    feed_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Storyline:
+    """A tracked story: what the user typed plus optional seed text.
+
+    ``aliases`` maps a canonical name to other names for it, as seed files give
+    them (``{"Wang Yi": ["Wang", "Chinese foreign minister"]}``).
+    """
+
+    id: int
+    title: str
+    seed_text: str = ""
+    aliases: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    keywords: tuple[str, ...] = ()
+    shared: bool = False
+    slug: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """An item judged to belong to a storyline, with why."""
+
+    item_key: str
+    storyline_id: int
+    score: float
+    reason: str

@@ -1,0 +1,1 @@
+"""Turning feed bytes into normalised items."""

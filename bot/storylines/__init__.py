@@ -1,0 +1,1 @@
+"""Storylines: profiles, matching, seeding from documents and near-duplicate collapse."""
