@@ -1,0 +1,680 @@
+"""The repository: every read and write of the SQLite database goes through here.
+
+One connection per ``Database`` object, WAL mode, a busy timeout, and
+``BEGIN IMMEDIATE`` for read-then-write transactions so two processes (the bot
+and a CLI command) never deadlock on a lock upgrade. Methods are synchronous and
+short; async callers run them in a thread when they may block.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bot.errors import ConfigError
+from bot.models import Feed, FeedState, Item, Match, Storyline
+from bot.storage.schema import migrate
+
+
+def _ts(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat()
+
+
+def _dt(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+@dataclass(frozen=True, slots=True)
+class StorylineRow:
+    """A storyline as listed for a chat."""
+
+    storyline: Storyline
+    subscribers: int
+    subscribed: bool
+    created_by: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class MatchToStore:
+    """A match of a new item, ready to be written; ``duplicate_of`` names an
+    earlier item of the same storyline that already told this development."""
+
+    match: Match
+    duplicate_of_key: tuple[int | None, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecentMatch:
+    """An item already matched to a storyline, for near-duplicate collapse."""
+
+    storyline_id: int
+    item: Item
+    item_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """One alert to deliver, joined with what rendering needs."""
+
+    id: int
+    chat_id: int
+    kind: str
+    attempts: int
+    storyline_id: int
+    storyline_title: str
+    item: Item
+    score: float
+    reason: str
+    parent_message_id: int | None
+    parent_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class PollCommit:
+    """What one committed poll wrote."""
+
+    new_items: int
+    matches: int
+    alerts: int
+
+
+class DuplicateError(Exception):
+    """The thing being added exists already."""
+
+
+class Database:
+    """The Storywatch database; construct with :meth:`open`."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+        # One connection shared by threads (asyncio.to_thread); sqlite3 objects
+        # are not safe to use concurrently, so serialise access.
+        self._lock = threading.RLock()
+
+    @classmethod
+    def open(cls, path: Path) -> Database:
+        """Open (creating if needed) the database at ``path`` and migrate it."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"cannot open database {path}: {exc}") from None
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=30000")
+            migrate(conn)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise ConfigError(f"cannot use database {path}: {exc}") from None
+        return cls(conn, path)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any exception."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _query(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            cur = self._conn.execute(sql, params)
+            cur.row_factory = sqlite3.Row
+            return list(cur.fetchall())
+
+    def integrity_check(self) -> str:
+        return str(self._query("PRAGMA integrity_check")[0][0])
+
+    # -- meta ---------------------------------------------------------------
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction() as c:
+            c.execute(
+                "INSERT INTO meta(key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+    def get_meta(self, key: str) -> str | None:
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        return str(rows[0]["value"]) if rows else None
+
+    # -- feeds --------------------------------------------------------------
+
+    @staticmethod
+    def _feed(row: sqlite3.Row) -> Feed:
+        return Feed(
+            id=row["id"],
+            url=row["url"],
+            title=row["title"],
+            primed=bool(row["primed"]),
+            state=FeedState(
+                etag=row["etag"],
+                last_modified=row["last_modified"],
+                body_hash=row["body_hash"],
+                next_check=_dt(row["next_check"]),
+                consecutive_errors=row["consecutive_errors"],
+                last_error=row["last_error"],
+                last_ok=_dt(row["last_ok"]),
+            ),
+        )
+
+    def add_feed(
+        self, url: str, *, now: datetime, title: str | None = None, added_by: int | None = None
+    ) -> Feed:
+        """Add a feed; :class:`DuplicateError` if that URL is already watched."""
+        try:
+            with self.transaction() as c:
+                cur = c.execute(
+                    "INSERT INTO feeds(url, title, added_at, added_by) VALUES (?, ?, ?, ?)",
+                    (url, title, _ts(now), added_by),
+                )
+                feed_id = int(cur.lastrowid or 0)
+        except sqlite3.IntegrityError:
+            raise DuplicateError(f"feed {url} is already watched") from None
+        feed = self.get_feed(feed_id)
+        assert feed is not None
+        return feed
+
+    def get_feed(self, feed_id: int) -> Feed | None:
+        rows = self._query("SELECT * FROM feeds WHERE id = ?", (feed_id,))
+        return self._feed(rows[0]) if rows else None
+
+    def find_feed(self, url: str) -> Feed | None:
+        rows = self._query("SELECT * FROM feeds WHERE url = ?", (url,))
+        return self._feed(rows[0]) if rows else None
+
+    def list_feeds(self) -> list[Feed]:
+        return [self._feed(r) for r in self._query("SELECT * FROM feeds ORDER BY id")]
+
+    def remove_feed(self, feed_id: int) -> bool:
+        with self.transaction() as c:
+            return c.execute("DELETE FROM feeds WHERE id = ?", (feed_id,)).rowcount > 0
+
+    def due_feeds(self, now: datetime) -> list[Feed]:
+        rows = self._query(
+            "SELECT * FROM feeds WHERE next_check IS NULL OR next_check <= ? "
+            "ORDER BY next_check IS NOT NULL, next_check, id",
+            (_ts(now),),
+        )
+        return [self._feed(r) for r in rows]
+
+    def item_count(self, feed_id: int) -> int:
+        rows = self._query("SELECT COUNT(*) FROM items WHERE feed_id = ?", (feed_id,))
+        return int(rows[0][0])
+
+    def record_feed_state(
+        self, feed_id: int, state: FeedState, *, now: datetime, title: str | None = None
+    ) -> None:
+        """Store a feed's HTTP state after a fetch that brought no new items."""
+        with self.transaction() as c:
+            self._write_state(c, feed_id, state, now, title)
+
+    @staticmethod
+    def _write_state(
+        c: sqlite3.Connection, feed_id: int, state: FeedState, now: datetime, title: str | None
+    ) -> None:
+        c.execute(
+            "UPDATE feeds SET etag = ?, last_modified = ?, body_hash = ?, next_check = ?, "
+            "consecutive_errors = ?, last_error = ?, last_ok = ?, last_checked = ?, "
+            "title = COALESCE(?, title) WHERE id = ?",
+            (
+                state.etag,
+                state.last_modified,
+                state.body_hash,
+                _ts(state.next_check),
+                state.consecutive_errors,
+                state.last_error,
+                _ts(state.last_ok),
+                _ts(now),
+                title,
+                feed_id,
+            ),
+        )
+
+    # -- items and the poll transaction -------------------------------------
+
+    def known_keys(self, feed_id: int, keys: Sequence[str]) -> set[str]:
+        """Which of ``keys`` this feed has stored already."""
+        known: set[str] = set()
+        for start in range(0, len(keys), 500):
+            chunk = list(keys[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self._query(
+                f"SELECT key FROM items WHERE feed_id = ? AND key IN ({marks})",  # noqa: S608
+                (feed_id, *chunk),
+            )
+            known.update(r["key"] for r in rows)
+        return known
+
+    def commit_poll(
+        self,
+        feed_id: int,
+        state: FeedState,
+        *,
+        now: datetime,
+        title: str | None,
+        items: Sequence[Item],
+        matches: Sequence[MatchToStore],
+    ) -> PollCommit:
+        """Write a poll's outcome in ONE transaction: new items, their matches,
+        the outbox rows for every active subscribed chat, and the feed state.
+
+        Items already stored (same feed and key) are left as they were apart
+        from their title and summary, so an edited headline keeps its identity
+        and is not alerted again. The first good poll of a feed primes it: its
+        items are stored but nothing is alerted.
+        """
+        with self.transaction() as c:
+            primed = bool(
+                c.execute("SELECT primed FROM feeds WHERE id = ?", (feed_id,)).fetchone()[0]
+            )
+            new_ids: dict[str, int] = {}
+            for item in items:
+                row = c.execute(
+                    "SELECT id FROM items WHERE feed_id = ? AND key = ?", (feed_id, item.key)
+                ).fetchone()
+                if row is not None:
+                    c.execute(
+                        "UPDATE items SET title = ?, summary = ? WHERE id = ?",
+                        (item.title, item.summary, row[0]),
+                    )
+                    continue
+                cur = c.execute(
+                    "INSERT INTO items(feed_id, key, title, summary, link, published, source, "
+                    "first_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        feed_id,
+                        item.key,
+                        item.title,
+                        item.summary,
+                        item.link,
+                        _ts(item.published),
+                        item.source,
+                        _ts(now),
+                    ),
+                )
+                new_ids[item.key] = int(cur.lastrowid or 0)
+            match_count = alert_count = 0
+            if primed:
+                for m in matches:
+                    item_id = new_ids.get(m.match.item_key)
+                    if item_id is None:
+                        continue
+                    dup_id = self._resolve_item(c, m.duplicate_of_key)
+                    cur = c.execute(
+                        "INSERT OR IGNORE INTO matches(item_id, storyline_id, score, reason, "
+                        "duplicate_of, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                        (item_id, m.match.storyline_id, m.match.score, m.match.reason, dup_id,
+                         _ts(now)),
+                    )
+                    if cur.rowcount == 0:
+                        continue
+                    match_count += 1
+                    alert_count += self._fan_out(c, m.match.storyline_id, item_id, dup_id, now)
+            self._write_state(c, feed_id, state, now, title)
+            c.execute("UPDATE feeds SET primed = 1 WHERE id = ?", (feed_id,))
+        return PollCommit(new_items=len(new_ids), matches=match_count, alerts=alert_count)
+
+    @staticmethod
+    def _resolve_item(c: sqlite3.Connection, key: tuple[int | None, str] | None) -> int | None:
+        if key is None:
+            return None
+        row = c.execute(
+            "SELECT id FROM items WHERE feed_id IS ? AND key = ?", (key[0], key[1])
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    @staticmethod
+    def _fan_out(
+        c: sqlite3.Connection, storyline_id: int, item_id: int, dup_id: int | None, now: datetime
+    ) -> int:
+        chats = [
+            int(r[0])
+            for r in c.execute(
+                "SELECT s.chat_id FROM subscriptions s JOIN chats ch ON ch.id = s.chat_id "
+                "WHERE s.storyline_id = ? AND ch.active = 1",
+                (storyline_id,),
+            )
+        ]
+        written = 0
+        for chat_id in chats:
+            parent: int | None = None
+            if dup_id is not None:
+                row = c.execute(
+                    "SELECT id FROM outbox WHERE chat_id = ? AND storyline_id = ? AND item_id = ? "
+                    "AND kind = 'send' AND status IN ('pending', 'sending', 'sent')",
+                    (chat_id, storyline_id, dup_id),
+                ).fetchone()
+                parent = None if row is None else int(row[0])
+            kind = "edit" if parent is not None else "send"
+            cur = c.execute(
+                "INSERT OR IGNORE INTO outbox(chat_id, storyline_id, item_id, kind, parent_id, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (chat_id, storyline_id, item_id, kind, parent, _ts(now)),
+            )
+            written += cur.rowcount
+        return written
+
+    def recent_matches(self, storyline_ids: Sequence[int], since: datetime) -> list[RecentMatch]:
+        """Items matched to these storylines since ``since``, oldest first."""
+        if not storyline_ids:
+            return []
+        marks = ",".join("?" * len(storyline_ids))
+        rows = self._query(
+            "SELECT m.storyline_id, i.* FROM matches m JOIN items i ON i.id = m.item_id "  # noqa: S608
+            f"WHERE m.storyline_id IN ({marks}) AND m.created_at >= ? "
+            "AND m.duplicate_of IS NULL ORDER BY m.created_at, i.id",
+            (*storyline_ids, _ts(since)),
+        )
+        return [RecentMatch(r["storyline_id"], self._item(r), r["id"]) for r in rows]
+
+    def recent_items(self, limit: int) -> list[Item]:
+        """The newest stored items, oldest first (matcher warm-up)."""
+        rows = self._query("SELECT * FROM items ORDER BY id DESC LIMIT ?", (limit,))
+        return [self._item(r) for r in reversed(rows)]
+
+    @staticmethod
+    def _item(row: sqlite3.Row) -> Item:
+        return Item(
+            key=row["key"],
+            title=row["title"],
+            summary=row["summary"],
+            link=row["link"],
+            published=_dt(row["published"]),
+            source=row["source"],
+            feed_id=row["feed_id"],
+        )
+
+    # -- storylines ---------------------------------------------------------
+
+    @staticmethod
+    def _storyline(row: sqlite3.Row) -> Storyline:
+        aliases = tuple(
+            (str(name), tuple(str(a) for a in alts)) for name, alts in json.loads(row["aliases"])
+        )
+        return Storyline(
+            id=row["id"],
+            title=row["title"],
+            seed_text=row["seed_text"],
+            aliases=aliases,
+            keywords=tuple(json.loads(row["keywords"])),
+            shared=bool(row["shared"]),
+            slug=row["slug"],
+        )
+
+    def add_storyline(
+        self, storyline: Storyline, *, now: datetime, created_by: int | None = None
+    ) -> Storyline:
+        """Insert a storyline (its ``id`` is ignored) and return it with its new id."""
+        with self.transaction() as c:
+            cur = c.execute(
+                "INSERT INTO storylines(title, seed_text, aliases, keywords, shared, slug, "
+                "created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (*self._storyline_params(storyline), created_by, _ts(now)),
+            )
+            new_id = int(cur.lastrowid or 0)
+        got = self.get_storyline(new_id)
+        assert got is not None
+        return got
+
+    @staticmethod
+    def _storyline_params(s: Storyline) -> tuple[object, ...]:
+        return (
+            s.title,
+            s.seed_text,
+            json.dumps([[name, list(alts)] for name, alts in s.aliases]),
+            json.dumps(list(s.keywords)),
+            int(s.shared),
+            s.slug,
+        )
+
+    def upsert_shared_storyline(self, storyline: Storyline, *, now: datetime) -> Storyline:
+        """Create or refresh a shared storyline identified by its slug."""
+        if not storyline.slug:
+            raise ValueError("a shared storyline needs a slug")
+        with self.transaction() as c:
+            c.execute(
+                "INSERT INTO storylines(title, seed_text, aliases, keywords, shared, slug, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(slug) DO UPDATE SET "
+                "title = excluded.title, seed_text = excluded.seed_text, "
+                "aliases = excluded.aliases, keywords = excluded.keywords, shared = 1, active = 1",
+                (*self._storyline_params(storyline), _ts(now)),
+            )
+        rows = self._query("SELECT * FROM storylines WHERE slug = ?", (storyline.slug,))
+        return self._storyline(rows[0])
+
+    def get_storyline(self, storyline_id: int) -> Storyline | None:
+        rows = self._query(
+            "SELECT * FROM storylines WHERE id = ? AND active = 1", (storyline_id,)
+        )
+        return self._storyline(rows[0]) if rows else None
+
+    def active_storylines(self) -> list[Storyline]:
+        rows = self._query("SELECT * FROM storylines WHERE active = 1 ORDER BY id")
+        return [self._storyline(r) for r in rows]
+
+    def storylines_for_chat(self, chat_id: int | None) -> list[StorylineRow]:
+        """Shared storylines, those the chat created and those it follows."""
+        rows = self._query(
+            "SELECT s.*, "
+            "(SELECT COUNT(*) FROM subscriptions x WHERE x.storyline_id = s.id) AS subscribers, "
+            "EXISTS(SELECT 1 FROM subscriptions x WHERE x.storyline_id = s.id "
+            "AND x.chat_id IS ?) AS subscribed "
+            "FROM storylines s WHERE s.active = 1 AND (? IS NULL OR s.shared = 1 "
+            "OR s.created_by = ? OR EXISTS(SELECT 1 FROM subscriptions x "
+            "WHERE x.storyline_id = s.id AND x.chat_id = ?)) ORDER BY s.id",
+            (chat_id, chat_id, chat_id, chat_id),
+        )
+        return [
+            StorylineRow(
+                self._storyline(r), int(r["subscribers"]), bool(r["subscribed"]), r["created_by"]
+            )
+            for r in rows
+        ]
+
+    def count_storylines_created_by(self, chat_id: int) -> int:
+        rows = self._query(
+            "SELECT COUNT(*) FROM storylines WHERE created_by = ? AND active = 1", (chat_id,)
+        )
+        return int(rows[0][0])
+
+    def deactivate_storyline(self, storyline_id: int) -> bool:
+        with self.transaction() as c:
+            return (
+                c.execute(
+                    "UPDATE storylines SET active = 0 WHERE id = ? AND active = 1",
+                    (storyline_id,),
+                ).rowcount
+                > 0
+            )
+
+    # -- chats and subscriptions --------------------------------------------
+
+    def upsert_chat(
+        self, chat_id: int, *, now: datetime, type_: str = "private", title: str | None = None
+    ) -> None:
+        """Register a chat, or reactivate it if it had blocked the bot before."""
+        with self.transaction() as c:
+            c.execute(
+                "INSERT INTO chats(id, type, title, created_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET type = excluded.type, "
+                "title = COALESCE(excluded.title, title), active = 1, inactive_reason = NULL",
+                (chat_id, type_, title, _ts(now)),
+            )
+
+    def chat_is_active(self, chat_id: int) -> bool:
+        rows = self._query("SELECT active FROM chats WHERE id = ?", (chat_id,))
+        return bool(rows and rows[0]["active"])
+
+    def deactivate_chat(self, chat_id: int, reason: str) -> None:
+        """Stop delivering to a chat; its pending alerts are dropped, not lost silently."""
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE chats SET active = 0, inactive_reason = ? WHERE id = ?", (reason, chat_id)
+            )
+            c.execute(
+                "UPDATE outbox SET status = 'dropped', last_error = ? "
+                "WHERE chat_id = ? AND status IN ('pending', 'sending')",
+                (reason, chat_id),
+            )
+
+    def migrate_chat(self, old_id: int, new_id: int) -> None:
+        """Follow a group that became a supergroup to its new id."""
+        with self.transaction() as c:
+            exists = c.execute("SELECT 1 FROM chats WHERE id = ?", (new_id,)).fetchone()
+            if exists is None:
+                c.execute("UPDATE chats SET id = ? WHERE id = ?", (new_id, old_id))
+            else:
+                c.execute(
+                    "INSERT OR IGNORE INTO subscriptions(chat_id, storyline_id, created_at) "
+                    "SELECT ?, storyline_id, created_at FROM subscriptions WHERE chat_id = ?",
+                    (new_id, old_id),
+                )
+                c.execute(
+                    "UPDATE OR IGNORE outbox SET chat_id = ? WHERE chat_id = ?", (new_id, old_id)
+                )
+                c.execute("DELETE FROM chats WHERE id = ?", (old_id,))
+
+    def subscribe(self, chat_id: int, storyline_id: int, *, now: datetime) -> bool:
+        """True if newly subscribed, False if it already was."""
+        with self.transaction() as c:
+            cur = c.execute(
+                "INSERT OR IGNORE INTO subscriptions(chat_id, storyline_id, created_at) "
+                "VALUES (?, ?, ?)",
+                (chat_id, storyline_id, _ts(now)),
+            )
+            return cur.rowcount > 0
+
+    def unsubscribe(self, chat_id: int, storyline_id: int) -> bool:
+        with self.transaction() as c:
+            cur = c.execute(
+                "DELETE FROM subscriptions WHERE chat_id = ? AND storyline_id = ?",
+                (chat_id, storyline_id),
+            )
+            return cur.rowcount > 0
+
+    # -- outbox -------------------------------------------------------------
+
+    def claim_due_alerts(self, now: datetime, limit: int) -> list[OutboxEntry]:
+        """Mark up to ``limit`` due alerts as being sent and return them, oldest first.
+
+        An edit waits until its parent alert was sent (it needs the message id).
+        """
+        with self.transaction() as c:
+            c.row_factory = sqlite3.Row
+            try:
+                rows = c.execute(
+                    "SELECT o.id, o.chat_id, o.kind, o.attempts, o.storyline_id, o.parent_id, "
+                    "s.title AS storyline_title, i.key, i.title, i.summary, i.link, i.published, "
+                    "i.source, i.feed_id, m.score, m.reason, p.message_id AS parent_message_id "
+                    "FROM outbox o JOIN storylines s ON s.id = o.storyline_id "
+                    "JOIN items i ON i.id = o.item_id "
+                    "JOIN matches m ON m.item_id = o.item_id AND m.storyline_id = o.storyline_id "
+                    "JOIN chats ch ON ch.id = o.chat_id "
+                    "LEFT JOIN outbox p ON p.id = o.parent_id "
+                    "WHERE o.status = 'pending' AND ch.active = 1 "
+                    "AND (o.not_before IS NULL OR o.not_before <= ?) "
+                    "AND (o.kind = 'send' OR p.status IN ('sent', 'failed', 'dropped')) "
+                    "ORDER BY o.id LIMIT ?",
+                    (_ts(now), limit),
+                ).fetchall()
+                ids = [r["id"] for r in rows]
+                c.executemany(
+                    "UPDATE outbox SET status = 'sending', attempts = attempts + 1 WHERE id = ?",
+                    [(i,) for i in ids],
+                )
+            finally:
+                c.row_factory = None
+        return [
+            OutboxEntry(
+                id=r["id"],
+                chat_id=r["chat_id"],
+                kind=r["kind"],
+                attempts=r["attempts"] + 1,
+                storyline_id=r["storyline_id"],
+                storyline_title=r["storyline_title"],
+                item=Item(
+                    key=r["key"],
+                    title=r["title"],
+                    summary=r["summary"],
+                    link=r["link"],
+                    published=_dt(r["published"]),
+                    source=r["source"],
+                    feed_id=r["feed_id"],
+                ),
+                score=r["score"],
+                reason=r["reason"],
+                parent_message_id=r["parent_message_id"],
+                parent_id=r["parent_id"],
+            )
+            for r in rows
+        ]
+
+    def duplicates_of(self, outbox_id: int) -> list[Item]:
+        """Items collapsed into the alert ``outbox_id`` (its edits), oldest first."""
+        rows = self._query(
+            "SELECT i.* FROM outbox o JOIN items i ON i.id = o.item_id "
+            "WHERE o.parent_id = ? AND o.kind = 'edit' ORDER BY o.id",
+            (outbox_id,),
+        )
+        return [self._item(r) for r in rows]
+
+    def mark_sent(self, outbox_id: int, *, now: datetime, message_id: int | None) -> None:
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE outbox SET status = 'sent', sent_at = ?, message_id = ?, last_error = NULL "
+                "WHERE id = ?",
+                (_ts(now), message_id, outbox_id),
+            )
+
+    def mark_retry(self, outbox_id: int, *, not_before: datetime, error: str) -> None:
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE outbox SET status = 'pending', not_before = ?, last_error = ? "
+                "WHERE id = ? AND status = 'sending'",
+                (_ts(not_before), error, outbox_id),
+            )
+
+    def mark_failed(self, outbox_id: int, error: str) -> None:
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE outbox SET status = 'failed', last_error = ? WHERE id = ?",
+                (error, outbox_id),
+            )
+
+    def recover_in_flight(self) -> int:
+        """After a crash: alerts left 'sending' go back to pending; returns how many.
+
+        Such an alert may or may not have reached Telegram; resending risks one
+        duplicate, dropping it risks a loss, and a loss is worse for an alert bot.
+        """
+        with self.transaction() as c:
+            return c.execute(
+                "UPDATE outbox SET status = 'pending' WHERE status = 'sending'"
+            ).rowcount
+
+    def outbox_counts(self) -> dict[str, int]:
+        rows = self._query("SELECT status, COUNT(*) AS n FROM outbox GROUP BY status")
+        counts = {"pending": 0, "sending": 0, "sent": 0, "failed": 0, "dropped": 0}
+        counts.update({r["status"]: int(r["n"]) for r in rows})
+        return counts

@@ -1,0 +1,136 @@
+"""The SQLite schema as an ordered list of migrations.
+
+The database records its version in ``PRAGMA user_version``; opening a database
+applies every migration above that version, each in its own transaction. A
+migration, once released, is never edited: changes go in a new one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: first release
+    """
+    CREATE TABLE feeds (
+        id INTEGER PRIMARY KEY,
+        url TEXT NOT NULL UNIQUE,
+        title TEXT,
+        added_at TEXT NOT NULL,
+        added_by INTEGER,
+        primed INTEGER NOT NULL DEFAULT 0,
+        etag TEXT,
+        last_modified TEXT,
+        body_hash TEXT,
+        next_check TEXT,
+        consecutive_errors INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        last_ok TEXT,
+        last_checked TEXT
+    );
+    CREATE TABLE items (
+        id INTEGER PRIMARY KEY,
+        feed_id INTEGER REFERENCES feeds(id) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        title TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        link TEXT,
+        published TEXT,
+        source TEXT NOT NULL,
+        first_seen TEXT NOT NULL,
+        UNIQUE (feed_id, key)
+    );
+    CREATE INDEX items_first_seen ON items(first_seen);
+    CREATE TABLE storylines (
+        id INTEGER PRIMARY KEY,
+        title TEXT NOT NULL,
+        seed_text TEXT NOT NULL DEFAULT '',
+        aliases TEXT NOT NULL DEFAULT '[]',
+        keywords TEXT NOT NULL DEFAULT '[]',
+        shared INTEGER NOT NULL DEFAULT 0,
+        slug TEXT UNIQUE,
+        created_by INTEGER,
+        created_at TEXT NOT NULL,
+        active INTEGER NOT NULL DEFAULT 1
+    );
+    CREATE TABLE chats (
+        id INTEGER PRIMARY KEY,
+        type TEXT NOT NULL DEFAULT 'private',
+        title TEXT,
+        active INTEGER NOT NULL DEFAULT 1,
+        created_at TEXT NOT NULL,
+        inactive_reason TEXT
+    );
+    CREATE TABLE subscriptions (
+        chat_id INTEGER NOT NULL REFERENCES chats(id) ON DELETE CASCADE ON UPDATE CASCADE,
+        storyline_id INTEGER NOT NULL REFERENCES storylines(id) ON DELETE CASCADE,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (chat_id, storyline_id)
+    );
+    CREATE TABLE matches (
+        item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,
+        storyline_id INTEGER NOT NULL REFERENCES storylines(id) ON DELETE CASCADE,
+        score REAL NOT NULL,
+        reason TEXT NOT NULL,
+        duplicate_of INTEGER REFERENCES items(id) ON DELETE SET NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (item_id, storyline_id)
+    );
+    CREATE INDEX matches_storyline_time ON matches(storyline_id, created_at);
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        chat_id INTEGER NOT NULL REFERENCES chats(id) ON DELETE CASCADE ON UPDATE CASCADE,
+        storyline_id INTEGER NOT NULL REFERENCES storylines(id) ON DELETE CASCADE,
+        item_id INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL DEFAULT 'send' CHECK (kind IN ('send', 'edit')),
+        parent_id INTEGER REFERENCES outbox(id) ON DELETE CASCADE,
+        status TEXT NOT NULL DEFAULT 'pending'
+            CHECK (status IN ('pending', 'sending', 'sent', 'failed', 'dropped')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        not_before TEXT,
+        created_at TEXT NOT NULL,
+        sent_at TEXT,
+        message_id INTEGER,
+        last_error TEXT,
+        UNIQUE (chat_id, storyline_id, item_id, kind)
+    );
+    CREATE INDEX outbox_status ON outbox(status, not_before);
+    CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
+)
+
+LATEST_VERSION = len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema up to date; returns the version reached.
+
+    Refuses a database written by a newer Storywatch rather than guessing.
+    """
+    current = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if current > LATEST_VERSION:
+        from bot.errors import ConfigError
+
+        raise ConfigError(
+            f"database schema version {current} is newer than this Storywatch "
+            f"understands ({LATEST_VERSION}); upgrade Storywatch"
+        )
+    for version in range(current + 1, LATEST_VERSION + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(MIGRATIONS[version - 1]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    return LATEST_VERSION
+
+
+def _statements(script: str) -> list[str]:
+    # executescript() would commit implicitly; splitting keeps each migration atomic.
+    return [s.strip() for s in script.split(";") if s.strip()]
