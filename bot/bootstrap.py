@@ -1,0 +1,82 @@
+"""Start-up wiring shared by the CLI and the bot: open the database, bring it in
+line with the config file and the seed storylines, and build the poller.
+
+This is the one place that turns ``Settings`` into live objects; nothing below
+it reads the environment or the clock on its own.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import AsyncIterator
+from concurrent.futures import Executor, ProcessPoolExecutor
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bot.errors import ConfigError
+from bot.fetching.client import FeedFetcher
+from bot.parsing.normalize import canonical_url
+from bot.pipeline import Poller
+from bot.settings import Settings
+from bot.storage.repository import Database
+from bot.storylines.matcher import Matcher
+from bot.storylines.seedfile import load_seed_dir
+
+# Enough recent items to give the matcher's term statistics a sensible start.
+WARM_UP_ITEMS = 5000
+
+
+def seeds_dir(settings: Settings) -> Path:
+    """Where shared seed storylines live: ``seeds_dir`` in the TOML, else ./seeds."""
+    configured = settings.file.seeds_dir
+    return Path(configured) if configured else Path("seeds")
+
+
+def normalise_feed_url(url: str) -> str:
+    """The form a feed URL is stored in; ConfigError when it is not http(s)."""
+    canonical = canonical_url(url.strip())
+    if canonical is None:
+        raise ConfigError(f"not an http(s) URL: {url!r}")
+    return canonical
+
+
+def open_database(settings: Settings, *, sync: bool = True) -> Database:
+    """Open the database; with ``sync``, add the config's feeds and the seed storylines."""
+    db = Database.open(settings.database_path)
+    if sync:
+        now = datetime.now(UTC)
+        for feed in settings.file.feeds:
+            url = normalise_feed_url(feed.url)
+            if db.find_feed(url) is None:
+                db.add_feed(url, now=now, title=feed.title)
+        directory = seeds_dir(settings)
+        if directory.is_dir():
+            for storyline in load_seed_dir(directory):
+                db.upsert_shared_storyline(storyline, now=now)
+    return db
+
+
+def parse_executor() -> Executor:
+    """A process pool for feedparser, which is CPU-bound and must stay off the loop.
+
+    forkserver, because forking a process that runs threads (the event loop's
+    default executor, SQLite) can copy held locks into the child.
+    """
+    workers = max(1, min(2, os.cpu_count() or 1))
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
+
+
+@asynccontextmanager
+async def running_poller(settings: Settings, db: Database) -> AsyncIterator[Poller]:
+    """A poller with its shared HTTP client and parse pool, closed on exit."""
+    matcher = Matcher()
+    matcher.observe(db.recent_items(WARM_UP_ITEMS))
+    executor = parse_executor()
+    fetcher = FeedFetcher(settings.file.fetch, settings.env.allow_private_networks)
+    try:
+        yield Poller(db, fetcher, matcher, settings, parse_executor=executor)
+    finally:
+        await fetcher.aclose()
+        executor.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,43 @@
+"""The ``storywatch`` command line: one subcommand per module in this package.
+
+Each module defines ``register(subparsers)``, which adds its subcommand and sets
+``func`` to a callable taking the parsed arguments and returning the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from bot import __version__
+from bot.cli import eval as eval_cmd
+from bot.cli import feeds, poll, run, seed, storylines
+from bot.errors import ConfigError
+
+_MODULES = (run, poll, feeds, storylines, seed, eval_cmd)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="storywatch",
+        description="Watch news feeds and alert Telegram chats when followed storylines move.",
+    )
+    parser.add_argument("--version", action="version", version=f"storywatch {__version__}")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    for module in _MODULES:
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        print(f"storywatch: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code

@@ -1,0 +1,244 @@
+"""One poll pass: fetch due feeds, parse, keep the new items, match, store.
+
+The orchestrator in the middle of the architecture. It owns no policy of its
+own: HTTP state comes from ``fetching.conditional``, parsing from
+``parsing.feeds``, relevance from the matcher, near-duplicate collapse from
+``storylines.dedupe``, and the one write transaction from the repository.
+One feed's failure is recorded on that feed and never stops the pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+from bot.errors import FetchError, ParseError
+from bot.fetching.client import FeedFetcher
+from bot.fetching.conditional import next_state_after_error, next_state_after_success
+from bot.models import Feed, Item, Match, Storyline
+from bot.parsing.feeds import ParsedFeed, parse_feed
+from bot.settings import Settings
+from bot.storage.repository import Database, MatchToStore, RecentMatch
+from bot.storylines.dedupe import find_duplicate
+from bot.storylines.matcher import Matcher
+
+log = logging.getLogger(__name__)
+
+# How far back an alert can absorb a later report of the same development.
+COLLAPSE_WINDOW = timedelta(hours=36)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedReport:
+    """What one feed's poll did; ``error`` is set when it failed."""
+
+    feed_id: int
+    url: str
+    title: str | None
+    new_items: int = 0
+    matches: int = 0
+    alerts: int = 0
+    unchanged: bool = False
+    primed_now: bool = False
+    error: str | None = None
+
+    def describe(self) -> str:
+        name = self.title or self.url
+        if self.error is not None:
+            return f"[{self.feed_id}] {name}: error: {self.error}"
+        if self.unchanged:
+            return f"[{self.feed_id}] {name}: unchanged"
+        first = " (first poll: stored, not alerted)" if self.primed_now else ""
+        return (
+            f"[{self.feed_id}] {name}: {self.new_items} new items, {self.matches} matches, "
+            f"{self.alerts} alerts{first}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PassReport:
+    """What a whole pass did."""
+
+    feeds: tuple[FeedReport, ...]
+
+    @property
+    def new_items(self) -> int:
+        return sum(f.new_items for f in self.feeds)
+
+    @property
+    def matches(self) -> int:
+        return sum(f.matches for f in self.feeds)
+
+    @property
+    def alerts(self) -> int:
+        return sum(f.alerts for f in self.feeds)
+
+    @property
+    def errors(self) -> int:
+        return sum(1 for f in self.feeds if f.error is not None)
+
+    def describe(self) -> str:
+        return (
+            f"total: {len(self.feeds)} feeds polled, {self.errors} failed, "
+            f"{self.new_items} new items, {self.matches} matches, {self.alerts} alerts queued"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """A feed fetched once to check it, before it is added."""
+
+    url: str
+    title: str | None
+    item_count: int
+
+
+def body_digest(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def collapse(
+    matches: Sequence[Match], items: dict[str, Item], recent: Sequence[RecentMatch]
+) -> list[MatchToStore]:
+    """Pair each match with the earlier alerted item it repeats, if any.
+
+    Matches of this batch also count as "earlier" for later ones, so two
+    outlets in one feed body make one alert.
+    """
+    by_storyline: dict[int, list[Item]] = {}
+    for r in recent:
+        by_storyline.setdefault(r.storyline_id, []).append(r.item)
+    out: list[MatchToStore] = []
+    for m in matches:
+        item = items[m.item_key]
+        earlier = by_storyline.setdefault(m.storyline_id, [])
+        dup = find_duplicate(item, earlier)
+        if dup is None:
+            earlier.append(item)
+            out.append(MatchToStore(m))
+        else:
+            out.append(MatchToStore(m, duplicate_of_key=(dup.feed_id, dup.key)))
+    return out
+
+
+class Poller:
+    """Runs poll passes; one per process, shared by the CLI and the bot."""
+
+    def __init__(
+        self,
+        db: Database,
+        fetcher: FeedFetcher,
+        matcher: Matcher,
+        settings: Settings,
+        *,
+        parse_executor: Executor | None = None,
+    ) -> None:
+        self._db = db
+        self._fetcher = fetcher
+        self._matcher = matcher
+        self._settings = settings
+        self._executor = parse_executor
+        self._interval = timedelta(seconds=settings.env.poll_interval)
+        self._max_backoff = timedelta(seconds=settings.file.fetch.max_backoff_seconds)
+
+    async def _parse(self, body: bytes, headers: dict[str, str], url: str) -> ParsedFeed:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, parse_feed, body, headers, url)
+
+    async def poll_due(self, now: datetime | None = None) -> PassReport:
+        """Poll every feed whose next check has come, concurrently."""
+        now = now or datetime.now(UTC)
+        feeds = await asyncio.to_thread(self._db.due_feeds, now)
+        storylines = await asyncio.to_thread(self._db.active_storylines)
+        reports = await asyncio.gather(*(self.poll_feed(f, storylines, now) for f in feeds))
+        await asyncio.to_thread(self._db.set_meta, "last_poll", now.isoformat())
+        return PassReport(tuple(reports))
+
+    async def poll_feed(
+        self, feed: Feed, storylines: Sequence[Storyline], now: datetime
+    ) -> FeedReport:
+        """Poll one feed; every failure ends up on the feed's record, not raised."""
+        report = FeedReport(feed.id, feed.url, feed.title)
+        try:
+            return await self._poll_feed(feed, storylines, now, report)
+        except (FetchError, ParseError) as exc:
+            error: FetchError | ParseError = exc
+        except Exception as exc:  # one feed's bug must not stop the pass
+            log.exception("unexpected error polling feed %s", feed.id)
+            error = FetchError(f"internal error ({type(exc).__name__})", url=feed.url)
+        state = next_state_after_error(
+            feed.state, error, now=now, interval=self._interval, max_backoff=self._max_backoff
+        )
+        await asyncio.to_thread(self._db.record_feed_state, feed.id, state, now=now)
+        return replace(report, error=str(error))
+
+    async def _poll_feed(
+        self, feed: Feed, storylines: Sequence[Storyline], now: datetime, report: FeedReport
+    ) -> FeedReport:
+        result = await self._fetcher.fetch(feed.url, feed.state)
+        digest = None if result.not_modified else body_digest(result.body)
+        if result.not_modified or digest == feed.state.body_hash:
+            state = next_state_after_success(
+                feed.state, etag=result.etag or feed.state.etag,
+                last_modified=result.last_modified or feed.state.last_modified,
+                body_hash=feed.state.body_hash, now=now, interval=self._interval,
+            )
+            await asyncio.to_thread(self._db.record_feed_state, feed.id, state, now=now)
+            return replace(report, unchanged=True)
+        parsed = await self._parse(result.body, result.headers, result.final_url)
+        items = {i.key: replace(i, feed_id=feed.id) for i in parsed.items}
+        known = await asyncio.to_thread(self._db.known_keys, feed.id, list(items))
+        new = [i for k, i in items.items() if k not in known]
+        to_store: list[MatchToStore] = []
+        if feed.primed and new:
+            found = self._matcher.match(new, storylines)
+            if found:
+                ids = sorted({m.storyline_id for m in found})
+                recent = await asyncio.to_thread(
+                    self._db.recent_matches, ids, now - COLLAPSE_WINDOW
+                )
+                to_store = collapse(found, items, recent)
+        elif new:
+            self._matcher.observe(new)
+        state = next_state_after_success(
+            feed.state, etag=result.etag, last_modified=result.last_modified, body_hash=digest,
+            now=now, interval=self._interval,
+        )
+        commit = await asyncio.to_thread(
+            self._db.commit_poll, feed.id, state, now=now, title=parsed.title,
+            items=list(items.values()), matches=to_store,
+        )
+        return replace(
+            report, title=parsed.title or feed.title, new_items=commit.new_items,
+            matches=commit.matches, alerts=commit.alerts, primed_now=not feed.primed,
+        )
+
+    async def probe(self, url: str) -> ProbeResult:
+        """Fetch and parse ``url`` once; raises FetchError or ParseError with a
+        message fit for the user who asked."""
+        from bot.models import FeedState
+
+        result = await self._fetcher.fetch(url, FeedState())
+        parsed = await self._parse(result.body, result.headers, result.final_url)
+        return ProbeResult(url=url, title=parsed.title, item_count=len(parsed.items))
+
+    async def add_feed(self, url: str, *, added_by: int | None = None) -> tuple[Feed, ProbeResult]:
+        """Probe ``url`` and, if it is a readable feed, start watching it.
+
+        Raises DuplicateError (already watched), FetchError or ParseError.
+        """
+        from bot.storage.repository import DuplicateError
+
+        existing = await asyncio.to_thread(self._db.find_feed, url)
+        if existing is not None:
+            raise DuplicateError(f"feed {url} is already watched (id {existing.id})")
+        probe = await self.probe(url)
+        feed = await asyncio.to_thread(
+            self._db.add_feed, url, now=datetime.now(UTC), title=probe.title, added_by=added_by
+        )
+        return feed, probe

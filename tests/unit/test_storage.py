@@ -1,0 +1,194 @@
+"""The repository against a real SQLite file: migrations, the poll transaction, the outbox."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.errors import ConfigError
+from bot.models import FeedState, Item, Match, Storyline
+from bot.storage.repository import Database, DuplicateError, MatchToStore
+from bot.storage.schema import LATEST_VERSION
+
+NOW = datetime(2023, 9, 18, 12, 0, tzinfo=UTC)
+
+
+def item(key: str, title: str = "Wang Yi arrives in Moscow") -> Item:
+    return Item(key=key, title=title, summary="", link=f"https://news.test/{key}",
+                published=NOW, source="News")
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    database = Database.open(tmp_path / "data" / "storywatch.db")
+    yield database
+    database.close()
+
+
+def test_schema_is_created_versioned_and_in_wal(db: Database, tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "data" / "storywatch.db")
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == LATEST_VERSION
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+    assert db.integrity_check() == "ok"
+
+
+def test_reopening_keeps_data_and_refuses_newer_schema(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    first = Database.open(path)
+    first.add_feed("https://a.test/rss", now=NOW)
+    first.close()
+    again = Database.open(path)
+    assert [f.url for f in again.list_feeds()] == ["https://a.test/rss"]
+    again.close()
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {LATEST_VERSION + 1}")
+    conn.close()
+    with pytest.raises(ConfigError, match="newer"):
+        Database.open(path)
+
+
+def test_duplicate_feed(db: Database) -> None:
+    db.add_feed("https://a.test/rss", now=NOW)
+    with pytest.raises(DuplicateError):
+        db.add_feed("https://a.test/rss", now=NOW)
+
+
+def _setup(db: Database) -> tuple[int, Storyline]:
+    feed = db.add_feed("https://a.test/rss", now=NOW)
+    story = db.add_storyline(Storyline(id=0, title="Wang Yi visits Russia"), now=NOW)
+    for chat in (1, 2, 3):
+        db.upsert_chat(chat, now=NOW)
+    db.subscribe(1, story.id, now=NOW)
+    db.subscribe(2, story.id, now=NOW)
+    return feed.id, story
+
+
+def test_first_poll_primes_without_alerts(db: Database) -> None:
+    feed_id, story = _setup(db)
+    commit = db.commit_poll(
+        feed_id, FeedState(etag='"1"'), now=NOW, title="A", items=[item("a")],
+        matches=[MatchToStore(Match("a", story.id, 0.9, "Wang Yi"))],
+    )
+    assert (commit.new_items, commit.matches, commit.alerts) == (1, 0, 0)
+    feed = db.get_feed(feed_id)
+    assert feed is not None and feed.primed and feed.state.etag == '"1"' and feed.title == "A"
+
+
+def test_new_item_fans_out_once_to_subscribed_active_chats(db: Database) -> None:
+    feed_id, story = _setup(db)
+    db.commit_poll(feed_id, FeedState(), now=NOW, title=None, items=[item("a")], matches=[])
+    later = NOW + timedelta(minutes=5)
+    match = MatchToStore(Match("b", story.id, 0.9, "Wang Yi; Moscow"))
+    commit = db.commit_poll(feed_id, FeedState(), now=later, title=None,
+                            items=[item("a"), item("b")], matches=[match])
+    assert (commit.new_items, commit.matches, commit.alerts) == (1, 1, 2)
+    # The same body again adds nothing.
+    again = db.commit_poll(feed_id, FeedState(), now=later + timedelta(minutes=5), title=None,
+                           items=[item("a"), item("b")], matches=[match])
+    assert (again.new_items, again.matches, again.alerts) == (0, 0, 0)
+    claimed = db.claim_due_alerts(later, 10)
+    assert sorted(e.chat_id for e in claimed) == [1, 2]
+    assert all(e.item.key == "b" and e.reason == "Wang Yi; Moscow" for e in claimed)
+    assert db.claim_due_alerts(later, 10) == []  # claimed rows are not handed out twice
+
+
+def test_changed_title_keeps_identity(db: Database) -> None:
+    feed_id, _ = _setup(db)
+    db.commit_poll(feed_id, FeedState(), now=NOW, title=None, items=[item("a")], matches=[])
+    commit = db.commit_poll(feed_id, FeedState(), now=NOW + timedelta(1), title=None,
+                            items=[item("a", "Wang Yi lands in Moscow")], matches=[])
+    assert commit.new_items == 0
+    assert [i.title for i in db.recent_items(10)] == ["Wang Yi lands in Moscow"]
+
+
+def test_failed_transaction_writes_nothing(db: Database) -> None:
+    feed_id, story = _setup(db)
+    db.commit_poll(feed_id, FeedState(), now=NOW, title=None, items=[], matches=[])
+    bad = MatchToStore(Match("x", 999_999, 0.9, "no such storyline"))
+    with pytest.raises(sqlite3.IntegrityError):
+        db.commit_poll(feed_id, FeedState(), now=NOW + timedelta(1), title=None,
+                       items=[item("x")], matches=[bad])
+    assert db.known_keys(feed_id, ["x"]) == set()
+
+
+def test_outbox_retry_sent_recover_and_counts(db: Database) -> None:
+    feed_id, story = _setup(db)
+    db.commit_poll(feed_id, FeedState(), now=NOW, title=None, items=[], matches=[])
+    db.commit_poll(feed_id, FeedState(), now=NOW, title=None, items=[item("b")],
+                   matches=[MatchToStore(Match("b", story.id, 0.9, "r"))])
+    first, second = db.claim_due_alerts(NOW, 10)
+    db.mark_sent(first.id, now=NOW, message_id=77)
+    db.mark_retry(second.id, not_before=NOW + timedelta(seconds=30), error="429")
+    assert db.claim_due_alerts(NOW, 10) == []
+    retried = db.claim_due_alerts(NOW + timedelta(seconds=31), 10)
+    assert [e.id for e in retried] == [second.id] and retried[0].attempts == 2
+    # A crash while 'sending' puts it back to pending on restart.
+    assert db.recover_in_flight() == 1
+    assert db.outbox_counts()["pending"] == 1 and db.outbox_counts()["sent"] == 1
+
+
+def test_blocked_chat_drops_its_pending_alerts(db: Database) -> None:
+    feed_id, story = _setup(db)
+    db.commit_poll(feed_id, FeedState(), now=NOW, title=None, items=[], matches=[])
+    db.commit_poll(feed_id, FeedState(), now=NOW, title=None, items=[item("b")],
+                   matches=[MatchToStore(Match("b", story.id, 0.9, "r"))])
+    db.deactivate_chat(2, "bot was blocked by the user")
+    assert [e.chat_id for e in db.claim_due_alerts(NOW, 10)] == [1]
+    assert db.outbox_counts()["dropped"] == 1
+    assert not db.chat_is_active(2)
+    db.upsert_chat(2, now=NOW)  # /start again reactivates
+    assert db.chat_is_active(2)
+
+
+def test_migrated_group_keeps_subscriptions_and_pending_alerts(db: Database) -> None:
+    feed_id, story = _setup(db)
+    db.commit_poll(feed_id, FeedState(), now=NOW, title=None, items=[], matches=[])
+    db.commit_poll(feed_id, FeedState(), now=NOW, title=None, items=[item("b")],
+                   matches=[MatchToStore(Match("b", story.id, 0.9, "r"))])
+    db.migrate_chat(2, -100200)
+    rows = db.storylines_for_chat(-100200)
+    assert [r.subscribed for r in rows] == [True]
+    assert sorted(e.chat_id for e in db.claim_due_alerts(NOW, 10)) == [-100200, 1]
+
+
+def test_duplicate_becomes_an_edit_after_its_parent(db: Database) -> None:
+    feed_id, story = _setup(db)
+    db.commit_poll(feed_id, FeedState(), now=NOW, title=None, items=[], matches=[])
+    db.commit_poll(feed_id, FeedState(), now=NOW, title=None, items=[item("a")],
+                   matches=[MatchToStore(Match("a", story.id, 0.9, "r"))])
+    dup = MatchToStore(Match("b", story.id, 0.8, "r"), duplicate_of_key=(feed_id, "a"))
+    db.commit_poll(feed_id, FeedState(), now=NOW, title=None, items=[item("b")], matches=[dup])
+    sends = db.claim_due_alerts(NOW, 10)
+    assert {e.kind for e in sends} == {"send"}  # edits wait for their parent's message id
+    for e in sends:
+        db.mark_sent(e.id, now=NOW, message_id=100 + e.chat_id)
+    edits = db.claim_due_alerts(NOW, 10)
+    assert {(e.kind, e.parent_message_id) for e in edits} == {("edit", 101), ("edit", 102)}
+    assert [i.key for i in db.duplicates_of(sends[0].id)] == ["b"]
+    recent = db.recent_matches([story.id], NOW - timedelta(hours=1))
+    assert [r.item.key for r in recent] == ["a"]  # duplicates are not candidates themselves
+
+
+def test_storylines_for_chat(db: Database) -> None:
+    _, story = _setup(db)
+    shared = db.upsert_shared_storyline(
+        Storyline(id=0, title="Putin in China", slug="putin-china", shared=True,
+                  aliases=(("Vladimir Putin", ("Putin",)),), keywords=("Belt and Road",)),
+        now=NOW,
+    )
+    again = db.upsert_shared_storyline(
+        Storyline(id=0, title="Putin in Beijing", slug="putin-china", shared=True), now=NOW
+    )
+    assert again.id == shared.id and again.title == "Putin in Beijing"
+    assert {r.storyline.id for r in db.storylines_for_chat(3)} == {shared.id}
+    assert {r.storyline.id: r.subscribed for r in db.storylines_for_chat(1)} == {
+        story.id: True, shared.id: False}
+    assert db.subscribe(3, shared.id, now=NOW) and not db.subscribe(3, shared.id, now=NOW)
+    assert db.unsubscribe(3, shared.id) and not db.unsubscribe(3, shared.id)
+    assert db.deactivate_storyline(story.id)
+    assert db.get_storyline(story.id) is None
