@@ -143,8 +143,8 @@ class Poller:
         self._matcher = matcher
         self._settings = settings
         self._executor = parse_executor
-        self._interval = timedelta(seconds=settings.env.poll_interval)
-        self._max_backoff = timedelta(seconds=settings.file.fetch.max_backoff_seconds)
+        self._interval = settings.env.poll_interval
+        self._max_backoff = settings.file.fetch.max_backoff_seconds
 
     async def _parse(self, body: bytes, headers: dict[str, str], url: str) -> ParsedFeed:
         loop = asyncio.get_running_loop()

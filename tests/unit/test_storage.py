@@ -107,7 +107,7 @@ def test_changed_title_keeps_identity(db: Database) -> None:
 
 
 def test_failed_transaction_writes_nothing(db: Database) -> None:
-    feed_id, story = _setup(db)
+    feed_id, _ = _setup(db)
     db.commit_poll(feed_id, FeedState(), now=NOW, title=None, items=[], matches=[])
     bad = MatchToStore(Match("x", 999_999, 0.9, "no such storyline"))
     with pytest.raises(sqlite3.IntegrityError):
