@@ -1,0 +1,196 @@
+"""Pure normalisation of feed values: canonical URLs, plain text and item keys.
+
+Feeds say the same thing many ways: the same article with and without ``utm_source``,
+titles with HTML entities and tags, entries without a guid. These functions turn each
+into one stable form so that deduplication and matching compare like with like.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
+
+# Query parameters that only say how a reader arrived, never what the page is.
+TRACKING_PARAMS = frozenset(
+    {
+        "fbclid", "gclid", "dclid", "gbraid", "wbraid", "msclkid", "yclid", "twclid",
+        "igshid", "mc_cid", "mc_eid", "mkt_tok", "_hsenc", "_hsmi", "ref", "ref_src",
+        "ref_url", "cmpid", "ocid", "smid", "sr_share", "xtor", "at_medium", "at_campaign",
+        "__twitter_impression", "_ga", "_gl", "oly_anon_id", "oly_enc_id", "vero_id",
+        "cmp",
+    }
+)  # fmt: skip
+TRACKING_PREFIXES = ("utm_", "itm_", "pk_", "mtm_")
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _is_tracking(name: str) -> bool:
+    key = unquote_plus(name).strip().lower()
+    return key in TRACKING_PARAMS or key.startswith(TRACKING_PREFIXES)
+
+
+def canonical_url(url: str | None) -> str | None:
+    """The canonical form of an http(s) URL, or None for anything else.
+
+    Lowercases scheme and host, drops user info, default ports, the fragment and
+    tracking parameters (utm_*, fbclid, gclid, mc_cid, ref, cmpid, ocid...), and sorts
+    the remaining parameters. Percent-encoding is kept as sent: decoding and
+    re-encoding could change what the server sees.
+    """
+    if not url:
+        return None
+    # urlsplit drops tabs and newlines itself (as browsers do); other control
+    # characters mean the value is not a URL at all.
+    text = url.strip().replace("\t", "").replace("\r", "").replace("\n", "")
+    if not text or any(ord(c) < 0x20 or c == "\x7f" for c in text):
+        return None
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+        host = parts.hostname
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not host:
+        return None
+    host = host.rstrip(".") or host
+    if ":" in host:
+        host = f"[{host}]"
+    elif not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            return None
+    netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
+    pairs = [p for p in parts.query.split("&") if p and not _is_tracking(p.split("=", 1)[0])]
+    pairs.sort()
+    path = parts.path or "/"
+    return urlunsplit((scheme, netloc, path, "&".join(pairs), ""))
+
+
+# --- plain text ----------------------------------------------------------------------
+
+_SKIP_CONTENT = frozenset({"script", "style", "noscript", "template", "head", "title"})
+# Tags that separate words: "<p>a</p><p>b</p>" must read "a b", not "ab".
+_BREAKING = frozenset(
+    {
+        "address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt",
+        "figcaption", "figure", "footer", "h1", "h2", "h3", "h4", "h5", "h6", "header",
+        "hr", "img", "li", "main", "nav", "ol", "p", "pre", "section", "table", "td",
+        "th", "tr", "ul",
+    }
+)  # fmt: skip
+# Format characters that hide or reorder text (bidi overrides can spoof a headline);
+# zero-width joiners stay because emoji sequences and some scripts need them.
+_KEEP_FORMAT = frozenset({"\u200c", "\u200d"})
+_WHITESPACE = re.compile(r"\s+")
+
+
+class _TextExtractor(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skipping: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _SKIP_CONTENT:
+            self._skipping.append(tag)
+        elif tag in _BREAKING:
+            self.parts.append(" ")
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _BREAKING:
+            self.parts.append(" ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._skipping and tag == self._skipping[-1]:
+            self._skipping.pop()
+        elif tag in _BREAKING:
+            self.parts.append(" ")
+
+    def handle_data(self, data: str) -> None:
+        if not self._skipping:
+            self.parts.append(data)
+
+
+def _clean_char(c: str) -> str:
+    category = unicodedata.category(c)
+    if category == "Cc":
+        return " " if c in "\t\n\r\x0b\x0c" else ""
+    if category in ("Cs", "Co", "Cn") or (category == "Cf" and c not in _KEEP_FORMAT):
+        return ""
+    return c
+
+
+def plain_text(html_or_text: str | None, limit: int | None = None) -> str:
+    """Visible text of an HTML fragment (or plain text): tags stripped, script and
+    style contents dropped, entities decoded, control characters removed, whitespace
+    folded. With ``limit``, cut at a word boundary and end with "…" (within ``limit``).
+    """
+    if not html_or_text:
+        return ""
+    text = html_or_text
+    if "<" in text or "&" in text:
+        extractor = _TextExtractor()
+        extractor.feed(text)
+        extractor.close()
+        text = "".join(extractor.parts)
+    text = "".join(_clean_char(c) for c in text) if not text.isprintable() else text
+    text = _WHITESPACE.sub(" ", text).strip()
+    if limit is not None and len(text) > limit:
+        text = truncate(text, limit)
+    return text
+
+
+def truncate(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, at a word boundary, ending in "…"."""
+    if len(text) <= limit:
+        return text
+    if limit <= 1:
+        return "…"[:limit]
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    if space > limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" ,.;:-–—") + "…"
+
+
+# --- item keys -----------------------------------------------------------------------
+
+# Longer guids are hashed so keys stay index-friendly; the hash is just as stable.
+MAX_GUID_LENGTH = 256
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def item_key(
+    guid: str | None,
+    link: str | None,
+    title: str | None,
+    published: datetime | None,
+) -> str:
+    """A stable deduplication key for a feed entry.
+
+    ``"g:" + guid`` when the feed gives a non-blank guid (hashed as ``"g:sha256:..."``
+    past 256 characters), else ``"u:" + canonical link``, else ``"h:" + sha256`` of the
+    normalised title and publication time. Keys are unique within one feed; two feeds
+    can share guids ("1", "2"...), so storage should scope them by feed.
+    """
+    if guid is not None and guid.strip():
+        clean = guid.strip()
+        if len(clean) > MAX_GUID_LENGTH:
+            return "g:sha256:" + _sha256(clean)
+        return "g:" + clean
+    canonical = canonical_url(link)
+    if canonical is not None:
+        return "u:" + canonical
+    normal_title = plain_text(title).casefold()
+    when = published.astimezone(UTC).isoformat() if published is not None else ""
+    return "h:" + _sha256(f"{normal_title}\n{when}")
