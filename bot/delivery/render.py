@@ -1,0 +1,189 @@
+"""Rendering alerts as Telegram messages (pure: values in, strings out).
+
+Every piece of feed or user text is escaped with :func:`html.escape`; the only
+tags emitted are ``b``, ``i`` and ``a href`` from Telegram's HTML subset; links
+are kept only for http(s) URLs. A message never exceeds Telegram's 4,096
+characters: the summary is cut first, then the explanation, then the title.
+The plain-text variant is the fallback when Telegram refuses our HTML.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+from bot.models import Item
+
+MAX_MESSAGE_CHARS = 4096
+SUMMARY_CHARS = 400  # a teaser, not the article
+MORE_CHARS = 300
+ELLIPSIS = "…"
+
+
+@dataclass(frozen=True, slots=True)
+class AlertView:
+    """What an alert message shows."""
+
+    storyline_title: str
+    item: Item
+    reason: str
+    more: tuple[Item, ...] = ()
+
+
+def safe_link(url: str | None) -> str | None:
+    """``url`` if it is an absolute http(s) URL, else ``None`` (no javascript:, data:...)."""
+    if not url:
+        return None
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return None
+    if any(ch.isspace() or ord(ch) < 32 for ch in url):
+        return None
+    return url
+
+
+def format_time(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    value = value.astimezone(UTC)
+    return f"{value:%H:%M} UTC, {value.day} {value:%b %Y}"
+
+
+def more_line(more: Sequence[Item]) -> str | None:
+    """"+N more: Source1, Source2" (raw text), sources named once in order."""
+    if not more:
+        return None
+    sources: list[str] = []
+    for it in more:
+        if it.source and it.source not in sources:
+            sources.append(it.source)
+    text = f"+{len(more)} more"
+    return f"{text}: {', '.join(sources)}" if sources else text
+
+
+def tg_len(text: str) -> int:
+    """Length as Telegram counts it: UTF-16 code units (an emoji can count two)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _clip(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, marking the cut."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    if limit <= 0:
+        return ""
+    return text[: limit - 1].rstrip() + ELLIPSIS
+
+
+def _fit_escaped(raw: str, budget: int) -> str:
+    """The longest clipped prefix of ``raw`` whose *escaped* form fits ``budget``.
+
+    Clipping the raw text (not the escaped one) guarantees no entity such as
+    ``&amp;`` is ever cut in half.
+    """
+    raw = " ".join(raw.split())
+    if tg_len(html.escape(raw, quote=False)) <= budget:
+        return html.escape(raw, quote=False)
+    lo, hi = 0, len(raw)
+    while lo < hi:  # largest n with len(escape(clip(raw, n))) <= budget
+        mid = (lo + hi + 1) // 2
+        if tg_len(html.escape(_clip(raw, mid), quote=False)) <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    return html.escape(_clip(raw, lo), quote=False) if lo > 0 else ""
+
+
+def _esc(text: str) -> str:
+    return html.escape(" ".join(text.split()), quote=False)
+
+
+def render_html(view: AlertView, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """The alert in Telegram HTML, at most ``limit`` characters."""
+    item = view.item
+    link = safe_link(item.link)
+
+    def head(title_html: str) -> str:
+        if link is not None:
+            title_html = f'<a href="{html.escape(link, quote=True)}">{title_html}</a>'
+        return f"📰 <b>{_esc(view.storyline_title)}</b>\n{title_html}"
+
+    meta = _esc(" · ".join(p for p in (item.source, format_time(item.published)) if p))
+    more = more_line(view.more)
+    tail = f"\n<i>{_esc(_clip(more, MORE_CHARS))}</i>" if more else ""
+
+    title_raw = item.title or "(untitled)"
+    summary_raw = _clip(item.summary, SUMMARY_CHARS) if item.summary else ""
+    why_raw = view.reason
+
+    def assemble(title: str, why: str, summary: str) -> str:
+        parts = [head(title)]
+        if meta:
+            parts.append(meta)
+        if why:
+            parts.append(f"<i>Why: {why}</i>")
+        if summary:
+            parts.append(summary)
+        return "\n".join(parts) + tail
+
+    title_h, why_h, summary_h = _esc(title_raw), _esc(why_raw), _esc(summary_raw)
+    text = assemble(title_h, why_h, summary_h)
+    if tg_len(text) <= limit:
+        return text
+    # Too long: shrink the summary, then the explanation, then the title.
+    fixed = tg_len(assemble(title_h, why_h, ""))
+    summary_h = _fit_escaped(summary_raw, limit - fixed - 1)
+    text = assemble(title_h, why_h, summary_h)
+    if tg_len(text) <= limit:
+        return text
+    fixed = tg_len(assemble(title_h, "", ""))
+    why_h = _fit_escaped(why_raw, limit - fixed - len("\n<i>Why: </i>"))
+    text = assemble(title_h, why_h, "")
+    if tg_len(text) <= limit:
+        return text
+    fixed = tg_len(assemble("", "", ""))
+    title_h = _fit_escaped(title_raw, limit - fixed) or _esc(ELLIPSIS)
+    text = assemble(title_h, "", "")
+    if tg_len(text) <= limit:
+        return text
+    # What is left to blame is a huge link or storyline title: drop the link,
+    # then hard-cut, rather than send something Telegram would refuse.
+    if item.link is not None or view.more:
+        return render_html(replace(view, item=replace(item, link=None), more=()), limit)
+    return _fit_escaped(render_plain(view, limit), limit)
+
+
+def render_plain(view: AlertView, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """The same alert as plain text (no parse mode), at most ``limit`` characters."""
+    item = view.item
+    link = safe_link(item.link)
+    lines = [f"📰 {' '.join(view.storyline_title.split())}", " ".join(item.title.split())]
+    if link:
+        lines.append(link)
+    meta = " · ".join(p for p in (item.source, format_time(item.published)) if p)
+    if meta:
+        lines.append(meta)
+    if view.reason:
+        lines.append(f"Why: {' '.join(view.reason.split())}")
+    more = more_line(view.more)
+    if item.summary:
+        lines.append(_clip(item.summary, SUMMARY_CHARS))
+    if more:
+        lines.append(_clip(more, MORE_CHARS))
+    return _clip_lines("\n".join(lines), limit)
+
+
+def _clip_lines(text: str, limit: int) -> str:
+    while tg_len(text) > limit:  # slicing counts code points; Telegram counts UTF-16 units
+        text = text[: len(text) - max(1, tg_len(text) - limit) - 1] + ELLIPSIS
+    return text

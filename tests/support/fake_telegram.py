@@ -1,0 +1,544 @@
+"""A fake Telegram Bot API server on 127.0.0.1 for end-to-end tests.
+
+The real python-telegram-bot client talks to it over HTTP (point
+``STORYWATCH_TELEGRAM_API_URL`` at :attr:`FakeTelegram.api_url`). It implements
+what the bot uses (getMe, getUpdates with offset and long polling,
+sendMessage, editMessageText, setMyCommands, getMyCommands, deleteWebhook,
+answerCallbackQuery...), checks messages the way Telegram does (the HTML
+subset, balanced tags, entities, 4,096 characters) and records everything per
+chat. Tests inject user messages as updates and inject faults: 429 with
+retry_after, 403 (blocked), group migration, 400 parse errors, slow answers.
+
+Standard library only (``http.server`` in a thread); safe to use from any
+thread or event loop. It binds 127.0.0.1 and never reaches anything else.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
+
+ALLOWED_TAGS = frozenset(
+    ["b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "a", "code", "pre", "blockquote", "tg-spoiler", "span", "tg-emoji"]
+)
+BOT_USER = {
+    "id": 123,
+    "is_bot": True,
+    "first_name": "Storywatch",
+    "username": "storywatch_test_bot",
+    "can_join_groups": True,
+    "can_read_all_group_messages": False,
+    "supports_inline_queries": False,
+}
+
+
+class _TelegramHTML(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=False)
+        self.stack: list[str] = []
+        self.error: str | None = None
+        self.visible: list[str] = []
+
+    def _fail(self, why: str) -> None:
+        if self.error is None:
+            self.error = why
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag not in ALLOWED_TAGS:
+            self._fail(f"unsupported start tag \"{tag}\"")
+        elif tag == "a" and (set(a) != {"href"} or not a["href"]):
+            self._fail("a tag needs exactly an href attribute")
+        elif tag == "span" and a != {"class": "tg-spoiler"}:
+            self._fail("span tag needs class=tg-spoiler")
+        elif tag in ("b", "i", "u", "s", "strong", "em", "ins", "strike", "del") and a:
+            self._fail(f"tag \"{tag}\" takes no attributes")
+        self.stack.append(tag)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._fail(f"unsupported start tag \"{tag}/\"")
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.stack or self.stack[-1] != tag:
+            self._fail(f"unexpected end tag \"{tag}\"")
+        else:
+            self.stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        for ch in "<>&":
+            if ch in data:
+                self._fail(f"unescaped {ch!r} in text")
+        self.visible.append(data)
+
+    def handle_entityref(self, name: str) -> None:
+        if name not in ("lt", "gt", "amp", "quot"):
+            self._fail(f"unsupported entity &{name};")
+        self.visible.append("x")
+
+    def handle_charref(self, name: str) -> None:
+        self.visible.append("x")
+
+    def handle_comment(self, data: str) -> None:
+        self._fail("comments are not allowed")
+
+    def handle_decl(self, decl: str) -> None:
+        self._fail("declarations are not allowed")
+
+    def unknown_decl(self, data: str) -> None:
+        self._fail("declarations are not allowed")
+
+
+def utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def validate_telegram_html(text: str) -> str | None:
+    """``None`` if Telegram would accept ``text`` with parse_mode HTML, else why not."""
+    p = _TelegramHTML()
+    p.feed(text)
+    p.close()
+    if p.error is None and p.stack:
+        p._fail(f"unclosed tag \"{p.stack[-1]}\"")
+    if p.error is None and utf16_len("".join(p.visible)) > 4096:
+        p._fail("message is too long")
+    return p.error
+
+
+def validate_plain(text: str) -> str | None:
+    if not text.strip():
+        return "message text is empty"
+    if utf16_len(text) > 4096:
+        return "message is too long"
+    return None
+
+
+@dataclass
+class Sent:
+    """One message the bot sent, as Telegram stored it."""
+
+    chat_id: int
+    message_id: int
+    text: str
+    parse_mode: str | None
+    at: float
+    edits: list[str] = field(default_factory=list)
+    reply_to: int | None = None
+
+    @property
+    def current(self) -> str:
+        return self.edits[-1] if self.edits else self.text
+
+
+@dataclass
+class Fault:
+    """An error to answer instead of doing the work."""
+
+    method: str
+    chat_id: int | None
+    status: int
+    description: str
+    parameters: dict[str, Any] | None
+    remaining: int  # -1: until removed
+    delay: float = 0.0
+    deliver: bool = False  # perform the call anyway (a timed-out send that did arrive)
+
+
+class FakeTelegram:
+    """The fake server. Use as a context manager or call :meth:`start` / :meth:`stop`."""
+
+    def __init__(self, token: str = "123:TEST") -> None:
+        self.token = token
+        self._lock = threading.Condition()
+        self._updates: list[dict[str, Any]] = []
+        self._next_update_id = 1000
+        self._next_message_id = 1
+        self._user_message_id = 10_000
+        self.sent: list[Sent] = []
+        self.requests: list[tuple[str, dict[str, Any]]] = []
+        self.commands: list[dict[str, str]] = []
+        self.blocked: set[int] = set()
+        self.migrated: dict[int, int] = {}
+        self.faults: list[Fault] = []
+        self.refused: list[tuple[str, int | None, int, str]] = []
+        self.confirmed_offset = 0
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    # -- lifecycle ----------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def api_url(self) -> str:
+        """The value for STORYWATCH_TELEGRAM_API_URL (PTB appends the token)."""
+        return f"http://127.0.0.1:{self.port}/bot"
+
+    def start(self) -> FakeTelegram:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self._lock:
+            self._lock.notify_all()
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> FakeTelegram:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- what tests do ------------------------------------------------------
+
+    def user_says(
+        self,
+        chat_id: int,
+        text: str,
+        *,
+        user_id: int | None = None,
+        chat_type: str | None = None,
+        reply_to_text: str | None = None,
+    ) -> int:
+        """Queue a message from a user as an update; returns its message id."""
+        uid = user_id if user_id is not None else abs(chat_id)
+        ctype = chat_type or ("private" if chat_id > 0 else "supergroup")
+        chat: dict[str, Any] = {"id": chat_id, "type": ctype}
+        if ctype == "private":
+            chat["first_name"] = f"User{uid}"
+        else:
+            chat["title"] = f"Group {chat_id}"
+        with self._lock:
+            self._user_message_id += 1
+            msg: dict[str, Any] = {
+                "message_id": self._user_message_id,
+                "date": int(time.time()),
+                "chat": chat,
+                "from": {"id": uid, "is_bot": False, "first_name": f"User{uid}"},
+                "text": text,
+            }
+            if text.startswith("/"):
+                word = text.split()[0]
+                msg["entities"] = [
+                    {"type": "bot_command", "offset": 0, "length": utf16_len(word)}
+                ]
+            if reply_to_text is not None:
+                self._user_message_id += 1
+                msg["reply_to_message"] = {
+                    "message_id": self._user_message_id,
+                    "date": int(time.time()),
+                    "chat": chat,
+                    "from": {"id": uid + 1, "is_bot": False, "first_name": "Other"},
+                    "text": reply_to_text,
+                }
+            self._updates.append({"update_id": self._next_update_id, "message": msg})
+            self._next_update_id += 1
+            self._lock.notify_all()
+            return int(msg["message_id"])
+
+    def fail(
+        self,
+        method: str,
+        *,
+        status: int,
+        description: str,
+        chat_id: int | None = None,
+        parameters: dict[str, Any] | None = None,
+        times: int = 1,
+        delay: float = 0.0,
+        deliver: bool = False,
+    ) -> Fault:
+        """Answer the next ``times`` calls of ``method`` (for ``chat_id``) with an error."""
+        f = Fault(method, chat_id, status, description, parameters, times, delay, deliver)
+        with self._lock:
+            self.faults.append(f)
+        return f
+
+    def rate_limit(self, retry_after: int, *, chat_id: int | None = None, times: int = 1) -> Fault:
+        return self.fail(
+            "sendMessage",
+            status=429,
+            description=f"Too Many Requests: retry after {retry_after}",
+            parameters={"retry_after": retry_after},
+            chat_id=chat_id,
+            times=times,
+        )
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self.faults.clear()
+
+    def messages(self, chat_id: int) -> list[Sent]:
+        with self._lock:
+            return [m for m in self.sent if m.chat_id == chat_id]
+
+    def texts(self, chat_id: int) -> list[str]:
+        return [m.current for m in self.messages(chat_id)]
+
+    def all_messages(self) -> list[Sent]:
+        with self._lock:
+            return list(self.sent)
+
+    def wait_for(
+        self, condition: Callable[[], bool], timeout: float = 30.0, what: str = "condition"
+    ) -> None:
+        """Poll ``condition`` until true; AssertionError after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            time.sleep(0.05)
+        if condition():
+            return
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+    def wait_reply(self, chat_id: int, after: int, timeout: float = 30.0) -> str:
+        """Wait for the bot's next message in ``chat_id`` beyond the first ``after``."""
+        self.wait_for(
+            lambda: len(self.messages(chat_id)) > after, timeout, f"a reply in chat {chat_id}"
+        )
+        return self.messages(chat_id)[after].current
+
+    def pending_updates(self) -> int:
+        with self._lock:
+            return len([u for u in self._updates if u["update_id"] >= self.confirmed_offset])
+
+    # -- the API ------------------------------------------------------------
+
+    def _take_fault(self, method: str, chat_id: int | None) -> Fault | None:
+        for f in self.faults:
+            if f.method == method and (f.chat_id is None or f.chat_id == chat_id):
+                if f.remaining == 0:
+                    continue
+                if f.remaining > 0:
+                    f.remaining -= 1
+                return f
+        return None
+
+    def _call(self, method: str, p: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        if method == "getMe":
+            return 200, {"ok": True, "result": BOT_USER}
+        if method in ("deleteWebhook", "setWebhook", "answerCallbackQuery", "close", "logOut"):
+            return 200, {"ok": True, "result": True}
+        if method == "getUpdates":
+            return 200, {"ok": True, "result": self._get_updates(p)}
+        if method == "setMyCommands":
+            with self._lock:
+                self.commands = json.loads(p.get("commands", "[]"))
+            return 200, {"ok": True, "result": True}
+        if method == "getMyCommands":
+            return 200, {"ok": True, "result": self.commands}
+        if method == "deleteMyCommands":
+            return 200, {"ok": True, "result": True}
+        if method == "sendChatAction":
+            return 200, {"ok": True, "result": True}
+        if method == "sendMessage":
+            return self._send(p)
+        if method == "editMessageText":
+            return self._edit(p)
+        return 404, {"ok": False, "error_code": 404, "description": "Not Found: method not found"}
+
+    def _get_updates(self, p: dict[str, Any]) -> list[dict[str, Any]]:
+        offset = int(p.get("offset", 0) or 0)
+        timeout = float(p.get("timeout", 0) or 0)
+        limit = int(p.get("limit", 100) or 100)
+        deadline = time.monotonic() + min(timeout, 10.0)
+        with self._lock:
+            if offset:
+                # Like Telegram: asking with an offset confirms every earlier update.
+                self.confirmed_offset = max(self.confirmed_offset, offset)
+                self._updates = [u for u in self._updates if u["update_id"] >= offset]
+            while True:
+                ready = [u for u in self._updates if u["update_id"] >= offset][:limit]
+                left = deadline - time.monotonic()
+                if ready or left <= 0:
+                    return ready
+                self._lock.wait(min(left, 0.5))
+
+    @staticmethod
+    def _error(status: int, description: str, parameters: dict[str, Any] | None = None) -> tuple[
+        int, dict[str, Any]
+    ]:
+        body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
+        if parameters:
+            body["parameters"] = parameters
+        return status, body
+
+    def _check_text(self, p: dict[str, Any]) -> str | None:
+        text = str(p.get("text", ""))
+        if p.get("parse_mode") == "HTML":
+            why = validate_telegram_html(text)
+            if why is None and not text.strip():
+                why = "message text is empty"
+        elif p.get("parse_mode") in (None, ""):
+            why = validate_plain(text)
+        else:
+            why = f"unsupported parse_mode {p.get('parse_mode')}"
+        return why
+
+    def _send(self, p: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        chat_id = int(p["chat_id"])
+        fault = self._fault_for("sendMessage", chat_id)
+        if fault is not None and not fault.deliver:
+            return self._refuse("sendMessage", chat_id, fault)
+        if chat_id in self.blocked:
+            return self._refuse_plain(
+                "sendMessage", chat_id, 403, "Forbidden: bot was blocked by the user"
+            )
+        if chat_id in self.migrated:
+            return self._refuse_plain(
+                "sendMessage",
+                chat_id,
+                400,
+                "Bad Request: group chat was upgraded to a supergroup chat",
+                {"migrate_to_chat_id": self.migrated[chat_id]},
+            )
+        why = self._check_text(p)
+        if why is not None:
+            return self._refuse_plain(
+                "sendMessage", chat_id, 400, f"Bad Request: can't parse entities: {why}"
+            )
+        with self._lock:
+            mid = self._next_message_id
+            self._next_message_id += 1
+            reply_to: int | None = None
+            if p.get("reply_parameters"):
+                reply_to = int(json.loads(p["reply_parameters"]).get("message_id", 0)) or None
+            elif p.get("reply_to_message_id"):
+                reply_to = int(p["reply_to_message_id"])
+            self.sent.append(
+                Sent(chat_id, mid, str(p["text"]), p.get("parse_mode"), time.time(),
+                     reply_to=reply_to)
+            )
+            self._lock.notify_all()
+        if fault is not None:  # delivered, but the client is made to time out
+            time.sleep(fault.delay)
+        return 200, {"ok": True, "result": self._message(chat_id, mid, str(p["text"]))}
+
+    def _edit(self, p: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        chat_id = int(p["chat_id"])
+        fault = self._fault_for("editMessageText", chat_id)
+        if fault is not None:
+            return self._refuse("editMessageText", chat_id, fault)
+        if chat_id in self.blocked:
+            return self._refuse_plain(
+                "editMessageText", chat_id, 403, "Forbidden: bot was blocked by the user"
+            )
+        why = self._check_text(p)
+        if why is not None:
+            return self._refuse_plain(
+                "editMessageText", chat_id, 400, f"Bad Request: can't parse entities: {why}"
+            )
+        mid = int(p["message_id"])
+        with self._lock:
+            target = next(
+                (m for m in self.sent if m.chat_id == chat_id and m.message_id == mid), None
+            )
+            if target is None:
+                return self._error(400, "Bad Request: message to edit not found")
+            if target.current == p["text"]:
+                return self._error(
+                    400,
+                    "Bad Request: message is not modified: specified new message content "
+                    "and reply markup are exactly the same as a current content and reply "
+                    "markup of the message",
+                )
+            target.edits.append(str(p["text"]))
+            self._lock.notify_all()
+        return 200, {"ok": True, "result": self._message(chat_id, mid, str(p["text"]))}
+
+    def _fault_for(self, method: str, chat_id: int) -> Fault | None:
+        with self._lock:
+            fault = self._take_fault(method, chat_id)
+        if fault is not None and fault.delay and not fault.deliver:
+            time.sleep(fault.delay)
+        return fault
+
+    def _refuse(self, method: str, chat_id: int, fault: Fault) -> tuple[int, dict[str, Any]]:
+        return self._refuse_plain(method, chat_id, fault.status, fault.description,
+                                  fault.parameters)
+
+    def _refuse_plain(
+        self,
+        method: str,
+        chat_id: int | None,
+        status: int,
+        description: str,
+        parameters: dict[str, Any] | None = None,
+    ) -> tuple[int, dict[str, Any]]:
+        with self._lock:
+            self.refused.append((method, chat_id, status, description))
+        return self._error(status, description, parameters)
+
+    @staticmethod
+    def _message(chat_id: int, mid: int, text: str) -> dict[str, Any]:
+        chat: dict[str, Any] = {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"}
+        if chat_id < 0:
+            chat["title"] = f"Group {chat_id}"
+        return {
+            "message_id": mid,
+            "date": int(time.time()),
+            "chat": chat,
+            "from": BOT_USER,
+            "text": text,
+        }
+
+    # -- HTTP plumbing ------------------------------------------------------
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _respond(self, status: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (timed out or was killed)
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                prefix = f"/bot{fake.token}/"
+                if not self.path.startswith(prefix):
+                    self._respond(401, {"ok": False, "error_code": 401,
+                                        "description": "Unauthorized"})
+                    return
+                method = self.path[len(prefix):].split("?")[0]
+                ctype = self.headers.get("Content-Type", "")
+                params: dict[str, Any]
+                if "json" in ctype and raw:
+                    params = json.loads(raw)
+                else:
+                    params = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
+                with fake._lock:
+                    fake.requests.append((method, params))
+                status, body = fake._call(method, params)
+                self._respond(status, body)
+
+            def do_POST(self) -> None:
+                self._handle()
+
+            def do_GET(self) -> None:
+                self._handle()
+
+        return Handler
