@@ -26,7 +26,8 @@ from typing import Any
 from urllib.parse import parse_qs
 
 ALLOWED_TAGS = frozenset(
-    ["b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "a", "code", "pre", "blockquote", "tg-spoiler", "span", "tg-emoji"]
+    {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "a", "code", "pre"}
+    | {"blockquote", "tg-spoiler", "span", "tg-emoji"}
 )
 BOT_USER = {
     "id": 123,
