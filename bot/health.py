@@ -1,0 +1,131 @@
+"""Liveness of a running bot, judged from what it last wrote to its database.
+
+The bot records two heartbeats in the ``meta`` table: ``last_poll`` at the end
+of every poll pass and ``telegram_ok`` after every successful round of Bot API
+calls. ``assess_health`` turns them into a verdict (pure: ``now`` and the poll
+interval come in as arguments); ``read_health_meta`` and ``check_database`` do
+the I/O for ``storywatch health`` (the container's HEALTHCHECK) and for the
+``/healthz`` endpoint, so both always give the same answer.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+LAST_POLL_KEY = "last_poll"
+TELEGRAM_OK_KEY = "telegram_ok"
+HEALTH_KEYS = (LAST_POLL_KEY, TELEGRAM_OK_KEY)
+
+# A pass may legitimately be late by a couple of intervals (a slow feed, a
+# backoff, a restart); below two minutes the check would flap on short test
+# intervals.
+POLL_INTERVALS_ALLOWED = 3.0
+POLL_FLOOR_SECONDS = 120.0
+# The bot talks to Telegram far more often than this (getUpdates long-polls
+# for at most a minute), so five silent minutes means the link is broken.
+TELEGRAM_MAX_AGE_SECONDS = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class HealthVerdict:
+    """``ok`` with no reasons, or not ok with one human-readable reason per problem."""
+
+    ok: bool
+    reasons: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        if self.ok:
+            return "healthy"
+        return "unhealthy: " + "; ".join(self.reasons)
+
+
+def poll_max_age(poll_interval: float) -> float:
+    """How old the last poll pass may be before the bot counts as stuck."""
+    return max(POLL_INTERVALS_ALLOWED * poll_interval, POLL_FLOOR_SECONDS)
+
+
+def _parse(value: str) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    # The bot writes aware UTC timestamps; a naive one can only mean UTC too.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _check_one(
+    meta: Mapping[str, str | None], key: str, what: str, now: datetime, max_age: float
+) -> str | None:
+    raw = meta.get(key)
+    if raw is None or not raw.strip():
+        return f"no {what} yet"
+    moment = _parse(raw.strip())
+    if moment is None:
+        return f"cannot read the time of the last {what} ({raw!r})"
+    age = (now - moment).total_seconds()
+    # A timestamp slightly in the future (clock step between processes) is fresh.
+    if age > max_age:
+        return f"no {what} for {age:,.0f} s (last {moment.astimezone(UTC).isoformat()})"
+    return None
+
+
+def assess_health(
+    meta: Mapping[str, str | None],
+    now: datetime,
+    poll_interval: float,
+    *,
+    telegram_max_age: float = TELEGRAM_MAX_AGE_SECONDS,
+) -> HealthVerdict:
+    """Judge the heartbeats in ``meta`` (values as stored: ISO-8601 strings) at ``now``."""
+    reasons = [
+        r
+        for r in (
+            _check_one(meta, LAST_POLL_KEY, "poll pass", now, poll_max_age(poll_interval)),
+            _check_one(meta, TELEGRAM_OK_KEY, "successful Telegram call", now, telegram_max_age),
+        )
+        if r is not None
+    ]
+    return HealthVerdict(ok=not reasons, reasons=reasons)
+
+
+def read_health_meta(db_path: Path) -> dict[str, str | None] | None:
+    """The heartbeat values from the database at ``db_path``; None when it does not exist.
+
+    Opened read-only on purpose, not through ``Database.open``: the check runs
+    every 30 s beside the bot, and must neither create the database, run
+    migrations nor take a write lock. Raises ``sqlite3.Error`` on a database
+    that cannot be read.
+    """
+    if not db_path.exists():
+        return None
+    conn = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
+    try:
+        try:
+            rows = conn.execute(
+                "SELECT key, value FROM meta WHERE key IN (?, ?)", HEALTH_KEYS
+            ).fetchall()
+        except sqlite3.OperationalError as exc:
+            # Created but not migrated yet: the bot is still starting.
+            if "no such table" in str(exc):
+                return dict.fromkeys(HEALTH_KEYS)
+            raise
+    finally:
+        conn.close()
+    meta: dict[str, str | None] = dict.fromkeys(HEALTH_KEYS)
+    meta.update({str(k): None if v is None else str(v) for k, v in rows})
+    return meta
+
+
+def check_database(db_path: Path, poll_interval: float, now: datetime) -> HealthVerdict:
+    """The verdict for the bot whose database is ``db_path``; never raises."""
+    try:
+        meta = read_health_meta(db_path)
+    except sqlite3.Error as exc:
+        return HealthVerdict(ok=False, reasons=[f"cannot read database {db_path}: {exc}"])
+    if meta is None:
+        return HealthVerdict(ok=False, reasons=[f"not started yet (no database at {db_path})"])
+    return assess_health(meta, now, poll_interval)
