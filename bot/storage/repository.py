@@ -678,3 +678,65 @@ class Database:
         counts = {"pending": 0, "sending": 0, "sent": 0, "failed": 0, "dropped": 0}
         counts.update({r["status"]: int(r["n"]) for r in rows})
         return counts
+
+    # == Delivery additions ===================================================
+    # Added by the Telegram/delivery work (bot/delivery/sender.py needs them);
+    # additive only, nothing above changed. Lead: review and move as you like.
+
+    def outbox_entry(self, outbox_id: int) -> OutboxEntry | None:
+        """One outbox row joined like :meth:`claim_due_alerts`, whatever its status.
+
+        The sender re-renders a parent alert from it when an 'edit' row adds
+        "+N more" to the parent's message.
+        """
+        rows = self._query(
+            "SELECT o.id, o.chat_id, o.kind, o.attempts, o.storyline_id, o.parent_id, "
+            "s.title AS storyline_title, i.key, i.title, i.summary, i.link, i.published, "
+            "i.source, i.feed_id, m.score, m.reason, o.message_id AS parent_message_id "
+            "FROM outbox o JOIN storylines s ON s.id = o.storyline_id "
+            "JOIN items i ON i.id = o.item_id "
+            "JOIN matches m ON m.item_id = o.item_id AND m.storyline_id = o.storyline_id "
+            "WHERE o.id = ?",
+            (outbox_id,),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return OutboxEntry(
+            id=r["id"],
+            chat_id=r["chat_id"],
+            kind=r["kind"],
+            attempts=r["attempts"],
+            storyline_id=r["storyline_id"],
+            storyline_title=r["storyline_title"],
+            item=self._item_from_join(r),
+            score=r["score"],
+            reason=r["reason"],
+            # For this lookup the field carries the row's OWN sent message id.
+            parent_message_id=r["parent_message_id"],
+            parent_id=r["parent_id"],
+        )
+
+    @staticmethod
+    def _item_from_join(r: sqlite3.Row) -> Item:
+        return Item(
+            key=r["key"],
+            title=r["title"],
+            summary=r["summary"],
+            link=r["link"],
+            published=_dt(r["published"]),
+            source=r["source"],
+            feed_id=r["feed_id"],
+        )
+
+    def release_claim(self, outbox_id: int, *, not_before: datetime, error: str) -> None:
+        """Give back a claimed alert that was not really attempted (held by our own
+        rate limiter, refused with 429, or cut short by shutdown): pending again,
+        and the claim's attempt is not counted, so a long 429 storm never pushes
+        an alert over the failure limit."""
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE outbox SET status = 'pending', not_before = ?, last_error = ?, "
+                "attempts = MAX(attempts - 1, 0) WHERE id = ? AND status = 'sending'",
+                (_ts(not_before), error, outbox_id),
+            )
