@@ -3,17 +3,23 @@
 How it decides (details and measured figures in docs/matching.md):
 
 1. Text is processed once per item: folded, tokenised, lightly stemmed,
-   demonyms mapped to places ("Russian" -> "russia"). Tokens that are not in
-   any profile's vocabulary are fuzzy-matched once against it with rapidfuzz
+   demonyms mapped to places ("Russian" -> "russia"). A token that is not in
+   any profile's vocabulary is fuzzy-matched once against it with rapidfuzz
    (spellings, transliterations) and the answer is cached.
-2. Relevance is a BM25-weighted cosine between the item and the storyline's
-   weighted terms, with IDF from every item the matcher has observed.
-3. Entities gate and boost: a storyline with named entities only matches an
-   item that mentions one of them (under any alias), and every entity or key
-   phrase found adds evidence.
-4. Confident matches teach the storyline new terms (adaptive tracking), capped
-   so that learned terms never outweigh the seed.
+2. Word relevance blends two BM25-weighted measures with IDF from every item
+   observed so far: how much of the storyline's weighted terms the item covers,
+   and the cosine between the two. Coverage suits short titles, cosine long
+   seeds; the blend keeps one threshold usable for both.
+3. Entities (under any alias) and key phrases found in the item add a capped
+   bonus and make the explanation ("Putin ~ Russian president; Beijing").
+4. Adaptive tracking: confident matches build a per-storyline centroid; an item
+   close to it gets part of the way towards that similarity. The centroid can
+   only add up to ``max_adapt`` of the gap, so the seed always dominates.
+5. Freshness: a storyline that has been quiet for a while needs stronger
+   evidence (news comes in bursts), never less than ``dormant_floor``.
 
+Candidate storylines per item come from an inverted index, so the cost per item
+grows with the postings of its words, not with the number of storylines.
 One default configuration, :data:`DEFAULT_CONFIG`, is used everywhere.
 """
 
@@ -22,7 +28,8 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from rapidfuzz import fuzz, process
@@ -46,28 +53,38 @@ class SemanticScorer(Protocol):
 class MatcherConfig:
     """Matcher settings. The defaults are the one documented configuration."""
 
-    threshold: float = 0.25
+    threshold: float = 0.21
     """A pair whose final score reaches this is a match."""
-    learn_threshold: float = 0.40
-    """Only matches at least this confident teach the storyline new terms."""
+    coverage_mix: float = 0.5
+    """Blend of profile coverage (1.0) and cosine (0.0) in the word score."""
     fuzzy_cutoff: float = 88.0
     """rapidfuzz ``ratio`` a token needs to count as a spelling of a profile term."""
     fuzzy_min_length: int = 5
     """Shorter tokens are never fuzzy-matched: too many short words look alike."""
-    entity_gate: bool = True
-    """Storylines with entities need one of them mentioned to match."""
     entity_bonus: float = 0.10
-    """Added per matched entity (weighted), up to ``max_bonus`` in all."""
+    """Added per matched entity (times its weight)..."""
     phrase_bonus: float = 0.05
+    """...and per key phrase found..."""
     max_bonus: float = 0.25
-    learn_rate: float = 0.2
-    """Weight of one learned item's terms relative to the seed's top weight."""
-    max_learned_terms: int = 30
-    max_learned_mass: float = 0.5
-    """Learned terms may carry at most this share of the profile's total weight."""
+    """...up to this much in all."""
+    learn_threshold: float = 0.30
+    """Only matches at least this confident teach the storyline (adaptive tracking)."""
+    adapt_step: float = 0.1
+    """Each learned item lets the centroid close this much more of the gap..."""
+    max_adapt: float = 0.4
+    """...up to this share: the seed always keeps the larger say."""
+    max_learned_terms: int = 40
+    """The centroid keeps only its heaviest terms: bounded memory, no long tail drift."""
+    half_life_days: float = 10.0
+    """Word evidence for a storyline quiet this long counts (1 + floor) / 2 as much..."""
+    dormant_floor: float = 0.6
+    """...and never less than this share, however long it has been quiet."""
     max_docs: int = 20_000
     """Corpus statistics are halved beyond this many items: bounded memory, recent IDF."""
+    refresh_ratio: float = 0.02
+    """Cached profile norms are recomputed when the corpus grew by this share."""
     semantic: SemanticScorer | None = None
+    """Optional extra scorer; when None, words alone decide."""
     semantic_weight: float = 0.3
 
 
@@ -89,31 +106,54 @@ class Assessment:
 
 @dataclass(slots=True)
 class _Doc:
-    """An item's text, processed once."""
+    """An item's text, processed once per batch."""
 
     key: str
+    published: datetime | None
     toks: list[str]
-    tf: Counter[str]
+    weights: dict[str, float]  # BM25-saturated tf x idf
+    norm: float
     joined: str  # " tok tok tok " for phrase lookups
 
 
 @dataclass(slots=True)
-class _Learned:
-    terms: Counter[str] = field(default_factory=Counter)
+class _State:
+    """What the matcher has learned about one storyline."""
+
+    centroid: Counter[str] = field(default_factory=Counter)  # summed unit tf vectors
     matches: int = 0
+    last_active: datetime | None = None
+
+
+@dataclass(slots=True)
+class _Entry:
+    """A storyline in the index, with norms cached for the current IDF."""
+
+    storyline: Storyline
+    profile: Profile
+    pw: dict[str, float] = field(default_factory=dict)  # profile weight x idf
+    pnorm: float = 0.0
+    pmass: float = 0.0
+    cw: dict[str, float] = field(default_factory=dict)  # centroid weight x idf
+    cnorm: float = 0.0
+    n_docs: float = -1.0  # corpus size the cache was computed for
 
 
 class Matcher:
-    """Scores items against storylines; keeps corpus statistics and learned terms."""
+    """Scores items against storylines; keeps corpus statistics and learned state.
+
+    Not thread-safe: one matcher per pipeline, fed batches in time order.
+    """
 
     def __init__(self, config: MatcherConfig | None = None) -> None:
         self.config = config or DEFAULT_CONFIG
         self._df: Counter[str] = Counter()
         self._n_docs = 0.0
-        self._profiles: dict[int, tuple[Storyline, Profile]] = {}
-        self._learned: dict[int, _Learned] = {}
-        self._vocab: set[str] = set()
+        self._entries: dict[int, _Entry] = {}
+        self._states: dict[int, _State] = {}
+        self._postings: dict[str, set[int]] = {}
         self._vocab_list: list[str] = []
+        self._vocab_dirty = False
         self._canon: dict[str, str] = {}
 
     # -- corpus statistics -------------------------------------------------
@@ -139,117 +179,190 @@ class Matcher:
         df = self._df.get(tok, 0)
         return math.log(1.0 + (self._n_docs - df + 0.5) / (df + 0.5))
 
-    # -- profiles ----------------------------------------------------------
+    # -- storylines ----------------------------------------------------------
 
     def profile(self, storyline: Storyline) -> Profile:
         """The (cached) profile of ``storyline``; rebuilt if the storyline changed."""
-        cached = self._profiles.get(storyline.id)
-        if cached is not None and cached[0] == storyline:
-            return cached[1]
-        prof = build_profile(storyline)
-        self._profiles[storyline.id] = (storyline, prof)
-        new_vocab = set(prof.terms) | prof.entity_tokens()
-        if not new_vocab <= self._vocab:
-            self._vocab |= new_vocab
-            self._vocab_list = sorted(self._vocab)
-            self._canon.clear()  # cached fuzzy answers may now have better targets
-        return prof
+        return self._entry(storyline).profile
+
+    def _entry(self, storyline: Storyline) -> _Entry:
+        entry = self._entries.get(storyline.id)
+        if entry is not None and entry.storyline == storyline:
+            return entry
+        if entry is not None:
+            self._unindex(storyline.id, entry)
+            self._states.pop(storyline.id, None)  # edited storyline: start afresh
+        entry = _Entry(storyline, build_profile(storyline))
+        self._entries[storyline.id] = entry
+        self._index(storyline.id, entry)
+        return entry
+
+    def _terms_of(self, entry: _Entry) -> set[str]:
+        state = self._states.get(entry.storyline.id)
+        out = set(entry.profile.terms) | entry.profile.entity_tokens()
+        if state is not None:
+            out |= set(state.centroid)
+        return out
+
+    def _index(self, sid: int, entry: _Entry) -> None:
+        for tok in self._terms_of(entry):
+            posting = self._postings.setdefault(tok, set())
+            if not posting:
+                self._vocab_dirty = True
+            posting.add(sid)
+        entry.n_docs = -1.0
+
+    def _unindex(self, sid: int, entry: _Entry) -> None:
+        for tok in self._terms_of(entry):
+            posting = self._postings.get(tok)
+            if posting is not None:
+                posting.discard(sid)
+                if not posting:
+                    del self._postings[tok]
+                    self._vocab_dirty = True
+
+    def _refresh(self, entry: _Entry) -> None:
+        """Recompute IDF-weighted profile and centroid vectors if IDF moved enough."""
+        n = self._n_docs
+        if entry.n_docs >= 0 and n - entry.n_docs <= self.config.refresh_ratio * entry.n_docs:
+            return
+        entry.n_docs = n
+        entry.pw = {t: w * self.idf(t) for t, w in entry.profile.terms.items()}
+        entry.pnorm = math.sqrt(sum(v * v for v in entry.pw.values()))
+        entry.pmass = sum(entry.pw.values())
+        state = self._states.get(entry.storyline.id)
+        if state is not None and state.centroid:
+            entry.cw = {t: w * self.idf(t) for t, w in state.centroid.items()}
+            entry.cnorm = math.sqrt(sum(v * v for v in entry.cw.values()))
+        else:
+            entry.cw, entry.cnorm = {}, 0.0
+
+    # -- item text -------------------------------------------------------------
 
     def _canonical(self, tok: str) -> str:
         """The profile term ``tok`` is a spelling of, or ``tok`` itself."""
+        if self._vocab_dirty:
+            self._vocab_list = sorted(t for t in self._postings if len(t) >= 2)
+            self._canon.clear()  # cached answers may now have better targets
+            self._vocab_dirty = False
         hit = self._canon.get(tok)
         if hit is not None:
             return hit
         out = tok
         if (
-            tok not in self._vocab
+            tok not in self._postings
             and len(tok) >= self.config.fuzzy_min_length
             and self._vocab_list
         ):
             best = process.extractOne(
-                tok,
-                self._vocab_list,
-                scorer=fuzz.ratio,
-                score_cutoff=self.config.fuzzy_cutoff,
+                tok, self._vocab_list, scorer=fuzz.ratio, score_cutoff=self.config.fuzzy_cutoff
             )
             if best is not None and len(best[0]) >= self.config.fuzzy_min_length:
                 out = best[0]
+        if len(self._canon) > 200_000:
+            self._canon.clear()  # bounded memory on a long-running bot
         self._canon[tok] = out
         return out
 
     def _doc(self, item: Item) -> _Doc:
         toks = [self._canonical(t) for t in tokens(f"{item.title} {item.summary}")]
-        return _Doc(item.key, toks, Counter(toks), " " + " ".join(toks) + " ")
+        weights = {
+            tok: self.idf(tok) * tf * (_K1 + 1) / (tf + _K1) for tok, tf in Counter(toks).items()
+        }
+        norm = math.sqrt(sum(v * v for v in weights.values()))
+        return _Doc(item.key, item.published, toks, weights, norm, " " + " ".join(toks) + " ")
 
     # -- scoring -----------------------------------------------------------
 
-    def _weights(self, prof: Profile) -> dict[str, float]:
-        """Profile term weights including what the storyline has learned."""
-        learned = self._learned.get(prof.storyline_id)
-        if learned is None or not learned.terms:
-            return dict(prof.terms)
-        out = dict(prof.terms)
-        for tok, w in learned.terms.items():
-            out[tok] = out.get(tok, 0.0) + w
-        return out
-
-    def _assess(self, doc: _Doc, prof: Profile) -> tuple[float, str]:
+    def _pair(self, doc: _Doc, entry: _Entry) -> tuple[float, str]:
+        """Word score (before freshness) and reason for one pair with shared terms."""
         cfg = self.config
-        weights = self._weights(prof)
-        dot = 0.0
-        pnorm = 0.0
+        prof = entry.profile
+        dot = covered = 0.0
         contrib: list[tuple[float, str]] = []
-        for tok, w in weights.items():
-            idf = self.idf(tok)
-            pw = w * idf
-            pnorm += pw * pw
-            tf = doc.tf.get(tok)
-            if tf:
-                dw = idf * tf * (_K1 + 1) / (tf + _K1)
+        cdot = 0.0
+        for tok, dw in doc.weights.items():
+            pw = entry.pw.get(tok)
+            if pw:
                 dot += pw * dw
+                covered += pw
                 contrib.append((pw * dw, tok))
-        if dot <= 0.0:
+            cw = entry.cw.get(tok)
+            if cw:
+                cdot += cw * dw
+        word = 0.0
+        if dot > 0 and entry.pnorm and doc.norm:
+            cosine = dot / (entry.pnorm * doc.norm)
+            coverage = covered / entry.pmass
+            word = cfg.coverage_mix * coverage + (1 - cfg.coverage_mix) * cosine
+        if cdot > 0 and entry.cnorm and doc.norm:
+            # Adaptive part: only ever closes part of the gap to the centroid.
+            state = self._states[prof.storyline_id]
+            share = min(cfg.max_adapt, cfg.adapt_step * state.matches)
+            adapt = cdot / (entry.cnorm * doc.norm)
+            word += share * max(0.0, adapt - word)
+        if word <= 0:
             return 0.0, ""
-        dnorm = 0.0
-        for tok, tf in doc.tf.items():
-            dw = self.idf(tok) * tf * (_K1 + 1) / (tf + _K1)
-            dnorm += dw * dw
-        cosine = dot / math.sqrt(pnorm * dnorm) if pnorm and dnorm else 0.0
-
         found: list[tuple[Entity, tuple[str, ...]]] = []
         for ent in prof.entities:
             for form in ent.forms:
-                if all(t in TITLE_WORDS for t in form) and len(form) == 1:
+                if len(form) == 1 and form[0] in TITLE_WORDS:
                     continue
                 if (" " + " ".join(form) + " ") in doc.joined:
                     found.append((ent, form))
                     break
-        if cfg.entity_gate and prof.entities and not found:
-            return 0.0, ""
         bonus = sum(cfg.entity_bonus * ent.weight for ent, _ in found)
-        phrases = [p for p in prof.phrases if (" " + " ".join(p) + " ") in doc.joined]
-        bonus += cfg.phrase_bonus * len(phrases)
-        score = cosine + min(cfg.max_bonus, bonus)
-        return score, _explain(found, contrib)
+        bonus += cfg.phrase_bonus * sum(
+            1 for p in prof.phrases if (" " + " ".join(p) + " ") in doc.joined
+        )
+        return word + min(cfg.max_bonus, bonus), _explain(found, contrib)
 
-    def score(
-        self, items: Sequence[Item], storylines: Sequence[Storyline]
-    ) -> list[Assessment]:
-        """Score every (item, storyline) pair without observing or learning."""
-        profs = [self.profile(s) for s in storylines]
+    def _freshness(self, storyline_id: int, when: datetime | None) -> float:
+        """Down-weight storylines that have been quiet: news comes in bursts."""
+        cfg = self.config
+        if when is None or cfg.half_life_days <= 0:
+            return 1.0
+        state = self._states.setdefault(storyline_id, _State())
+        if state.last_active is None:
+            # The storyline starts with the first item it is shown.
+            state.last_active = when
+            return 1.0
+        age = (when - state.last_active).total_seconds() / 86400.0
+        if age <= 0:
+            return 1.0
+        decay = 0.5 ** (age / cfg.half_life_days)
+        return cfg.dormant_floor + (1.0 - cfg.dormant_floor) * decay
+
+    def score(self, items: Sequence[Item], storylines: Sequence[Storyline]) -> list[Assessment]:
+        """Score every (item, storyline) pair without observing or learning.
+
+        Returns one :class:`Assessment` per pair, items in order, storylines in
+        order within each item.
+        """
+        cfg = self.config
+        entries = [self._entry(s) for s in storylines]
+        for entry in entries:
+            self._refresh(entry)
+        wanted = {s.id for s in storylines}
+        semantic = cfg.semantic.similarities(items, storylines) if cfg.semantic else None
         out: list[Assessment] = []
-        for item in items:
+        for row, item in enumerate(items):
             doc = self._doc(item)
-            for prof in profs:
-                s, why = self._assess(doc, prof)
-                out.append(
-                    Assessment(item.key, prof.storyline_id, s, s >= self.config.threshold, why)
-                )
+            candidates: set[int] = set()
+            for tok in doc.weights:
+                posting = self._postings.get(tok)
+                if posting:
+                    candidates |= posting
+            for col, entry in enumerate(entries):
+                sid = entry.storyline.id
+                s, why = self._pair(doc, entry) if sid in candidates and sid in wanted else (0, "")
+                if semantic is not None:
+                    s = (1 - cfg.semantic_weight) * s + cfg.semantic_weight * semantic[row][col]
+                s *= self._freshness(sid, item.published)
+                out.append(Assessment(item.key, sid, s, s >= cfg.threshold, why))
         return out
 
-    def assess(
-        self, items: Sequence[Item], storylines: Sequence[Storyline]
-    ) -> list[Assessment]:
+    def assess(self, items: Sequence[Item], storylines: Sequence[Storyline]) -> list[Assessment]:
         """Observe ``items``, score every pair, learn from confident matches."""
         self.observe(items)
         result = self.score(items, storylines)
@@ -268,32 +381,30 @@ class Matcher:
         ]
 
     def learn(self, storyline_id: int, item: Item) -> None:
-        """Adaptive tracking: fold a confidently matched item's terms into the storyline.
+        """Adaptive tracking: add a confidently matched item to the storyline's centroid.
 
-        Bounded twice so the storyline cannot drift from its seed: only the top
-        ``max_learned_terms`` learned terms are kept, and their total weight is
-        capped at ``max_learned_mass`` of the whole profile.
+        Bounded: the centroid keeps its ``max_learned_terms`` heaviest terms, and
+        it can only close ``max_adapt`` of the gap between the seed score and
+        its own similarity, so the storyline cannot drift away from its seed.
         """
-        cached = self._profiles.get(storyline_id)
-        if cached is None:
+        entry = self._entries.get(storyline_id)
+        if entry is None:
             return
-        prof = cached[1]
         cfg = self.config
-        state = self._learned.setdefault(storyline_id, _Learned())
+        state = self._states.setdefault(storyline_id, _State())
+        self._unindex(storyline_id, entry)
         state.matches += 1
-        doc = self._doc(item)
-        top = max(prof.terms.values(), default=1.0)
-        for tok in set(doc.toks):
-            state.terms[tok] += cfg.learn_rate * top
-        if len(state.terms) > cfg.max_learned_terms:
-            state.terms = Counter(dict(state.terms.most_common(cfg.max_learned_terms)))
-        base = sum(prof.terms.values())
-        mass = sum(state.terms.values())
-        limit = cfg.max_learned_mass / (1.0 - cfg.max_learned_mass) * base
-        if mass > limit > 0:
-            factor = limit / mass
-            for tok in state.terms:
-                state.terms[tok] *= factor
+        if item.published is not None and (
+            state.last_active is None or item.published > state.last_active
+        ):
+            state.last_active = item.published
+        counts = Counter(self._canonical(t) for t in tokens(f"{item.title} {item.summary}"))
+        norm = math.sqrt(sum(c * c for c in counts.values())) or 1.0
+        for tok in sorted(counts):
+            state.centroid[tok] += counts[tok] / norm
+        if len(state.centroid) > cfg.max_learned_terms:
+            state.centroid = Counter(dict(state.centroid.most_common(cfg.max_learned_terms)))
+        self._index(storyline_id, entry)
 
 
 def _explain(found: list[tuple[Entity, tuple[str, ...]]], contrib: list[tuple[float, str]]) -> str:
@@ -301,9 +412,7 @@ def _explain(found: list[tuple[Entity, tuple[str, ...]]], contrib: list[tuple[fl
     parts: list[str] = []
     covered: set[str] = set()
     for ent, form in found:
-        alias = next(
-            (a for a in ent.aliases if tuple(tokens(a)) == form), ent.aliases[0]
-        )
+        alias = next((a for a in ent.aliases if tuple(tokens(a)) == form), ent.aliases[0])
         parts.append(ent.name if alias == ent.name else f"{ent.name} ~ {alias}")
         covered.update(t for f in ent.forms for t in f)
     for _, tok in sorted(contrib, reverse=True):
@@ -316,14 +425,3 @@ def _explain(found: list[tuple[Entity, tuple[str, ...]]], contrib: list[tuple[fl
 def match(items: Sequence[Item], storylines: Sequence[Storyline]) -> list[Match]:
     """Match ``items`` against ``storylines`` with a fresh default :class:`Matcher`."""
     return Matcher().match(items, storylines)
-
-
-__all__ = [
-    "DEFAULT_CONFIG",
-    "Assessment",
-    "Matcher",
-    "MatcherConfig",
-    "SemanticScorer",
-    "match",
-    "replace",
-]
