@@ -261,32 +261,41 @@ def _is_capitalised(word: str) -> bool:
 def capitalised_spans(text: str) -> list[Span]:
     """Runs of capitalised words, allowing inner connectors ("Bank of England").
 
-    A span that starts a sentence and is a single function word ("The") is
-    dropped; other sentence-initial spans are kept but flagged, since their
-    first word may be capitalised only by position.
+    Punctuation other than spaces and hyphens ends a run ("Yuri Ushakov,
+    Russia's ..." gives two). Possessives are dropped ("Putin's" -> "Putin").
+    Sentence-initial function words ("The") are not part of a name; other
+    sentence-initial spans are kept but flagged, since their first word may be
+    capitalised only by position.
     """
     spans: list[Span] = []
     for sentence in sentences(text):
-        ws = words(sentence)
+        matches = list(_WORD_RE.finditer(sentence))
+        ws = [re.sub(r"['’]s?$", "", m.group(0)) or m.group(0) for m in matches]
+        # breaks[j]: punctuation between word j-1 and word j ends a name.
+        breaks = [True] + [
+            bool(sentence[matches[j - 1].end() : matches[j].start()].strip(" -–"))
+            or matches[j - 1].group(0).endswith(("'s", "’s"))
+            for j in range(1, len(matches))
+        ]
         i = 0
         while i < len(ws):
             if not _is_capitalised(ws[i]):
                 i += 1
                 continue
             j = i + 1
-            while j < len(ws):
+            while j < len(ws) and not breaks[j]:
                 if _is_capitalised(ws[j]):
                     j += 1
                 elif (
                     ws[j].lower() in _CONNECTORS
                     and j + 1 < len(ws)
+                    and not breaks[j + 1]
                     and _is_capitalised(ws[j + 1])
                 ):
                     j += 2
                 else:
                     break
             run = ws[i:j]
-            # Sentence-initial function words are not part of a name.
             start = i == 0
             while run and fold(run[0]) in STOPWORDS:
                 run = run[1:]
@@ -294,7 +303,7 @@ def capitalised_spans(text: str) -> list[Span]:
             while run and fold(run[-1]) in _CONNECTORS:
                 run = run[:-1]
             if run:
-                spans.append(Span(" ".join(run), tuple(run), start and i == 0))
+                spans.append(Span(" ".join(run), tuple(run), start))
             i = j
     return spans
 

@@ -1,0 +1,183 @@
+"""Seeding: propose storylines to track from a document (a news article).
+
+A proposal is built around each prominent person or event of the document:
+who, where, what action (visit, talks, summit...), when (dates mentioned),
+with the aliases the document itself uses. Proposals are ranked by how much of
+the document supports them. Pure: text in, proposals out.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+from bot.storylines.profile import ACTION_WORDS, extract_entities
+from bot.storylines.text import (
+    DEMONYM_TO_PLACE,
+    PLACE_TO_DEMONYM,
+    fold,
+    sentences,
+    tokens,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ProposedEntity:
+    """A key entity of a proposal with the names it goes by."""
+
+    name: str
+    kind: str
+    aliases: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """A storyline the document suggests tracking."""
+
+    title: str
+    entities: tuple[ProposedEntity, ...]
+    keywords: tuple[str, ...]
+    when: tuple[str, ...]
+    evidence: str
+    score: float
+
+
+_MONTHS = (
+    "january february march april may june july august september october november december"
+).split()
+_MONTH_RE = "|".join(m.capitalize() for m in _MONTHS)
+_DATE_RES = (
+    re.compile(rf"\b(?:between\s+)?(?:{_MONTH_RE})\s+\d{{1,2}}(?:\s*(?:-|–|and|to)\s*\d{{1,2}})?"
+               rf"(?:,?\s+\d{{4}})?\b"),
+    re.compile(rf"\b\d{{1,2}}(?:\s*(?:-|–)\s*\d{{1,2}})?\s+(?:{_MONTH_RE})(?:\s+\d{{4}})?\b"),
+    re.compile(rf"\b(?:in|since|by|until|from)\s+(?:{_MONTH_RE})(?:\s+\d{{4}})?\b"),
+    re.compile(r"\b\d{4}-\d{2}-\d{2}\b"),
+)
+# Nouns naming the development, preferred over verbs for a readable title.
+_ACTION_NOUNS = (
+    "visit trip tour summit talks forum consultations meeting conference negotiations "
+    "election vote trial coup attack war crisis deal merger"
+).split()
+# Verbs that put a person in motion towards a place ("arrive in Russia").
+_MOTION = frozenset(tokens("visit trip travel arrive arrival tour fly head land attend go"))
+
+
+def _dates(text: str) -> list[str]:
+    found: list[str] = []
+    for rx in _DATE_RES:
+        for m in rx.finditer(text):
+            d = re.sub(r"^(?:between|in|since|by|until|from)\s+", "", m.group(0).strip())
+            if d not in found and not any(d in f for f in found):
+                found.append(d)
+    return found
+
+
+def _place_name(tok: str) -> str:
+    return tok.capitalize()
+
+
+def propose_storylines(text: str, *, limit: int = 5) -> list[Proposal]:
+    """Propose up to ``limit`` storylines from ``text``, best supported first.
+
+    Each proposal follows one person (or event) with the action and place the
+    document ties to them: "Wang Yi visit to Russia", "Vladimir Putin trip to
+    China (Belt and Road Forum)".
+    """
+    if not text.strip():
+        return []
+    ents = extract_entities("", text, limit=30)
+    persons = [e for e in ents if e[1] == "person"]
+    events = [e for e in ents if e[1] == "event"]
+    sents = sentences(text)
+    sent_toks = [set(tokens(s)) for s in sents]
+    proposals: list[Proposal] = []
+
+    def sentences_with(forms: list[set[str]]) -> list[int]:
+        return [i for i, st in enumerate(sent_toks) if any(f <= st for f in forms if f)]
+
+    for name, _kind, aliases, count, _ in persons:
+        forms = [set(tokens(a)) for a in (name, *aliases) if tokens(a)]
+        idx = sentences_with(forms)
+        if not idx:
+            continue
+        # Places and actions co-occurring with the person, places next to a
+        # motion verb counting double ("visit to China", "arrive in Russia").
+        places: Counter[str] = Counter()
+        actions: Counter[str] = Counter()
+        own: set[str] = {t for f in forms for t in f}
+        for i in idx:
+            st = sent_toks[i]
+            motion = bool(st & _MOTION)
+            for tok in st:
+                if tok in PLACE_TO_DEMONYM and tok not in own:
+                    places[tok] += 2 if motion else 1
+                if tok in ACTION_WORDS:
+                    actions[tok] += 1
+        # The person's own nationality is rarely where the story happens.
+        home = {DEMONYM_TO_PLACE.get(fold(w)) for a in aliases for w in a.split()}
+        for h in home:
+            if h in places and len(places) > 1:
+                places[h] -= 2
+        place = places.most_common(1)[0][0] if places and places.most_common(1)[0][1] > 0 else ""
+        action = next((a for a in _ACTION_NOUNS if actions.get(a)), "")
+        if not action and actions:
+            action = actions.most_common(1)[0][0]
+        related_events = [
+            e for e in events if any(
+                set(tokens(e[0])) <= sent_toks[i] for i in idx
+            )
+        ]
+        title = name
+        if action:
+            title += f" {action}"
+        if place:
+            title += f" to {_place_name(place)}" if action in ("visit", "trip", "tour") else (
+                f" in {_place_name(place)}")
+        if related_events:
+            title += f" ({related_events[0][0]})"
+        entities = [ProposedEntity(name, "person", tuple(aliases))]
+        if place:
+            demonym = PLACE_TO_DEMONYM.get(place)
+            entities.append(
+                ProposedEntity(_place_name(place), "place",
+                               (demonym.capitalize(),) if demonym else ())
+            )
+        entities += [ProposedEntity(e[0], e[1], tuple(e[2])) for e in related_events[:2]]
+        span_text = " ".join(sents[i] for i in idx)
+        keywords = [action] if action else []
+        keywords += [a for a, _ in actions.most_common(4) if a not in keywords]
+        proposals.append(
+            Proposal(
+                title=title,
+                entities=tuple(entities),
+                keywords=tuple(keywords),
+                when=tuple(_dates(span_text)),
+                evidence=sents[idx[0]][:200],
+                score=float(len(idx) + count) + (2.0 if place else 0.0) + (1.0 if action else 0.0),
+            )
+        )
+    for name, kind, aliases, count, _ in events:
+        forms = [set(tokens(name))]
+        idx = sentences_with(forms)
+        if not idx:
+            continue
+        span_text = " ".join(sents[i] for i in idx)
+        proposals.append(
+            Proposal(
+                title=name,
+                entities=(ProposedEntity(name, kind, tuple(aliases)),),
+                keywords=tuple(tokens(name)),
+                when=tuple(_dates(span_text)),
+                evidence=sents[idx[0]][:200],
+                score=float(len(idx) + count),
+            )
+        )
+    # One proposal per title, best first; ties broken by title for stable output.
+    seen: set[str] = set()
+    ranked: list[Proposal] = []
+    for p in sorted(proposals, key=lambda p: (-p.score, p.title)):
+        if fold(p.title) not in seen:
+            seen.add(fold(p.title))
+            ranked.append(p)
+    return ranked[:limit]
