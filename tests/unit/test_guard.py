@@ -179,7 +179,7 @@ GUARD = Guard()
     ],
 )
 def test_check_url_refuses_forbidden_literals(url: str) -> None:
-    with pytest.raises(BlockedAddressError, match="^refused: "):
+    with pytest.raises(BlockedAddressError, match=r"^refused: "):
         GUARD.check_url(url)
 
 
@@ -254,7 +254,7 @@ def test_policy_override_is_consulted_with_the_port() -> None:
 
 async def test_resolve_checks_every_address() -> None:
     guard = Guard(resolver=StaticResolver({"mixed.test": ["8.8.8.8", "10.0.0.5"]}))
-    with pytest.raises(BlockedAddressError, match="10.0.0.5 is a private address"):
+    with pytest.raises(BlockedAddressError, match=r"10\.0\.0\.5 is a private address"):
         await guard.resolve("mixed.test", 80)
 
 
@@ -272,7 +272,7 @@ async def test_resolve_literal_ip_skips_the_resolver() -> None:
 
 async def test_unknown_name_is_a_fetch_error() -> None:
     guard = Guard(resolver=StaticResolver({}))
-    with pytest.raises(FetchError, match="could not resolve host nowhere.test"):
+    with pytest.raises(FetchError, match=r"could not resolve host nowhere\.test"):
         await guard.resolve("nowhere.test", 80)
 
 
@@ -312,7 +312,7 @@ async def test_backend_refuses_before_connecting() -> None:
     inner = _RecordingBackend()
     guard = Guard(resolver=StaticResolver({"rebind.test": ["127.0.0.1"]}))
     backend = GuardedNetworkBackend(guard, inner)
-    with pytest.raises(BlockedAddressError, match="127.0.0.1 is a loopback address"):
+    with pytest.raises(BlockedAddressError, match=r"127\.0\.0\.1 is a loopback address"):
         await backend.connect_tcp("rebind.test", 80)
     assert inner.connected == []
 
