@@ -1,13 +1,22 @@
-"""Metrics: what each helper counts, the dedicated registry, and the text format."""
+"""Metrics: what each helper counts, the dedicated registry, the text format, and the
+/metrics + /healthz endpoint on 127.0.0.1."""
 
 from __future__ import annotations
 
+import http.client
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
 from prometheus_client import REGISTRY
 
+from bot.health import HealthVerdict
 from bot.observability.metrics import FeedReport, Metrics, error_kind
+from bot.observability.server import database_health, start_server
+from bot.storage.repository import Database
 
 
 @dataclass(frozen=True)
@@ -109,3 +118,78 @@ def test_exposition_is_prometheus_text() -> None:
     # Nothing from the global registry (process or platform collectors).
     assert "process_cpu_seconds_total" not in text
     assert "python_info" not in text
+
+
+# The endpoint. Real HTTP, on 127.0.0.1 only: the server is a thin shell whose
+# whole job is sockets, so a fake would test nothing.
+
+
+def _get(port: int, path: str) -> tuple[int, str, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.getheader("Content-Type") or "", resp.read()
+    finally:
+        conn.close()
+
+
+def test_server_serves_metrics_and_health_verdicts(tmp_path: Path) -> None:
+    m = Metrics()
+    m.record_send(True, 0.2)
+    scrapes: list[int] = []
+    verdicts = iter(
+        [HealthVerdict(ok=True), HealthVerdict(ok=False, reasons=["no poll pass yet"])]
+    )
+    server = start_server(
+        0, m, lambda: next(verdicts), host="127.0.0.1", on_scrape=lambda: scrapes.append(1)
+    )
+    try:
+        status, ctype, body = _get(server.port, "/metrics")
+        assert status == 200
+        assert ctype.startswith("text/plain; version=")
+        assert b"storywatch_alerts_sent_total 1.0" in body
+        assert scrapes == [1]
+        status, ctype, body = _get(server.port, "/healthz")
+        assert (status, ctype) == (200, "application/json")
+        assert json.loads(body) == {"ok": True, "status": "healthy", "reasons": []}
+        status, _, body = _get(server.port, "/healthz")
+        assert status == 503
+        assert json.loads(body)["reasons"] == ["no poll pass yet"]
+        assert _get(server.port, "/")[0] == 404
+    finally:
+        server.stop()
+        server.stop()
+    with pytest.raises(OSError):
+        _get(server.port, "/metrics")
+
+
+def test_server_health_matches_the_cli_verdict(tmp_path: Path) -> None:
+    path = tmp_path / "storywatch.db"
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    server = start_server(
+        0, Metrics(), database_health(path, 60, clock=lambda: now), host="127.0.0.1"
+    )
+    try:
+        status, _, body = _get(server.port, "/healthz")
+        assert status == 503
+        assert json.loads(body)["reasons"] == [f"not started yet (no database at {path})"]
+        db = Database.open(path)
+        db.set_meta("last_poll", (now - timedelta(seconds=30)).isoformat())
+        db.set_meta("telegram_ok", now.isoformat())
+        db.close()
+        assert _get(server.port, "/healthz")[0] == 200
+    finally:
+        server.stop()
+
+
+def test_a_failing_health_source_answers_500_and_keeps_serving() -> None:
+    def broken() -> HealthVerdict:
+        raise RuntimeError("boom")
+
+    server = start_server(0, Metrics(), broken, host="127.0.0.1")
+    try:
+        assert _get(server.port, "/healthz")[0] == 500
+        assert _get(server.port, "/metrics")[0] == 200
+    finally:
+        server.stop()
