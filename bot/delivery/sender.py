@@ -1,0 +1,334 @@
+"""The sender: drains the durable outbox to Telegram, within Telegram's limits.
+
+Rows are claimed in batches (``claim_due_alerts`` marks them 'sending'), one
+worker per chat sends them in order, and every outcome is written back:
+
+- sent -> ``mark_sent`` (an 'edit' row edits its parent's message to add
+  "+N more: Source1, Source2" instead of sending a new message);
+- held by our own limiter, 429 ``RetryAfter``, or shutdown -> ``release_claim``
+  with a ``not_before``: pending again, no attempt counted, nothing lost;
+- 403 ``Forbidden`` -> ``deactivate_chat`` (its pending rows are dropped, on record);
+- ``ChatMigrated`` -> ``migrate_chat`` and the same text to the new id;
+- 400 about entities -> the plain-text rendering, once;
+- ``TimedOut`` -> the message may have arrived: one retry after a delay, noted
+  in ``meta`` as uncertain so possible duplicates can be counted, never more;
+- other network errors and 5xx -> retry with exponential backoff, ``mark_failed``
+  after ``max_attempts``.
+
+Database calls are short and run in a thread; the Bot is python-telegram-bot's,
+with no rate limiter or retry of its own (those would double-send).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from telegram import Bot, LinkPreviewOptions, Message
+from telegram.constants import ParseMode
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+    TimedOut,
+)
+
+from bot.delivery.ratelimit import SendLimiter
+from bot.delivery.render import AlertView, render_html, render_plain
+from bot.storage.repository import Database, OutboxEntry
+
+log = logging.getLogger(__name__)
+
+UNCERTAIN_KEY = "outbox.uncertain.{id}"
+UNCERTAIN_TOTAL_KEY = "delivery.uncertain_resends"
+
+
+@dataclass(frozen=True, slots=True)
+class SenderOptions:
+    batch: int = 50
+    max_attempts: int = 6
+    send_timeout: float = 15.0  # read timeout of one send; past it the outcome is uncertain
+    uncertain_delay: float = 30.0  # wait before the single retry of a timed-out send
+    backoff_base: float = 2.0
+    backoff_max: float = 600.0
+    max_hold: float = 3.0  # longer limiter waits give the row back instead of holding it
+    idle_poll: float = 1.0  # look for due rows this often even without a wake-up
+
+
+def retry_after_seconds(exc: RetryAfter) -> float:
+    with warnings.catch_warnings():  # PTB 22 deprecates the int form; we accept both
+        warnings.simplefilter("ignore")
+        value: Any = exc.retry_after
+    if isinstance(value, timedelta):
+        return max(0.0, value.total_seconds())
+    return max(0.0, float(value))
+
+
+def _is_entity_error(exc: BadRequest) -> bool:
+    m = exc.message.lower()
+    return "parse entities" in m or "can't parse" in m or "entity" in m or "entities" in m
+
+
+class Sender:
+    """Drains the outbox; construct once, ``await run()`` in a task, ``await stop()`` to end."""
+
+    def __init__(
+        self,
+        db: Database,
+        bot: Bot,
+        *,
+        options: SenderOptions | None = None,
+        limiter: SendLimiter | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        utcnow: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._db = db
+        self._bot = bot
+        self.options = options or SenderOptions()
+        self._limiter = limiter or SendLimiter()
+        self._mono = monotonic
+        self._now = utcnow
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self.sent_count = 0
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def wake(self) -> None:
+        """New rows may be due (the poll job calls this after a pass)."""
+        self._wake.set()
+
+    def start(self) -> asyncio.Task[None]:
+        self._task = asyncio.create_task(self.run(), name="storywatch-sender")
+        return self._task
+
+    async def stop(self, grace: float = 20.0) -> None:
+        """Finish the sends in flight, give back what was not started, then return.
+
+        Past ``grace`` seconds the task is cancelled; rows it left 'sending' are
+        recovered by ``recover_in_flight`` at the next start.
+        """
+        self._stopping = True
+        self._wake.set()
+        if self._task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), grace)
+        except TimeoutError:
+            log.warning("sender did not finish in %.0fs; cancelling", grace)
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def run(self) -> None:
+        while not self._stopping:
+            self._wake.clear()  # before claiming, so a wake-up during the pass is not lost
+            try:
+                handled = await self.drain_once()
+            except Exception:
+                log.exception("sender pass failed; retrying shortly")
+                handled = 0
+            if handled == 0 and not self._stopping:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.options.idle_poll)
+
+    # -- one pass -----------------------------------------------------------
+
+    async def drain_once(self) -> int:
+        """Claim one batch of due rows and deliver it; returns how many rows were claimed."""
+        entries = await asyncio.to_thread(
+            self._db.claim_due_alerts, self._now(), self.options.batch
+        )
+        if not entries:
+            return 0
+        by_chat: dict[int, list[OutboxEntry]] = {}
+        for e in entries:
+            by_chat.setdefault(e.chat_id, []).append(e)
+        await asyncio.gather(*(self._chat_worker(rows) for rows in by_chat.values()))
+        return len(entries)
+
+    async def _chat_worker(self, rows: list[OutboxEntry]) -> None:
+        for index, entry in enumerate(rows):
+            try:
+                keep_going = await self._deliver(entry)
+            except Exception as exc:  # a bug must not leave the row 'sending' forever
+                log.exception("unexpected error delivering outbox row %s", entry.id)
+                await self._retry_or_fail(entry, f"internal error: {type(exc).__name__}")
+                keep_going = True
+            if not keep_going:
+                # Keep the chat's order: its later rows wait as long as the limiter says.
+                rest = rows[index + 1 :]
+                wait = self._limiter.delay(entry.chat_id, self._mono())
+                await self._give_back(rest, wait, "held: an earlier alert to this chat waits")
+                return
+
+    async def _give_back(self, rows: list[OutboxEntry], delay: float, why: str) -> None:
+        not_before = self._now() + timedelta(seconds=delay)
+        for e in rows:
+            await asyncio.to_thread(self._db.release_claim, e.id, not_before=not_before, error=why)
+
+    async def _wait_turn(self, chat_id: int) -> float:
+        """Wait for the limiter; 0.0 when granted, else how long the caller should defer."""
+        while True:
+            wait = self._limiter.reserve(chat_id, self._mono())
+            if wait <= 0:
+                return 0.0
+            if self._stopping or wait > self.options.max_hold:
+                return wait
+            await asyncio.sleep(wait)
+
+    # -- one row ------------------------------------------------------------
+
+    async def _deliver(self, entry: OutboxEntry) -> bool:
+        """Deliver one row; False means: stop this chat's worker for this batch."""
+        if self._stopping:
+            await self._give_back([entry], 0.0, "held: shutting down")
+            return False
+        wait = await self._wait_turn(entry.chat_id)
+        if wait > 0:
+            await self._give_back([entry], wait, "held: rate limit")
+            return False
+
+        edit_of: int | None = None
+        if entry.kind == "edit" and entry.parent_id is not None:
+            parent = await asyncio.to_thread(self._db.outbox_entry, entry.parent_id)
+            more = await asyncio.to_thread(self._db.duplicates_of, entry.parent_id)
+            if parent is not None and entry.parent_message_id is not None:
+                view = AlertView(parent.storyline_title, parent.item, parent.reason, tuple(more))
+                edit_of = entry.parent_message_id
+            else:
+                # The parent never reached the chat (failed): tell this one as a new alert.
+                view = AlertView(entry.storyline_title, entry.item, entry.reason)
+        else:
+            view = AlertView(entry.storyline_title, entry.item, entry.reason)
+
+        chat_id = entry.chat_id
+        as_html = True
+        for _ in range(3):  # at most: migrate once, fall back to plain once
+            text = render_html(view) if as_html else render_plain(view)
+            try:
+                message_id = await self._call(chat_id, text, as_html, edit_of)
+            except RetryAfter as exc:
+                secs = retry_after_seconds(exc) + 0.5
+                self._limiter.block(chat_id, self._mono() + secs)
+                log.info("429 for chat %s: waiting %.1fs", chat_id, secs)
+                await self._give_back([entry], secs, f"429: retry after {secs:.0f}s")
+                return False
+            except ChatMigrated as exc:
+                log.info("chat %s migrated to %s", chat_id, exc.new_chat_id)
+                await asyncio.to_thread(self._db.migrate_chat, chat_id, exc.new_chat_id)
+                chat_id = exc.new_chat_id
+                if edit_of is not None:  # message ids do not carry over
+                    await asyncio.to_thread(
+                        self._db.mark_failed, entry.id, "chat migrated; cannot edit"
+                    )
+                    return False
+                continue
+            except Forbidden as exc:
+                log.info("chat %s refuses the bot (%s): deactivating", chat_id, exc.message)
+                await asyncio.to_thread(
+                    self._db.deactivate_chat, chat_id, f"403: {exc.message}"[:300]
+                )
+                return False
+            except BadRequest as exc:
+                if as_html and _is_entity_error(exc):
+                    log.warning("Telegram refused our HTML (%s); sending plain text", exc.message)
+                    as_html = False
+                    continue
+                return await self._bad_request(entry, chat_id, edit_of, exc)
+            except TimedOut:
+                await self._uncertain(entry)
+                return True
+            except NetworkError as exc:
+                await self._retry_or_fail(entry, f"network: {exc.message}")
+                return True
+            except TelegramError as exc:
+                await self._retry_or_fail(entry, f"telegram: {exc.message}")
+                return True
+            await asyncio.to_thread(
+                self._db.mark_sent, entry.id, now=self._now(), message_id=message_id
+            )
+            self.sent_count += 1
+            return True
+        await self._retry_or_fail(entry, "gave up after migration and plain-text fallback")
+        return True
+
+    async def _call(self, chat_id: int, text: str, as_html: bool, edit_of: int | None) -> int:
+        parse_mode = ParseMode.HTML if as_html else None
+        t = self.options.send_timeout
+        no_preview = LinkPreviewOptions(is_disabled=True)
+        if edit_of is not None:
+            result = await self._bot.edit_message_text(
+                text, chat_id=chat_id, message_id=edit_of, parse_mode=parse_mode,
+                link_preview_options=no_preview, read_timeout=t, write_timeout=t,
+            )
+            return result.message_id if isinstance(result, Message) else edit_of
+        msg = await self._bot.send_message(
+            chat_id, text, parse_mode=parse_mode, link_preview_options=no_preview,
+            read_timeout=t, write_timeout=t,
+        )
+        return msg.message_id
+
+    async def _bad_request(
+        self, entry: OutboxEntry, chat_id: int, edit_of: int | None, exc: BadRequest
+    ) -> bool:
+        m = exc.message.lower()
+        if edit_of is not None and "not modified" in m:
+            # A later edit already showed this (or more): nothing to change.
+            await asyncio.to_thread(self._db.mark_sent, entry.id, now=self._now(),
+                                    message_id=edit_of)
+            return True
+        if "chat not found" in m:
+            await asyncio.to_thread(self._db.deactivate_chat, chat_id, f"400: {exc.message}")
+            return False
+        log.warning("outbox row %s refused: %s", entry.id, exc.message)
+        await asyncio.to_thread(self._db.mark_failed, entry.id, f"400: {exc.message}"[:300])
+        return True
+
+    async def _uncertain(self, entry: OutboxEntry) -> None:
+        """A send timed out: it may have arrived. Retry once after a delay, never more."""
+        key = UNCERTAIN_KEY.format(id=entry.id)
+        seen = await asyncio.to_thread(self._db.get_meta, key)
+        if seen is not None:
+            log.warning("outbox row %s timed out again; not resending", entry.id)
+            await asyncio.to_thread(
+                self._db.mark_failed, entry.id,
+                "uncertain: timed out twice; it may have been delivered",
+            )
+            return
+        await asyncio.to_thread(self._db.set_meta, key, self._now().isoformat())
+        total = await asyncio.to_thread(self._db.get_meta, UNCERTAIN_TOTAL_KEY)
+        await asyncio.to_thread(
+            self._db.set_meta, UNCERTAIN_TOTAL_KEY, str(int(total or 0) + 1)
+        )
+        log.warning("outbox row %s timed out; one retry in %.0fs", entry.id,
+                    self.options.uncertain_delay)
+        await asyncio.to_thread(
+            self._db.mark_retry, entry.id,
+            not_before=self._now() + timedelta(seconds=self.options.uncertain_delay),
+            error="uncertain: send timed out and may have been delivered; retrying once",
+        )
+
+    async def _retry_or_fail(self, entry: OutboxEntry, error: str) -> None:
+        error = error[:300]
+        if entry.attempts >= self.options.max_attempts:
+            log.warning("outbox row %s failed after %d attempts: %s", entry.id,
+                        entry.attempts, error)
+            await asyncio.to_thread(self._db.mark_failed, entry.id, error)
+            return
+        delay = min(self.options.backoff_max,
+                    self.options.backoff_base * 2 ** max(0, entry.attempts - 1))
+        await asyncio.to_thread(
+            self._db.mark_retry, entry.id,
+            not_before=self._now() + timedelta(seconds=delay), error=error,
+        )
