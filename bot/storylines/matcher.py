@@ -53,7 +53,7 @@ class SemanticScorer(Protocol):
 class MatcherConfig:
     """Matcher settings. The defaults are the one documented configuration."""
 
-    threshold: float = 0.21
+    threshold: float = 0.23
     """A pair whose final score reaches this is a match."""
     coverage_mix: float = 0.5
     """Blend of profile coverage (1.0) and cosine (0.0) in the word score."""
@@ -77,7 +77,7 @@ class MatcherConfig:
     """The centroid keeps only its heaviest terms: bounded memory, no long tail drift."""
     half_life_days: float = 10.0
     """Word evidence for a storyline quiet this long counts (1 + floor) / 2 as much..."""
-    dormant_floor: float = 0.6
+    dormant_floor: float = 0.45
     """...and never less than this share, however long it has been quiet."""
     max_docs: int = 20_000
     """Corpus statistics are halved beyond this many items: bounded memory, recent IDF."""
