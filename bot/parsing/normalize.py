@@ -155,7 +155,9 @@ def truncate(text: str, limit: int) -> str:
         return "…"[:limit]
     cut = text[: limit - 1]
     space = cut.rfind(" ")
-    if space > limit // 2:
+    # Back up to the last space unless the cut already ends a word, or backing up
+    # would throw away more than half the room.
+    if not text[limit - 1].isspace() and space > limit // 2:
         cut = cut[:space]
     return cut.rstrip(" ,.;:-–—") + "…"
 
