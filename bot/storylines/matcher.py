@@ -120,7 +120,7 @@ class _Doc:
 class _State:
     """What the matcher has learned about one storyline."""
 
-    centroid: Counter[str] = field(default_factory=Counter)  # summed unit tf vectors
+    centroid: dict[str, float] = field(default_factory=dict)  # summed unit tf vectors
     matches: int = 0
     last_active: datetime | None = None
 
@@ -330,7 +330,7 @@ class Matcher:
         age = (when - state.last_active).total_seconds() / 86400.0
         if age <= 0:
             return 1.0
-        decay = 0.5 ** (age / cfg.half_life_days)
+        decay = math.pow(0.5, age / cfg.half_life_days)
         return cfg.dormant_floor + (1.0 - cfg.dormant_floor) * decay
 
     def score(self, items: Sequence[Item], storylines: Sequence[Storyline]) -> list[Assessment]:
@@ -401,9 +401,10 @@ class Matcher:
         counts = Counter(self._canonical(t) for t in tokens(f"{item.title} {item.summary}"))
         norm = math.sqrt(sum(c * c for c in counts.values())) or 1.0
         for tok in sorted(counts):
-            state.centroid[tok] += counts[tok] / norm
+            state.centroid[tok] = state.centroid.get(tok, 0.0) + counts[tok] / norm
         if len(state.centroid) > cfg.max_learned_terms:
-            state.centroid = Counter(dict(state.centroid.most_common(cfg.max_learned_terms)))
+            heaviest = sorted(state.centroid.items(), key=lambda kv: (-kv[1], kv[0]))
+            state.centroid = dict(heaviest[: cfg.max_learned_terms])
         self._index(storyline_id, entry)
 
 

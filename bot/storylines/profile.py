@@ -12,6 +12,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from itertools import pairwise
 from types import MappingProxyType
 
 from bot.models import Storyline
@@ -24,6 +25,7 @@ from bot.storylines.text import (
     capitalised_spans,
     fold,
     tokens,
+    word_list,
 )
 
 # Words that mark what kind of development a storyline follows. Generic news
@@ -102,14 +104,15 @@ class Profile:
 
 
 _ORDINALS = frozenset(
-    "first second third fourth fifth sixth seventh eighth ninth tenth".split()
+    word_list("first second third fourth fifth sixth seventh eighth ninth tenth")
 )
 # Capitalised by convention, not names.
 _NOT_NAMES = frozenset(
+    word_list(
     """
     january february march april may june july august september october november december
     monday tuesday wednesday thursday friday saturday sunday
-    """.split()
+    """)
 )
 
 
@@ -257,7 +260,7 @@ def _entity(
 
 
 def _bigrams(toks: list[str]) -> list[tuple[str, ...]]:
-    return [(a, b) for a, b in zip(toks, toks[1:], strict=False) if a != b]
+    return [(a, b) for a, b in pairwise(toks) if a != b]
 
 
 def build_profile(storyline: Storyline) -> Profile:
@@ -285,14 +288,14 @@ def build_profile(storyline: Storyline) -> Profile:
             for tok in form:
                 add(tok, ALIAS_WEIGHT if tok not in TITLE_WORDS else 0.2)
 
-    for name, kind, aliases, count, in_title in extract_entities(
+    for name, kind, found_aliases, count, in_title in extract_entities(
         storyline.title, storyline.seed_text
     ):
         if fold(name) in seen_names:
             continue
         seen_names.add(fold(name))
         weight = 1.0 if in_title else min(1.0, 0.4 + 0.2 * count)
-        e = _entity(name, kind, aliases, weight)
+        e = _entity(name, kind, found_aliases, weight)
         entities.append(e)
         for tok in tokens(name):
             add(tok, (TITLE_WEIGHT if in_title else SEED_WEIGHT) * (1.0 if count > 1 or in_title

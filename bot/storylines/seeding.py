@@ -19,6 +19,7 @@ from bot.storylines.text import (
     fold,
     sentences,
     tokens,
+    word_list,
 )
 
 
@@ -43,9 +44,9 @@ class Proposal:
     score: float
 
 
-_MONTHS = (
+_MONTHS = word_list(
     "january february march april may june july august september october november december"
-).split()
+)
 _MONTH_RE = "|".join(m.capitalize() for m in _MONTHS)
 _DATE_RES = (
     re.compile(rf"\b(?:between\s+)?(?:{_MONTH_RE})\s+\d{{1,2}}(?:\s*(?:-|–|and|to)\s*\d{{1,2}})?"
@@ -55,10 +56,10 @@ _DATE_RES = (
     re.compile(r"\b\d{4}-\d{2}-\d{2}\b"),
 )
 # Nouns naming the development, preferred over verbs for a readable title.
-_ACTION_NOUNS = (
+_ACTION_NOUNS = word_list(
     "visit trip tour summit talks forum consultations meeting conference negotiations "
     "election vote trial coup attack war crisis deal merger"
-).split()
+)
 # Verbs that put a person in motion towards a place ("arrive in Russia").
 _MOTION = frozenset(tokens("visit trip travel arrive arrival tour fly head land attend go"))
 
@@ -115,7 +116,7 @@ def propose_storylines(text: str, *, limit: int = 5) -> list[Proposal]:
                 if tok in ACTION_WORDS:
                     actions[tok] += 1
         # The person's own nationality is rarely where the story happens.
-        home = {DEMONYM_TO_PLACE.get(fold(w)) for a in aliases for w in a.split()}
+        home = {DEMONYM_TO_PLACE.get(fold(w), "") for a in aliases for w in a.split()}
         for h in home:
             if h in places and len(places) > 1:
                 places[h] -= 2

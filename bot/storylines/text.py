@@ -12,8 +12,15 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
+
+def word_list(text: str) -> list[str]:
+    """Whitespace-separated words of a resource string (keeps word lists readable)."""
+    return text.split()
+
+
 # English function words and reporting verbs that carry no topical signal.
 STOPWORDS: frozenset[str] = frozenset(
+    word_list(
     """
     a about above after again against all almost also although always am among an and another
     any are aren around as at back be became because become been before being below between
@@ -32,12 +39,13 @@ STOPWORDS: frozenset[str] = frozenset(
     announces report reports reported reportedly claim claims claimed take takes
     taken told tell tells amp
     monday tuesday wednesday thursday friday saturday sunday
-    """.split()
+    """)
 )
 
 # Generic titles and roles: they name the *kind* of person, not the person, so
 # they are weak evidence alone but make role aliases ("Russian president").
 TITLE_WORDS: frozenset[str] = frozenset(
+    word_list(
     """
     president vice prime minister foreign defence defense interior finance secretary general
     chancellor king queen prince princess sheikh emir pope cardinal archbishop bishop
@@ -46,7 +54,7 @@ TITLE_WORDS: frozenset[str] = frozenset(
     representative judge justice commander minister's premier deputy assistant adviser advisor
     officer official general colonel lieutenant major captain admiral sergeant dr mr mrs ms
     miss sir lord lady founder owner coach manager state security council foreign ministry
-    """.split()
+    """)
 )
 
 # Country and region names with their demonyms/adjectives. Mapping both to one
