@@ -56,7 +56,7 @@ _DATE_RES = (
     re.compile(r"\b\d{4}-\d{2}-\d{2}\b"),
 )
 # Nouns naming the development, preferred over verbs for a readable title.
-_ACTION_NOUNS = word_list(
+_ACTION_NOUNS = tokens(
     "visit trip tour summit talks forum consultations meeting conference negotiations "
     "election vote trial coup attack war crisis deal merger"
 )
@@ -107,9 +107,11 @@ def propose_storylines(text: str, *, limit: int = 5) -> list[Proposal]:
         places: Counter[str] = Counter()
         actions: Counter[str] = Counter()
         own: set[str] = {t for f in forms for t in f}
+        moving = False
         for i in idx:
             st = sent_toks[i]
             motion = bool(st & _MOTION)
+            moving |= motion
             for tok in st:
                 if tok in PLACE_TO_DEMONYM and tok not in own:
                     places[tok] += 2 if motion else 1
@@ -122,6 +124,8 @@ def propose_storylines(text: str, *, limit: int = 5) -> list[Proposal]:
                 places[h] -= 2
         place = places.most_common(1)[0][0] if places and places.most_common(1)[0][1] > 0 else ""
         action = next((a for a in _ACTION_NOUNS if actions.get(a)), "")
+        if not action and moving:
+            action = "visit"  # "will travel to Russia" is a visit
         if not action and actions:
             action = actions.most_common(1)[0][0]
         related_events = [

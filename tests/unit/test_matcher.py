@@ -1,0 +1,99 @@
+"""Matcher: fuzzy alias matching, explanations, thresholds, learning, the seam."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from bot.models import Item, Storyline
+from bot.storylines.matcher import DEFAULT_CONFIG, Matcher, match
+
+T0 = datetime(2023, 10, 1, tzinfo=UTC)
+
+PUTIN = Storyline(
+    1,
+    "Putin trip to China for the Belt and Road Forum",
+    "Russian President Vladimir Putin will travel to Beijing for the Belt and Road Forum.",
+)
+OTHER = Storyline(2, "Volkswagen emissions scandal", "Volkswagen diesel cars cheated tests.")
+
+BACKGROUND = [
+    Item(f"bg{i}", t, "", None, T0, "wire")
+    for i, t in enumerate(
+        [
+            "Stocks rise as investors weigh central bank comments",
+            "Storm brings heavy rain to the coast",
+            "Local team wins the championship final",
+            "Parliament debates new budget plan",
+            "Film festival opens with a premiere",
+            "Oil prices fall on weak demand",
+        ]
+    )
+]
+
+
+def _item(key: str, title: str, hours: int = 1) -> Item:
+    return Item(key, title, "", None, T0 + timedelta(hours=hours), "wire")
+
+
+def test_alias_and_possessive_match_with_reason() -> None:
+    m = Matcher()
+    m.observe(BACKGROUND)
+    found = m.match([_item("a", "Russian president's plane lands in Beijing for forum")], [PUTIN])
+    assert [x.storyline_id for x in found] == [1]
+    assert "Vladimir Putin ~ Russian president" in found[0].reason
+    assert "Beijing" in found[0].reason
+
+
+def test_fuzzy_transliteration() -> None:
+    m = Matcher()
+    m.observe(BACKGROUND)
+    found = m.match([_item("a", "Vladimir Poutin arrives in Beijing")], [PUTIN, OTHER])
+    assert [x.storyline_id for x in found] == [1]
+
+
+def test_unrelated_item_does_not_match() -> None:
+    m = Matcher()
+    m.observe(BACKGROUND)
+    assert m.match([_item("a", "Oil prices rise on strong demand")], [PUTIN, OTHER]) == []
+
+
+def test_score_returns_every_pair() -> None:
+    m = Matcher()
+    m.observe(BACKGROUND)
+    items = [_item("a", "Volkswagen recalls diesel cars"), _item("b", "Putin in Beijing")]
+    scores = m.score(items, [PUTIN, OTHER])
+    assert [(a.item_key, a.storyline_id) for a in scores] == [
+        ("a", 1), ("a", 2), ("b", 1), ("b", 2)
+    ]
+    assert scores[1].score > scores[0].score and scores[2].score > scores[3].score
+
+
+def test_module_level_match_is_fresh() -> None:
+    assert match([_item("a", "Volkswagen diesel emissions cheating admitted")], [OTHER])
+
+
+class _Always:
+    def similarities(
+        self, items: Sequence[Item], storylines: Sequence[Storyline]
+    ) -> list[list[float]]:
+        return [[1.0 for _ in storylines] for _ in items]
+
+
+def test_semantic_seam_is_blended() -> None:
+    cfg = replace(DEFAULT_CONFIG, semantic=_Always(), semantic_weight=0.5)
+    m = Matcher(cfg)
+    m.observe(BACKGROUND)
+    (a,) = m.score([_item("a", "Storm brings rain")], [OTHER])
+    assert a.score >= 0.5
+
+
+def test_learning_is_bounded() -> None:
+    m = Matcher()
+    m.observe(BACKGROUND)
+    for i in range(50):
+        m.match([_item(f"x{i}", f"Volkswagen diesel emissions probe widens word{i}", i)], [OTHER])
+    state = m._states[OTHER.id]
+    assert len(state.centroid) <= DEFAULT_CONFIG.max_learned_terms
+    assert state.matches > 0
