@@ -11,6 +11,7 @@ over a real socket. Routes are set (and changed) at runtime; every request is lo
         ...
         assert server.requests_for("/feed.xml")[0].headers["user-agent"]
 
+``peak_concurrency`` reports the most requests served at once (concurrency limits).
 What a route can do: any status and headers; ETag / Last-Modified with automatic 304
 answers to matching conditional requests; redirects (``server.redirect``); a body
 streamed from a generator (huge bodies without holding them in memory); a slow trickle
@@ -25,6 +26,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import format_datetime
@@ -89,10 +91,12 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # keep pytest output clean; the request log is the record
 
     def do_GET(self) -> None:
-        self._answer()
+        with self.server.owner._in_flight():
+            self._answer()
 
     def do_HEAD(self) -> None:
-        self._answer(head=True)
+        with self.server.owner._in_flight():
+            self._answer(head=True)
 
     def _answer(self, *, head: bool = False) -> None:
         owner = self.server.owner
@@ -177,6 +181,8 @@ class FeedServer:
         self._requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._active = 0
+        self._peak = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -271,8 +277,27 @@ class FeedServer:
         return [r for r in self.requests if r.path == path or r.path.split("?", 1)[0] == path]
 
     def clear_requests(self) -> None:
+        """Forget logged requests and reset ``peak_concurrency``."""
         with self._lock:
             self._requests.clear()
+            self._peak = self._active
+
+    @property
+    def peak_concurrency(self) -> int:
+        """Most requests served at the same time since start or ``clear_requests``."""
+        with self._lock:
+            return self._peak
+
+    @contextmanager
+    def _in_flight(self) -> Iterator[None]:
+        with self._lock:
+            self._active += 1
+            self._peak = max(self._peak, self._active)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._active -= 1
 
 
 # --- bodies ------------------------------------------------------------------------
