@@ -1,0 +1,196 @@
+"""The composition root of ``storywatch run``: settings, storage, poller, sender, PTB.
+
+One process, one event loop:
+
+- python-telegram-bot's ``Application`` long-polls for updates and runs the
+  command handlers (``bot.telegram.handlers``);
+- its ``JobQueue`` (APScheduler 3) runs a poll pass every
+  ``STORYWATCH_POLL_INTERVAL`` seconds and a Telegram heartbeat;
+- the ``Sender`` drains the outbox the poll passes fill.
+
+SIGTERM and SIGINT stop the updater first (no new commands), then the jobs
+(a running pass finishes; its outbox rows are durable), then the sender (the
+send in flight completes, the rest stays pending), and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from datetime import UTC, datetime
+
+from telegram.error import InvalidToken, NetworkError, TelegramError
+from telegram.ext import Application, ApplicationBuilder, ContextTypes
+from telegram.request import HTTPXRequest
+
+from bot.bootstrap import open_database, running_poller
+from bot.delivery.sender import Sender
+from bot.errors import ConfigError
+from bot.health import TELEGRAM_OK_KEY
+from bot.observability.logs import configure_logging
+from bot.pipeline import Poller
+from bot.settings import Settings
+from bot.storage.repository import Database
+from bot.telegram.handlers import Handlers, bot_commands
+from bot.telegram.service import ChatService
+
+log = logging.getLogger(__name__)
+
+# APScheduler 3 defaults (misfire_grace_time=1s) silently skip a run that starts
+# late, e.g. while the previous pass still runs. Runs must never overlap
+# (max_instances=1), late runs are merged into one (coalesce) and still happen
+# however late (misfire_grace_time=None).
+POLL_JOB_KWARGS = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
+HEARTBEAT_SECONDS = 60.0
+LONG_POLL_SECONDS = 10
+
+
+def run(settings: Settings) -> int:
+    """Run the bot until SIGTERM/SIGINT; returns the exit code."""
+    token = settings.bot_token()  # ConfigError (exit 2) before anything starts
+    configure_logging(settings.file.log_format, settings.file.log_level, [token])
+    # APScheduler logs every job run at INFO: one line a second at short intervals.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    try:
+        return asyncio.run(_main(settings, token))
+    except InvalidToken:
+        log.error("Telegram refused the bot token: check TELEGRAM_BOT_TOKEN")
+        return 2
+
+
+def build_application(settings: Settings, token: str) -> Application:  # type: ignore[type-arg]
+    """The PTB application, pointed at ``STORYWATCH_TELEGRAM_API_URL``.
+
+    No ``rate_limiter``: PTB's AIORateLimiter retries on 429 by itself, which
+    would resend behind the outbox's back. httpx's transport does not retry
+    either (its default ``retries=0``), so each send is attempted exactly once
+    and the sender decides what happens next.
+    """
+    return (
+        ApplicationBuilder()
+        .token(token)
+        .base_url(settings.env.telegram_api_url)
+        .request(HTTPXRequest(connection_pool_size=64, read_timeout=15.0, write_timeout=15.0))
+        .get_updates_request(HTTPXRequest(read_timeout=LONG_POLL_SECONDS + 10.0))
+        .concurrent_updates(16)  # handlers serialise per chat themselves
+        .build()
+    )
+
+
+async def _initialize(app: Application, stop: asyncio.Event) -> bool:  # type: ignore[type-arg]
+    """``app.initialize()`` (getMe), retried while Telegram is unreachable."""
+    delay = 1.0
+    while not stop.is_set():
+        try:
+            await app.initialize()
+            return True
+        except InvalidToken:
+            raise
+        except (NetworkError, TelegramError) as exc:
+            log.warning("cannot reach Telegram (%s); retrying in %.0fs", exc, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(60.0, delay * 2)
+    return False
+
+
+async def _main(settings: Settings, token: str) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    db = await asyncio.to_thread(open_database, settings)
+    try:
+        async with running_poller(settings, db) as poller:
+            app = build_application(settings, token)
+            service = ChatService(db, poller, settings)
+            Handlers(
+                service, commands_per_minute=settings.file.limits.commands_per_minute
+            ).install(app)
+            if not await _initialize(app, stop):
+                return 0
+            try:
+                await _serve(app, settings, db, poller, stop)
+            finally:
+                await app.shutdown()
+    finally:
+        db.close()
+    log.info("stopped")
+    return 0
+
+
+async def _serve(
+    app: Application,  # type: ignore[type-arg]
+    settings: Settings,
+    db: Database,
+    poller: Poller,
+    stop: asyncio.Event,
+) -> None:
+    try:
+        await app.bot.set_my_commands(bot_commands())
+    except TelegramError as exc:
+        log.warning("could not register the command menu (setMyCommands): %s", exc)
+
+    recovered = await asyncio.to_thread(db.recover_in_flight)
+    if recovered:
+        log.info("%d alert(s) were in flight at the last stop; they go out again", recovered)
+    sender = Sender(db, app.bot)
+    sender.start()
+
+    async def poll_job(context: ContextTypes.DEFAULT_TYPE) -> None:
+        started = time.monotonic()
+        try:
+            report = await poller.poll_due()
+        except Exception:
+            log.exception("poll pass failed")
+            return
+        finally:
+            sender.wake()
+        quiet = not (report.new_items or report.errors or report.alerts)
+        log.log(logging.DEBUG if quiet else logging.INFO, "%s (%.1fs)", report.describe(),
+                time.monotonic() - started)
+
+    async def heartbeat_job(context: ContextTypes.DEFAULT_TYPE) -> None:
+        try:
+            await context.bot.get_me()
+        except TelegramError as exc:
+            log.warning("Telegram heartbeat failed: %s", exc)
+            return
+        await asyncio.to_thread(db.set_meta, TELEGRAM_OK_KEY, datetime.now(UTC).isoformat())
+
+    jq = app.job_queue
+    if jq is None:  # pragma: no cover - the job-queue extra is a dependency
+        raise ConfigError("python-telegram-bot was installed without its job queue")
+    jq.run_repeating(
+        poll_job, interval=settings.env.poll_interval, first=0.5, name="poll",
+        job_kwargs=dict(POLL_JOB_KWARGS),
+    )
+    jq.run_repeating(
+        heartbeat_job, interval=HEARTBEAT_SECONDS, first=0.0, name="heartbeat",
+        job_kwargs=dict(POLL_JOB_KWARGS),
+    )
+    updater = app.updater
+    assert updater is not None
+    await updater.start_polling(
+        timeout=LONG_POLL_SECONDS,
+        allowed_updates=["message"],
+        drop_pending_updates=False,
+    )
+    await app.start()
+    log.info(
+        "storywatch running: polling feeds every %.0fs as @%s",
+        settings.env.poll_interval, app.bot.username,
+    )
+    try:
+        await stop.wait()
+        log.info("stop signal received; shutting down")
+    finally:
+        if updater.running:
+            await updater.stop()
+        if app.running:
+            await app.stop()  # waits for a running poll pass
+        await sender.stop()

@@ -1,0 +1,201 @@
+"""End-to-end harness: the real ``storywatch run`` process against local fakes.
+
+``BotProcess`` starts ``python -m bot run`` with the environment a deployment
+would set, pointed at :class:`FakeTelegram` (the Bot API) and a
+:class:`FeedServer` (the news feeds), both on 127.0.0.1. Tests talk to the bot
+as users would (``fake.user_says``) and look at what Telegram received.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from pathlib import Path
+
+import pytest
+
+from tests.support.fake_telegram import FakeTelegram
+from tests.support.feed_server import FeedServer, Route, rss_document
+
+TOKEN = "123:TEST"
+ADMIN = 1001
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Feed:
+    """A feed on the local feed server whose items tests add one by one."""
+
+    server: FeedServer
+    path: str
+    title: str
+    items: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.server.url(self.path)
+
+    def publish(self, title: str, summary: str = "", guid: str | None = None) -> None:
+        n = len(self.items) + 1
+        self.items.insert(0, {
+            "guid": guid or f"{self.path}-{n}",
+            "title": title,
+            "link": f"https://news.example.test{self.path}/{n}",
+            "description": summary or title,
+            "pubDate": format_datetime(datetime.now(UTC), usegmt=True),
+        })
+        self.server.set_route(self.path, Route(body=rss_document(self.title, self.items)))
+
+
+class BotProcess:
+    """One ``storywatch run`` process; start it again after a stop to "restart"."""
+
+    def __init__(self, tmp: Path, fake: FakeTelegram, config: Path, extra_env: dict[str, str]):
+        self.tmp = tmp
+        self.fake = fake
+        self.config = config
+        self.extra_env = extra_env
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.runs = 0
+        self.logs: list[Path] = []
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("STORYWATCH_", "TELEGRAM_", "HTTP_PROXY", "HTTPS_PROXY"))}
+        env.update({
+            "TELEGRAM_BOT_TOKEN": TOKEN,
+            "STORYWATCH_TELEGRAM_API_URL": self.fake.api_url,
+            "STORYWATCH_DATA_DIR": str(self.tmp / "data"),
+            "STORYWATCH_CONFIG": str(self.config),
+            "STORYWATCH_POLL_INTERVAL": "1",
+            "STORYWATCH_ALLOW_PRIVATE_NETWORKS": "true",
+            "STORYWATCH_ADMINS": str(ADMIN),
+            "NO_PROXY": "127.0.0.1",
+            "PYTHONPATH": str(REPO),
+        })
+        env.update(self.extra_env)
+        return env
+
+    def start(self) -> BotProcess:
+        assert self.proc is None or self.proc.poll() is not None
+        self.runs += 1
+        log = self.tmp / f"bot-{self.runs}.log"
+        self.logs.append(log)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bot", "run"],
+            cwd=self.tmp,
+            env=self.env(),
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        # Ready once it has registered its commands (it did getMe before that).
+        self.fake.wait_for(
+            lambda: self.proc is not None and (
+                self.proc.poll() is not None
+                or sum(1 for m, _ in self.fake.requests if m == "getUpdates") > self._polls
+            ),
+            timeout=60, what="the bot to start long polling",
+        )
+        assert self.proc.poll() is None, self.output()
+        return self
+
+    @property
+    def _polls(self) -> int:
+        return getattr(self, "_polls_at_start", 0)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        """Send ``sig`` and wait for the exit code."""
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=timeout)
+        self._polls_at_start = sum(1 for m, _ in self.fake.requests if m == "getUpdates")
+        return code
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def output(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in self.logs if p.exists())
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeTelegram]:
+    with FakeTelegram(TOKEN) as server:
+        yield server
+
+
+@pytest.fixture
+def feeds() -> Iterator[FeedServer]:
+    with FeedServer() as server:
+        yield server
+
+
+@pytest.fixture
+def news(feeds: FeedServer) -> Feed:
+    feed = Feed(feeds, "/world.xml", "World News")
+    feed.publish("Markets close higher on Friday", guid="old-1")
+    return feed
+
+
+def write_config(tmp: Path, feed_urls: list[str]) -> Path:
+    seeds = tmp / "seeds"
+    seeds.mkdir(exist_ok=True)
+    lines = [f'seeds_dir = "{seeds}"', 'log_level = "INFO"', ""]
+    for url in feed_urls:
+        lines += ["[[feeds]]", f'url = "{url}"', ""]
+    lines += ["[limits]", "commands_per_minute = 20"]
+    path = tmp / "storywatch.toml"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def bot(tmp_path: Path, fake: FakeTelegram, news: Feed) -> Iterator[BotProcess]:
+    process = BotProcess(tmp_path, fake, write_config(tmp_path, [news.url]), {})
+    try:
+        yield process.start()
+    finally:
+        process.close()
+        assert TOKEN not in process.output(), "the token leaked into the logs"
+
+
+class Chat:
+    """A user (or group) talking to the bot through the fake server."""
+
+    def __init__(self, fake: FakeTelegram, chat_id: int, user_id: int | None = None) -> None:
+        self.fake = fake
+        self.chat_id = chat_id
+        self.user_id = user_id if user_id is not None else abs(chat_id)
+
+    def say(self, text: str, reply_to_text: str | None = None, timeout: float = 30) -> str:
+        """Send ``text`` and return the bot's reply."""
+        before = len(self.fake.messages(self.chat_id))
+        self.fake.user_says(self.chat_id, text, user_id=self.user_id, reply_to_text=reply_to_text)
+        return self.fake.wait_reply(self.chat_id, before, timeout)
+
+    def texts(self) -> list[str]:
+        return self.fake.texts(self.chat_id)
+
+    def alerts(self) -> list[str]:
+        return [t for t in self.texts() if t.startswith("📰")]
+
+
+def wait_until(cond: object, timeout: float = 60.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    assert cond(), f"timed out waiting for {what}"  # type: ignore[operator]
