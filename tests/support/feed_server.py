@@ -82,6 +82,14 @@ class _Server(ThreadingHTTPServer):
         self.owner = owner
         super().__init__(("127.0.0.1", 0), _Handler)
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        # Clients hanging up (deadlines, refused redirects, TLS probes) are expected.
+        import sys
+
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)  # type: ignore[arg-type]
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -143,14 +151,20 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if head:
             return
+        sent = 0
         try:
             for chunk in chunks:
                 if route.delay and owner._stopping.wait(route.delay):
+                    self.close_connection = True
                     return  # server stopping: abandon the trickle
                 self.wfile.write(chunk)
                 self.wfile.flush()
+                sent += len(chunk)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client gave up, as it should
+        if length is not None and sent != length:
+            # A body shorter than its Content-Length: close, as a dying server would.
+            self.close_connection = True
 
     def _send_simple(self, status: int, body: bytes) -> None:
         self.send_response(status)
@@ -192,8 +206,12 @@ class FeedServer:
             return self
         self._stopping.clear()
         self._server = _Server(self)
+        # A short poll interval keeps stop() fast (shutdown waits for one poll).
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="feed-server", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.02},
+            name="feed-server",
+            daemon=True,
         )
         self._thread.start()
         return self
