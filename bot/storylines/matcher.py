@@ -135,6 +135,7 @@ class _Entry:
     pnorm: float = 0.0
     pmass: float = 0.0
     cw: dict[str, float] = field(default_factory=dict)  # centroid weight x idf
+    bonus: dict[str, float] = field(default_factory=dict)  # upper bound of bonus per token
     cnorm: float = 0.0
     n_docs: float = -1.0  # corpus size the cache was computed for
 
@@ -211,6 +212,17 @@ class Matcher:
                 self._vocab_dirty = True
             posting.add(sid)
         entry.n_docs = -1.0
+        # Any entity or phrase found has a token in the item, so summing each
+        # one's bonus over its tokens bounds the bonus from above.
+        bonus: dict[str, float] = {}
+        cfg = self.config
+        for ent in entry.profile.entities:
+            for tok in {t for f in ent.forms for t in f}:
+                bonus[tok] = bonus.get(tok, 0.0) + cfg.entity_bonus * ent.weight
+        for phrase in entry.profile.phrases:
+            for tok in set(phrase):
+                bonus[tok] = bonus.get(tok, 0.0) + cfg.phrase_bonus
+        entry.bonus = bonus
 
     def _unindex(self, sid: int, entry: _Entry) -> None:
         for tok in self._terms_of(entry):
@@ -324,7 +336,6 @@ class Matcher:
             return 1.0
         state = self._states.setdefault(storyline_id, _State())
         if state.last_active is None:
-            # The storyline starts with the first item it is shown.
             state.last_active = when
             return 1.0
         age = (when - state.last_active).total_seconds() / 86400.0
@@ -333,52 +344,131 @@ class Matcher:
         decay = math.pow(0.5, age / cfg.half_life_days)
         return cfg.dormant_floor + (1.0 - cfg.dormant_floor) * decay
 
+    def _scan(
+        self, items: Sequence[Item], storylines: Sequence[Storyline], *, every_pair: bool
+    ) -> list[Assessment]:
+        """Score items against storylines; with ``every_pair`` False, return only matches.
+
+        Word overlap is accumulated through the inverted index. In the fast path
+        (``every_pair`` False) a storyline whose upper bound cannot reach the
+        threshold is skipped before entity and phrase checks.
+        """
+        cfg = self.config
+        entries = [self._entry(s) for s in storylines]
+        by_id: dict[int, _Entry] = {}
+        for entry in entries:
+            self._refresh(entry)
+            by_id[entry.storyline.id] = entry
+        first_seen = next((i.published for i in items if i.published is not None), None)
+        if first_seen is not None:
+            for entry in entries:
+                # A storyline starts with the first item it is shown.
+                state = self._states.setdefault(entry.storyline.id, _State())
+                if state.last_active is None:
+                    state.last_active = first_seen
+        semantic = cfg.semantic.similarities(items, storylines) if cfg.semantic else None
+        exhaustive = every_pair or semantic is not None
+        out: list[Assessment] = []
+        for row, item in enumerate(items):
+            doc = self._doc(item)
+            dot: dict[int, float] = {}
+            cov: dict[int, float] = {}
+            cdot: dict[int, float] = {}
+            bub: dict[int, float] = {}
+            touched: set[int] = set()
+            for tok, dw in doc.weights.items():
+                posting = self._postings.get(tok)
+                if not posting:
+                    continue
+                for sid in posting:
+                    hit = by_id.get(sid)
+                    if hit is None:
+                        continue
+                    touched.add(sid)
+                    pw = hit.pw.get(tok)
+                    if pw:
+                        dot[sid] = dot.get(sid, 0.0) + pw * dw
+                        cov[sid] = cov.get(sid, 0.0) + pw
+                    if exhaustive:
+                        continue
+                    cw = hit.cw.get(tok)
+                    if cw:
+                        cdot[sid] = cdot.get(sid, 0.0) + cw * dw
+                    b = hit.bonus.get(tok)
+                    if b:
+                        bub[sid] = bub.get(sid, 0.0) + b
+            for col, entry in enumerate(entries):
+                sid = entry.storyline.id
+                if sid not in touched:
+                    if not exhaustive:
+                        continue
+                    s, why = 0.0, ""
+                else:
+                    upper = (
+                        self._upper_bound(
+                            entry, doc, dot.get(sid, 0.0), cov.get(sid, 0.0),
+                            cdot.get(sid, 0.0), bub.get(sid, 0.0),
+                        )
+                        if not exhaustive and entry.pnorm and doc.norm
+                        else 1.0
+                    )
+                    if upper < cfg.threshold:
+                        continue
+                    s, why = self._pair(doc, entry)
+                if semantic is not None:
+                    s = (1 - cfg.semantic_weight) * s + cfg.semantic_weight * semantic[row][col]
+                if s > 0:
+                    s *= self._freshness(sid, item.published)
+                matched = s >= cfg.threshold
+                if matched or every_pair:
+                    out.append(Assessment(item.key, sid, s, matched, why))
+        return out
+
+    def _upper_bound(
+        self, entry: _Entry, doc: _Doc, dot: float, cov: float, cdot: float, bonus: float
+    ) -> float:
+        """The most :meth:`_pair` could give this pair (freshness is at most 1)."""
+        cfg = self.config
+        word = 0.0
+        if dot > 0:
+            word = cfg.coverage_mix * cov / entry.pmass + (1 - cfg.coverage_mix) * dot / (
+                entry.pnorm * doc.norm
+            )
+        if cdot > 0 and entry.cnorm:
+            state = self._states[entry.storyline.id]
+            share = min(cfg.max_adapt, cfg.adapt_step * state.matches)
+            word += share * max(0.0, cdot / (entry.cnorm * doc.norm) - word)
+        if word <= 0:
+            return 0.0
+        return word + min(cfg.max_bonus, bonus) + 1e-9
+
     def score(self, items: Sequence[Item], storylines: Sequence[Storyline]) -> list[Assessment]:
         """Score every (item, storyline) pair without observing or learning.
 
         Returns one :class:`Assessment` per pair, items in order, storylines in
         order within each item.
         """
-        cfg = self.config
-        entries = [self._entry(s) for s in storylines]
-        for entry in entries:
-            self._refresh(entry)
-        wanted = {s.id for s in storylines}
-        semantic = cfg.semantic.similarities(items, storylines) if cfg.semantic else None
-        out: list[Assessment] = []
-        for row, item in enumerate(items):
-            doc = self._doc(item)
-            candidates: set[int] = set()
-            for tok in doc.weights:
-                posting = self._postings.get(tok)
-                if posting:
-                    candidates |= posting
-            for col, entry in enumerate(entries):
-                sid = entry.storyline.id
-                s, why = self._pair(doc, entry) if sid in candidates and sid in wanted else (0, "")
-                if semantic is not None:
-                    s = (1 - cfg.semantic_weight) * s + cfg.semantic_weight * semantic[row][col]
-                s *= self._freshness(sid, item.published)
-                out.append(Assessment(item.key, sid, s, s >= cfg.threshold, why))
-        return out
+        return self._scan(items, storylines, every_pair=True)
+
+    def _learn_from(self, result: list[Assessment], items: Sequence[Item]) -> None:
+        by_key = {item.key: item for item in items}
+        for a in result:
+            if a.matched and a.score >= self.config.learn_threshold:
+                self.learn(a.storyline_id, by_key[a.item_key])
 
     def assess(self, items: Sequence[Item], storylines: Sequence[Storyline]) -> list[Assessment]:
         """Observe ``items``, score every pair, learn from confident matches."""
         self.observe(items)
         result = self.score(items, storylines)
-        by_key = {item.key: item for item in items}
-        for a in result:
-            if a.matched and a.score >= self.config.learn_threshold:
-                self.learn(a.storyline_id, by_key[a.item_key])
+        self._learn_from(result, items)
         return result
 
     def match(self, items: Sequence[Item], storylines: Sequence[Storyline]) -> list[Match]:
         """Observe ``items`` and return the pairs over the threshold, with reasons."""
-        return [
-            Match(a.item_key, a.storyline_id, a.score, a.reason)
-            for a in self.assess(items, storylines)
-            if a.matched
-        ]
+        self.observe(items)
+        result = self._scan(items, storylines, every_pair=False)
+        self._learn_from(result, items)
+        return [Match(a.item_key, a.storyline_id, a.score, a.reason) for a in result]
 
     def learn(self, storyline_id: int, item: Item) -> None:
         """Adaptive tracking: add a confidently matched item to the storyline's centroid.
