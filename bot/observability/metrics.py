@@ -12,7 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 __all__ = ["CONTENT_TYPE_LATEST", "FeedReport", "Metrics", "PassReport", "error_kind"]
@@ -72,6 +79,10 @@ class Metrics:
     """Every metric the bot exports, registered in ``self.registry``."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        # The *_created series would double /metrics for a start time Prometheus
+        # ignores by default. The switch is process-wide; the bot is the only
+        # exporter in its process.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         r = self.registry
         self.passes = Counter("storywatch_poll_passes", "Poll passes completed.", registry=r)

@@ -118,6 +118,7 @@ def test_exposition_is_prometheus_text() -> None:
     # Nothing from the global registry (process or platform collectors).
     assert "process_cpu_seconds_total" not in text
     assert "python_info" not in text
+    assert "_created" not in text
 
 
 # The endpoint. Real HTTP, on 127.0.0.1 only: the server is a thin shell whose
