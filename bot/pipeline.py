@@ -24,7 +24,7 @@ from bot.models import Feed, Item, Match, Storyline
 from bot.parsing.feeds import ParsedFeed, parse_feed
 from bot.settings import Settings
 from bot.storage.repository import Database, MatchToStore, RecentMatch
-from bot.storylines.dedupe import find_duplicate
+from bot.storylines.dedupe import Report, find_duplicate
 from bot.storylines.matcher import Matcher
 
 log = logging.getLogger(__name__)
@@ -110,20 +110,26 @@ def collapse(
     Matches of this batch also count as "earlier" for later ones, so two
     outlets in one feed body make one alert.
     """
-    by_storyline: dict[int, list[Item]] = {}
+    by_storyline: dict[int, list[tuple[Report, Item]]] = {}
     for r in recent:
-        by_storyline.setdefault(r.storyline_id, []).append(r.item)
+        by_storyline.setdefault(r.storyline_id, []).append((_report(r.item), r.item))
     out: list[MatchToStore] = []
     for m in matches:
         item = items[m.item_key]
         earlier = by_storyline.setdefault(m.storyline_id, [])
-        dup = find_duplicate(item, earlier)
+        report = _report(item)
+        dup = find_duplicate(report, [rep for rep, _ in earlier])
         if dup is None:
-            earlier.append(item)
+            earlier.append((report, item))
             out.append(MatchToStore(m))
         else:
-            out.append(MatchToStore(m, duplicate_of_key=(dup.feed_id, dup.key)))
+            original = next(it for rep, it in earlier if rep is dup)
+            out.append(MatchToStore(m, duplicate_of_key=(original.feed_id, original.key)))
     return out
+
+
+def _report(item: Item) -> Report:
+    return Report(item.title, item.summary, item.published, item.source, item.key)
 
 
 class Poller:

@@ -10,12 +10,17 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+import bot.cli.eval as eval_cmd
+import bot.cli.feeds as feeds
+import bot.cli.health as health
+import bot.cli.poll as poll
+import bot.cli.run as run
+import bot.cli.seed as seed
+import bot.cli.storylines as storylines
 from bot import __version__
-from bot.cli import eval as eval_cmd
-from bot.cli import feeds, poll, run, seed, storylines
 from bot.errors import ConfigError
 
-_MODULES = (run, poll, feeds, storylines, seed, eval_cmd)
+_MODULES = (run, poll, feeds, storylines, seed, eval_cmd, health)
 
 
 def build_parser() -> argparse.ArgumentParser:
