@@ -298,6 +298,8 @@ def feeds() -> Iterator[FeedServer]:
     ]
     with FeedServer() as server:
         server.set_route("/world.xml", Route(body=rss_document("World", items)))
+        # Fast until the last test makes it trickle.
+        server.set_route("/late.xml", Route(body=rss_document("Late", items)))
         yield server
 
 
@@ -309,6 +311,7 @@ def deployed(image: Image, feeds: FeedServer) -> Image:
     config.write_text(
         'seeds_dir = "seeds"\nlog_format = "json"\nlog_level = "INFO"\n\n'
         f'[[feeds]]\nurl = "{feeds.url("/world.xml")}"\ntitle = "Local world"\n'
+        f'[[feeds]]\nurl = "{feeds.url("/late.xml")}"\ntitle = "Late world"\n'
     )
     data = image.host("/data")
     assert data.is_dir() and data.stat().st_uid == image.uid, "the image must own /data"
@@ -352,9 +355,13 @@ def test_image_environment_is_the_dockerfiles(deployed: Image) -> None:
     result = deployed.run(["python", "-c", "import bot, sys; print(bot.__file__)"])
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(str(deployed.root / "opt/venv/lib/"))
-    # And the image user cannot write outside the data dir.
-    result = deployed.run(["sh", "-c", "touch /app/x 2>&1 || touch \"$HOME/x\" 2>&1 || echo ro"])
-    assert result.stdout.strip().endswith("ro")
+    # The image user can write in the data dir and nowhere else in the image.
+    for where, writable in (("/data", True), ("/app", False), ("/app/config", False),
+                            ("/opt/venv/lib", False)):
+        probe = deployed.host(where) / "probe"
+        result = deployed.run(["touch", str(probe)])
+        assert (result.returncode == 0) == writable, (where, result.stderr)
+        probe.unlink(missing_ok=True)
 
 
 def test_health_turns_green_after_a_poll_and_a_telegram_heartbeat(
@@ -398,39 +405,50 @@ def test_health_turns_green_after_a_poll_and_a_telegram_heartbeat(
     assert snapshot(deployed.root, deployed.root / "data") == before, "wrote outside /data"
 
 
-def test_run_stops_cleanly_on_sigterm_within_10_s(deployed: Image, feeds: FeedServer) -> None:
-    # Needs `storywatch run` (bot/cli/run.py, bot/app.py); skips until it is wired.
-    missing = missing_subcommands(deployed, "run")
-    if missing is not None:
-        pytest.skip(missing)
+@dataclass
+class Shutdown:
+    code: int
+    seconds: float
+    output: str
+
+
+def run_and_terminate(
+    image: Image, feeds: FeedServer, *, wait_for_path: str, settle: float = 0.0
+) -> Shutdown:
+    """Start `storywatch run`, wait until it is ready, SIGTERM it, and time the exit.
+
+    Ready: ``wait_for_path`` fetched since the start, getUpdates seen, and, when
+    `health` is registered, `storywatch health` says healthy. Fails the test when
+    the process outlives SHUTDOWN_BOUND_SECONDS after the signal (then kills it).
+    """
     # With `health` registered, the running bot must also be healthy (the app writes
     # the telegram_ok heartbeat); without it, readiness is judged by the fake servers.
-    check_health = missing_subcommands(deployed, "health") is None
-    before = snapshot(deployed.root, deployed.root / "data")
-    fetched_before = len(feeds.requests_for("/world.xml"))
+    check_health = missing_subcommands(image, "health") is None
+    fetched_before = len(feeds.requests_for(wait_for_path))
     with FakeTelegram(TOKEN) as telegram:
-        proc = deployed.start(deployed.command, local_env(feeds, telegram))
+        proc = image.start(image.command, local_env(feeds, telegram))
         try:
             deadline = time.monotonic() + 90
+            polled = listening = False
+            verdict = ""
             while time.monotonic() < deadline:
                 assert proc.poll() is None, (
                     f"storywatch run exited early: {proc.returncode}\n"
                     + (proc.stdout.read() if proc.stdout else "")[-4000:]
                 )
-                polled = len(feeds.requests_for("/world.xml")) > fetched_before
+                polled = len(feeds.requests_for(wait_for_path)) > fetched_before
                 listening = any(m == "getUpdates" for m, _ in list(telegram.requests))
-                verdict = ""
                 if polled and listening and check_health:
-                    health = deployed.run(deployed.health, timeout=30)
-                    verdict = health.stdout.strip()
+                    verdict = image.run(image.health, timeout=30).stdout.strip()
                 if polled and listening and (verdict == "healthy" or not check_health):
                     break
-                time.sleep(0.5)
+                time.sleep(0.2)
             else:
-                pytest.fail(f"never ready: polled={polled} getUpdates={listening} "
-                            f"health={verdict or 'not checked'}")
-            print(f"\nready: feed polled, getUpdates seen, health: "
+                pytest.fail(f"never ready: {wait_for_path} fetched={polled} "
+                            f"getUpdates={listening} health={verdict or 'not checked'}")
+            print(f"\nready: {wait_for_path} fetched, getUpdates seen, health: "
                   f"{verdict or 'not registered, not checked'}")
+            time.sleep(settle)
             sent_at = time.monotonic()
             proc.send_signal(signal.SIGTERM)
             try:
@@ -439,7 +457,7 @@ def test_run_stops_cleanly_on_sigterm_within_10_s(deployed: Image, feeds: FeedSe
                 proc.kill()
                 proc.wait()
                 pytest.fail(f"storywatch run still running {SHUTDOWN_BOUND_SECONDS:.0f} s "
-                            "after SIGTERM")
+                            "after SIGTERM (killed)")
             took = time.monotonic() - sent_at
             print(f"SIGTERM -> exit {code} in {took:.2f} s")
         finally:
@@ -447,9 +465,46 @@ def test_run_stops_cleanly_on_sigterm_within_10_s(deployed: Image, feeds: FeedSe
                 proc.kill()
                 proc.wait()
         output = proc.stdout.read() if proc.stdout else ""
-    assert code == 0, output[-4000:]
-    assert TOKEN not in output and TOKEN.split(":")[1] not in output
-    assert snapshot(deployed.root, deployed.root / "data") == before, "wrote outside /data"
-    db = sqlite3.connect(f"file:{deployed.root / 'data' / 'storywatch.db'}?mode=ro", uri=True)
+    return Shutdown(code, took, output)
+
+
+def assert_clean_stop(image: Image, stopped: Shutdown, before: dict[str, float]) -> None:
+    assert stopped.code == 0, stopped.output[-4000:]
+    assert TOKEN not in stopped.output and TOKEN.split(":")[1] not in stopped.output
+    assert snapshot(image.root, image.root / "data") == before, "wrote outside /data"
+    db = sqlite3.connect(f"file:{image.root / 'data' / 'storywatch.db'}?mode=ro", uri=True)
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     db.close()
+
+
+def test_run_stops_cleanly_on_sigterm_within_10_s(deployed: Image, feeds: FeedServer) -> None:
+    # Needs `storywatch run` (bot/cli/run.py, bot/app.py); skips until it is wired.
+    missing = missing_subcommands(deployed, "run")
+    if missing is not None:
+        pytest.skip(missing)
+    before = snapshot(deployed.root, deployed.root / "data")
+    stopped = run_and_terminate(deployed, feeds, wait_for_path="/world.xml")
+    assert_clean_stop(deployed, stopped, before)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bot/app.py waits for a running poll pass on SIGTERM, and one feed may "
+    "trickle until the fetch deadline (20 s by default): the pass must be cancelled "
+    "or bounded at shutdown. Remove this mark when it is.",
+)
+def test_run_stops_within_10_s_even_mid_pass_on_a_trickling_feed(
+    deployed: Image, feeds: FeedServer
+) -> None:
+    missing = missing_subcommands(deployed, "run")
+    if missing is not None:
+        pytest.skip(missing)
+    body = rss_document("Late", [{"guid": "late", "title": "Slowly", "link": "https://l.test/"}])
+    # About 16 s of body (one chunk a second), under the 20 s fetch deadline.
+    feeds.set_route("/late.xml", Route(body=body, chunk_size=max(1, len(body) // 16), delay=1.0))
+    before = snapshot(deployed.root, deployed.root / "data")
+    try:
+        stopped = run_and_terminate(deployed, feeds, wait_for_path="/late.xml", settle=1.0)
+    finally:
+        feeds.set_route("/late.xml", Route(body=body))
+    assert_clean_stop(deployed, stopped, before)
