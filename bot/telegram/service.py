@@ -245,12 +245,14 @@ class ChatService:
         return fit("\n".join(lines))
 
     async def _subscribe(self, sid: int, who: Caller) -> str:
-        row = await self._row(sid, who.chat_id)
-        if row is None:
-            return f"There is no storyline #{sid} you can follow. /storylines lists them."
+        # Any active storyline can be followed: ids are shared between chats
+        # (a friend says "/subscribe 12"), and /untrack by its creator ends it.
+        storyline = await self._run(self._db.get_storyline, sid)
+        if storyline is None:
+            return f"There is no storyline #{sid}. /storylines lists them."
         if await self._run(self._db.subscribe, who.chat_id, sid, now=self._now()):
-            return f"Following #{sid}: {row.storyline.title}. New developments come here."
-        return f"This chat already follows #{sid}: {row.storyline.title}."
+            return f"Following #{sid}: {storyline.title}. New developments come here."
+        return f"This chat already follows #{sid}: {storyline.title}."
 
     async def _unsubscribe(self, sid: int, who: Caller) -> str:
         if await self._run(self._db.unsubscribe, who.chat_id, sid):

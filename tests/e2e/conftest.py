@@ -165,7 +165,12 @@ def write_config(tmp: Path, feed_urls: list[str]) -> Path:
 def bot(tmp_path: Path, fake: FakeTelegram, news: Feed) -> Iterator[BotProcess]:
     process = BotProcess(tmp_path, fake, write_config(tmp_path, [news.url]), {})
     try:
-        yield process.start()
+        process.start()
+        # The first good poll of a feed stores its items without alerting (no
+        # backlog flood); a second request means the first one was committed.
+        wait_until(lambda: len(news.server.requests_for(news.path)) >= 2,
+                   what="the feed to be primed")
+        yield process
     finally:
         process.close()
         assert TOKEN not in process.output(), "the token leaked into the logs"
