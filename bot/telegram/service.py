@@ -233,7 +233,10 @@ class ChatService:
     async def _list(self, who: Caller) -> str:
         rows = await self._run(self._db.storylines_for_chat, who.chat_id)
         if not rows:
-            return "No storylines yet. Start one: /track Putin trip to China"
+            return (
+                "This chat follows no storylines and there are no shared ones yet. "
+                "Start one: /track Putin trip to China"
+            )
         lines = ["Storylines (✓ = this chat follows it):"]
         for r in rows:
             mark = "✓" if r.subscribed else "·"
