@@ -307,7 +307,8 @@ class FeedFetcher:
         Raises BlockedAddressError (guard), HTTPStatusError (other statuses, with
         ``retry_after``), RedirectError, TooLargeError, DeadlineError or FetchError
         (transport). The deadline starts once a concurrency slot is free: waiting for a
-        slot is the bot being busy, not the feed being slow.
+        slot is the bot being busy, not the feed being slow. The per-host slot is the
+        first URL's host and is held across redirects.
         """
         first = self.guard.check_url(url)
         shown = redact_url(url)
@@ -374,7 +375,8 @@ class FeedFetcher:
             return self._result(True, b"", headers, current, status)
         if status != 200:
             retry_after = parse_retry_after(headers.get("retry-after"), now=datetime.now(UTC))
-            reason = response.reason_phrase or ""
+            # The reason phrase is server-chosen text: keep it short and printable.
+            reason = "".join(c for c in response.reason_phrase[:60] if c.isprintable())
             raise HTTPStatusError(
                 f"{shown} answered HTTP {status} {reason}".rstrip(),
                 url=shown,
