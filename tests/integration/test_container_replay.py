@@ -233,6 +233,10 @@ def snapshot(path: Path, skip: Path) -> dict[str, float]:
 def image() -> Iterator[Image]:
     if sys.platform != "linux" or not BASE_PYTHON.exists():
         pytest.skip(f"the replay needs Linux and {BASE_PYTHON} (a stand-in for the base image)")
+    probe = subprocess.run([str(BASE_PYTHON), "-c", "import ensurepip, venv"],
+                           capture_output=True, check=False)
+    if probe.returncode != 0:
+        pytest.skip(f"{BASE_PYTHON} cannot make venvs (Debian's python3-venv is missing)")
     if os.geteuid() != 0:
         pytest.skip("the replay needs root to create the image's user and switch to it")
     for tool in ("setpriv", "useradd", "groupadd", "getent"):
