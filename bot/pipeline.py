@@ -46,6 +46,8 @@ class FeedReport:
     unchanged: bool = False
     primed_now: bool = False
     error: str | None = None
+    error_kind: str | None = None
+    matched_storylines: tuple[int, ...] = ()
 
     def describe(self) -> str:
         name = self.title or self.url
@@ -174,14 +176,16 @@ class Poller:
             return await self._poll_feed(feed, storylines, now, report)
         except (FetchError, ParseError) as exc:
             error: FetchError | ParseError = exc
+            kind = exc.kind
         except Exception as exc:  # one feed's bug must not stop the pass
             log.exception("unexpected error polling feed %s", feed.id)
             error = FetchError(f"internal error ({type(exc).__name__})", url=feed.url)
+            kind = "internal"
         state = next_state_after_error(
             feed.state, error, now=now, interval=self._interval, max_backoff=self._max_backoff
         )
         await asyncio.to_thread(self._db.record_feed_state, feed.id, state, now=now)
-        return replace(report, error=str(error))
+        return replace(report, error=str(error), error_kind=kind)
 
     async def _poll_feed(
         self, feed: Feed, storylines: Sequence[Storyline], now: datetime, report: FeedReport
@@ -222,6 +226,7 @@ class Poller:
         return replace(
             report, title=parsed.title or feed.title, new_items=commit.new_items,
             matches=commit.matches, alerts=commit.alerts, primed_now=not feed.primed,
+            matched_storylines=tuple(m.match.storyline_id for m in to_store),
         )
 
     async def probe(self, url: str) -> ProbeResult:

@@ -9,8 +9,8 @@ happened through the ``record_*`` helpers; nothing here knows the clock.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -47,6 +47,10 @@ class FeedReport(Protocol):
     def matches(self) -> int: ...
     @property
     def alerts(self) -> int: ...
+    @property
+    def error_kind(self) -> str | None: ...
+    @property
+    def matched_storylines(self) -> Sequence[int]: ...
 
 
 class PassReport(Protocol):
@@ -58,21 +62,10 @@ class PassReport(Protocol):
 
 def error_kind(feed: FeedReport) -> str | None:
     """The metrics label of a failed feed (``FetchError.kind``, ``ParseError.kind``,
-    ``'internal'``), or None when it did not fail.
-
-    Read with ``getattr`` so this works before and after ``FeedReport`` grows
-    an ``error_kind`` field; until then every failure counts as 'internal'.
-    """
+    ``'internal'``), or None when it did not fail."""
     if feed.error is None:
         return None
-    kind = getattr(feed, "error_kind", None)
-    return kind if isinstance(kind, str) and kind else UNKNOWN_KIND
-
-
-def _matched_storylines(feed: FeedReport) -> Iterable[int] | None:
-    """Storyline ids of the feed's stored matches, one per match, when the report has them."""
-    ids: Any = getattr(feed, "matched_storylines", None)
-    return None if ids is None else [int(i) for i in ids]
+    return feed.error_kind or UNKNOWN_KIND
 
 
 class Metrics:
@@ -103,8 +96,7 @@ class Metrics:
         self.new_items = Counter("storywatch_new_items", "New feed items stored.", registry=r)
         self.matches = Counter(
             "storywatch_matches",
-            "Matches of new items to storylines, by storyline id "
-            "('all' when the pipeline does not say which).",
+            "Matches of new items to storylines, by storyline id.",
             ["storyline"],
             registry=r,
         )
@@ -147,13 +139,8 @@ class Metrics:
                 self.feeds_unchanged.inc()
             self.new_items.inc(feed.new_items)
             self.alerts_queued.inc(feed.alerts)
-            storylines = _matched_storylines(feed)
-            if storylines is None:
-                if feed.matches:
-                    self.matches.labels(storyline="all").inc(feed.matches)
-            else:
-                for storyline_id in storylines:
-                    self.matches.labels(storyline=str(storyline_id)).inc()
+            for storyline_id in feed.matched_storylines:
+                self.matches.labels(storyline=str(storyline_id)).inc()
 
     def record_matches(self, storyline_id: int, count: int = 1) -> None:
         """Count matches of one storyline, for callers that know them one by one."""

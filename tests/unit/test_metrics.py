@@ -28,12 +28,6 @@ class Feed:
     alerts: int = 0
     unchanged: bool = False
     error: str | None = None
-
-
-@dataclass(frozen=True)
-class KindedFeed(Feed):
-    """A report after the pipeline records ``error_kind`` and ``matched_storylines``."""
-
     error_kind: str | None = None
     matched_storylines: tuple[int, ...] = ()
 
@@ -52,11 +46,11 @@ def test_record_pass_counts_feeds_items_matches_alerts_and_errors() -> None:
     m = Metrics()
     report = Pass(
         (
-            Feed(new_items=5, matches=2, alerts=3),
+            Feed(new_items=5, matches=2, alerts=3, matched_storylines=(7, 7)),
             Feed(unchanged=True),
             Feed(error="HTTP 503"),
-            KindedFeed(error="timed out", error_kind="deadline"),
-            KindedFeed(new_items=1, matches=2, alerts=2, matched_storylines=(7, 9)),
+            Feed(error="timed out", error_kind="deadline"),
+            Feed(new_items=1, matches=2, alerts=2, matched_storylines=(7, 9)),
         )
     )
     m.record_pass(report, 1.5)
@@ -66,8 +60,7 @@ def test_record_pass_counts_feeds_items_matches_alerts_and_errors() -> None:
     assert value(m, "storywatch_feeds_unchanged_total") == 1
     assert value(m, "storywatch_new_items_total") == 7
     assert value(m, "storywatch_alerts_queued_total") == 5
-    assert value(m, "storywatch_matches_total", storyline="all") == 2
-    assert value(m, "storywatch_matches_total", storyline="7") == 1
+    assert value(m, "storywatch_matches_total", storyline="7") == 3
     assert value(m, "storywatch_matches_total", storyline="9") == 1
     assert value(m, "storywatch_fetch_errors_total", kind="internal") == 1
     assert value(m, "storywatch_fetch_errors_total", kind="deadline") == 1
@@ -79,8 +72,8 @@ def test_record_pass_counts_feeds_items_matches_alerts_and_errors() -> None:
 def test_error_kind_label() -> None:
     assert error_kind(Feed()) is None
     assert error_kind(Feed(error="x")) == "internal"
-    assert error_kind(KindedFeed(error="x", error_kind="parse")) == "parse"
-    assert error_kind(KindedFeed(error="x", error_kind="")) == "internal"
+    assert error_kind(Feed(error="x", error_kind="parse")) == "parse"
+    assert error_kind(Feed(error="x", error_kind="")) == "internal"
 
 
 def test_record_send_and_pending() -> None:
@@ -109,7 +102,7 @@ def test_registries_are_private_to_each_instance_and_not_global() -> None:
 
 def test_exposition_is_prometheus_text() -> None:
     m = Metrics()
-    m.record_pass(Pass((KindedFeed(error="blocked", error_kind="blocked"),)), 0.5)
+    m.record_pass(Pass((Feed(error="blocked", error_kind="blocked"),)), 0.5)
     text = m.exposition().decode()
     assert "# TYPE storywatch_fetch_errors_total counter" in text
     assert 'storywatch_fetch_errors_total{kind="blocked"} 1.0' in text
