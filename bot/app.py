@@ -8,9 +8,10 @@ One process, one event loop:
   ``STORYWATCH_POLL_INTERVAL`` seconds and a Telegram heartbeat;
 - the ``Sender`` drains the outbox the poll passes fill.
 
-SIGTERM and SIGINT stop the updater first (no new commands), then the jobs
-(a running pass finishes; its outbox rows are durable), then the sender (the
-send in flight completes, the rest stays pending), and the process exits 0.
+SIGTERM and SIGINT stop the updater first (no new commands), then cancel a
+running poll pass (what it committed stays, the rest is polled next time),
+stop the jobs, then the sender (the send in flight completes, the rest stays
+pending in the outbox), and the process exits 0.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from bot.delivery.sender import Sender
 from bot.errors import ConfigError
 from bot.health import TELEGRAM_OK_KEY
 from bot.observability.logs import configure_logging
-from bot.pipeline import Poller
+from bot.pipeline import PassReport, Poller
 from bot.settings import Settings
 from bot.storage.repository import Database
 from bot.telegram.handlers import Handlers, bot_commands
@@ -141,14 +142,27 @@ async def _serve(
     sender = Sender(db, app.bot)
     sender.start()
 
+    passes: set[asyncio.Task[PassReport]] = set()
+
     async def poll_job(context: ContextTypes.DEFAULT_TYPE) -> None:
         started = time.monotonic()
+        # The pass runs as its own task so shutdown can cancel it: a feed that
+        # trickles until its fetch deadline must not hold up SIGTERM. Cancelling
+        # is safe: each feed's items and outbox rows commit in one transaction.
+        task = asyncio.create_task(poller.poll_due(), name="storywatch-poll")
+        passes.add(task)
         try:
-            report = await poller.poll_due()
+            report = await task
+        except asyncio.CancelledError:
+            if not task.cancelled():
+                raise  # this job itself was cancelled, not just the pass
+            log.info("poll pass cancelled by shutdown; unfinished feeds are polled next time")
+            return
         except Exception:
             log.exception("poll pass failed")
             return
         finally:
+            passes.discard(task)
             sender.wake()
         quiet = not (report.new_items or report.errors or report.alerts)
         log.log(logging.DEBUG if quiet else logging.INFO, "%s (%.1fs)", report.describe(),
@@ -191,6 +205,9 @@ async def _serve(
     finally:
         if updater.running:
             await updater.stop()
+        for task in list(passes):
+            task.cancel()
+        await asyncio.gather(*passes, return_exceptions=True)
         if app.running:
-            await app.stop()  # waits for a running poll pass
+            await app.stop()
         await sender.stop()
