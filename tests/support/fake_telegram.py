@@ -54,21 +54,21 @@ class _TelegramHTML(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = dict(attrs)
         if tag not in ALLOWED_TAGS:
-            self._fail(f"unsupported start tag \"{tag}\"")
+            self._fail(f'unsupported start tag "{tag}"')
         elif tag == "a" and (set(a) != {"href"} or not a["href"]):
             self._fail("a tag needs exactly an href attribute")
         elif tag == "span" and a != {"class": "tg-spoiler"}:
             self._fail("span tag needs class=tg-spoiler")
         elif tag in ("b", "i", "u", "s", "strong", "em", "ins", "strike", "del") and a:
-            self._fail(f"tag \"{tag}\" takes no attributes")
+            self._fail(f'tag "{tag}" takes no attributes')
         self.stack.append(tag)
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self._fail(f"unsupported start tag \"{tag}/\"")
+        self._fail(f'unsupported start tag "{tag}/"')
 
     def handle_endtag(self, tag: str) -> None:
         if not self.stack or self.stack[-1] != tag:
-            self._fail(f"unexpected end tag \"{tag}\"")
+            self._fail(f'unexpected end tag "{tag}"')
         else:
             self.stack.pop()
 
@@ -106,7 +106,7 @@ def validate_telegram_html(text: str) -> str | None:
     p.feed(text)
     p.close()
     if p.error is None and p.stack:
-        p._fail(f"unclosed tag \"{p.stack[-1]}\"")
+        p._fail(f'unclosed tag "{p.stack[-1]}"')
     if p.error is None and utf16_len("".join(p.visible)) > 4096:
         p._fail("message is too long")
     return p.error
@@ -230,9 +230,7 @@ class FakeTelegram:
             }
             if text.startswith("/"):
                 word = text.split()[0]
-                msg["entities"] = [
-                    {"type": "bot_command", "offset": 0, "length": utf16_len(word)}
-                ]
+                msg["entities"] = [{"type": "bot_command", "offset": 0, "length": utf16_len(word)}]
             if reply_to_text is not None:
                 self._user_message_id += 1
                 msg["reply_to_message"] = {
@@ -367,9 +365,9 @@ class FakeTelegram:
                 self._lock.wait(min(left, 0.5))
 
     @staticmethod
-    def _error(status: int, description: str, parameters: dict[str, Any] | None = None) -> tuple[
-        int, dict[str, Any]
-    ]:
+    def _error(
+        status: int, description: str, parameters: dict[str, Any] | None = None
+    ) -> tuple[int, dict[str, Any]]:
         body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
         if parameters:
             body["parameters"] = parameters
@@ -418,8 +416,14 @@ class FakeTelegram:
             elif p.get("reply_to_message_id"):
                 reply_to = int(p["reply_to_message_id"])
             self.sent.append(
-                Sent(chat_id, mid, str(p["text"]), p.get("parse_mode"), time.time(),
-                     reply_to=reply_to)
+                Sent(
+                    chat_id,
+                    mid,
+                    str(p["text"]),
+                    p.get("parse_mode"),
+                    time.time(),
+                    reply_to=reply_to,
+                )
             )
             self._lock.notify_all()
         if fault is not None:  # delivered, but the client is made to time out
@@ -466,8 +470,9 @@ class FakeTelegram:
         return fault
 
     def _refuse(self, method: str, chat_id: int, fault: Fault) -> tuple[int, dict[str, Any]]:
-        return self._refuse_plain(method, chat_id, fault.status, fault.description,
-                                  fault.parameters)
+        return self._refuse_plain(
+            method, chat_id, fault.status, fault.description, fault.parameters
+        )
 
     def _refuse_plain(
         self,
@@ -521,10 +526,11 @@ class FakeTelegram:
                 raw = self.rfile.read(length) if length else b""
                 prefix = f"/bot{fake.token}/"
                 if not self.path.startswith(prefix):
-                    self._respond(401, {"ok": False, "error_code": 401,
-                                        "description": "Unauthorized"})
+                    self._respond(
+                        401, {"ok": False, "error_code": 401, "description": "Unauthorized"}
+                    )
                     return
-                method = self.path[len(prefix):].split("?")[0]
+                method = self.path[len(prefix) :].split("?")[0]
                 ctype = self.headers.get("Content-Type", "")
                 params: dict[str, Any]
                 if "json" in ctype and raw:
