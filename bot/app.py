@@ -32,6 +32,8 @@ from bot.delivery.sender import Sender
 from bot.errors import ConfigError
 from bot.health import TELEGRAM_OK_KEY
 from bot.observability.logs import configure_logging
+from bot.observability.metrics import Metrics
+from bot.observability.server import ObservabilityServer, database_health, start_server
 from bot.pipeline import PassReport, Poller
 from bot.settings import Settings
 from bot.storage.repository import Database
@@ -139,7 +141,22 @@ async def _serve(
     recovered = await asyncio.to_thread(db.recover_in_flight)
     if recovered:
         log.info("%d alert(s) were in flight at the last stop; they go out again", recovered)
-    sender = Sender(db, app.bot)
+    metrics: Metrics | None = None
+    endpoint: ObservabilityServer | None = None
+    if settings.env.metrics_port is not None:
+        metrics = Metrics()
+        counts_gauge = metrics  # non-None, for the closure below
+
+        def refresh_pending() -> None:
+            counts = db.outbox_counts()
+            counts_gauge.set_pending(counts["pending"] + counts["sending"])
+
+        endpoint = start_server(
+            settings.env.metrics_port, metrics,
+            database_health(settings.database_path, settings.env.poll_interval),
+            on_scrape=refresh_pending,
+        )
+    sender = Sender(db, app.bot, on_send=metrics.record_send if metrics else None)
     sender.start()
 
     passes: set[asyncio.Task[PassReport]] = set()
@@ -164,6 +181,8 @@ async def _serve(
         finally:
             passes.discard(task)
             sender.wake()
+        if metrics is not None:
+            metrics.record_pass(report, time.monotonic() - started)
         quiet = not (report.new_items or report.errors or report.alerts)
         log.log(logging.DEBUG if quiet else logging.INFO, "%s (%.1fs)", report.describe(),
                 time.monotonic() - started)
@@ -211,3 +230,5 @@ async def _serve(
         if app.running:
             await app.stop()
         await sender.stop()
+        if endpoint is not None:
+            endpoint.stop()

@@ -91,8 +91,10 @@ class Sender:
         limiter: SendLimiter | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         utcnow: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_send: Callable[[bool, float], None] | None = None,
     ) -> None:
         self._db = db
+        self._on_send = on_send  # metrics hook: (delivered, seconds) per attempt
         self._bot = bot
         self.options = options or SenderOptions()
         self._limiter = limiter or SendLimiter()
@@ -216,8 +218,11 @@ class Sender:
         as_html = True
         for _ in range(3):  # at most: migrate once, fall back to plain once
             text = render_html(view) if as_html else render_plain(view)
+            started = self._mono()
+            ok = False
             try:
                 message_id = await self._call(chat_id, text, as_html, edit_of)
+                ok = True
             except RetryAfter as exc:
                 secs = retry_after_seconds(exc) + 0.5
                 self._limiter.block(chat_id, self._mono() + secs)
@@ -255,6 +260,9 @@ class Sender:
             except TelegramError as exc:
                 await self._retry_or_fail(entry, f"telegram: {exc.message}")
                 return True
+            finally:
+                if self._on_send is not None:
+                    self._on_send(ok, self._mono() - started)
             await asyncio.to_thread(
                 self._db.mark_sent, entry.id, now=self._now(), message_id=message_id
             )
