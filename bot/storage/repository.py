@@ -499,14 +499,17 @@ class Database:
         return int(rows[0][0])
 
     def deactivate_storyline(self, storyline_id: int) -> bool:
+        """Remove a storyline; alerts still queued for it are dropped with it."""
         with self.transaction() as c:
-            return (
-                c.execute(
-                    "UPDATE storylines SET active = 0 WHERE id = ? AND active = 1",
-                    (storyline_id,),
-                ).rowcount
-                > 0
+            changed = c.execute(
+                "UPDATE storylines SET active = 0 WHERE id = ? AND active = 1", (storyline_id,)
+            ).rowcount
+            c.execute(
+                "UPDATE outbox SET status = 'dropped', last_error = 'storyline removed' "
+                "WHERE storyline_id = ? AND status = 'pending'",
+                (storyline_id,),
             )
+            return changed > 0
 
     # -- chats and subscriptions --------------------------------------------
 
@@ -566,69 +569,80 @@ class Database:
             return cur.rowcount > 0
 
     def unsubscribe(self, chat_id: int, storyline_id: int) -> bool:
+        """Stop following; alerts of that storyline not yet sent to the chat are dropped."""
         with self.transaction() as c:
             cur = c.execute(
                 "DELETE FROM subscriptions WHERE chat_id = ? AND storyline_id = ?",
+                (chat_id, storyline_id),
+            )
+            c.execute(
+                "UPDATE outbox SET status = 'dropped', last_error = 'unsubscribed' "
+                "WHERE chat_id = ? AND storyline_id = ? AND status = 'pending'",
                 (chat_id, storyline_id),
             )
             return cur.rowcount > 0
 
     # -- outbox -------------------------------------------------------------
 
+    # Everything rendering needs about an outbox row; callers add WHERE/ORDER.
+    _ENTRY_SELECT = (
+        "SELECT o.id, o.chat_id, o.kind, o.attempts, o.storyline_id, o.parent_id, "
+        "s.title AS storyline_title, i.key, i.title, i.summary, i.link, i.published, "
+        "i.source, i.feed_id, m.score, m.reason, p.message_id AS parent_message_id "
+        "FROM outbox o JOIN storylines s ON s.id = o.storyline_id "
+        "JOIN items i ON i.id = o.item_id "
+        "JOIN matches m ON m.item_id = o.item_id AND m.storyline_id = o.storyline_id "
+        "JOIN chats ch ON ch.id = o.chat_id "
+        "LEFT JOIN outbox p ON p.id = o.parent_id "
+    )
+
+    @classmethod
+    def _entry(cls, r: sqlite3.Row, *, attempts: int) -> OutboxEntry:
+        return OutboxEntry(
+            id=r["id"],
+            chat_id=r["chat_id"],
+            kind=r["kind"],
+            attempts=attempts,
+            storyline_id=r["storyline_id"],
+            storyline_title=r["storyline_title"],
+            item=cls._item(r),
+            score=r["score"],
+            reason=r["reason"],
+            parent_message_id=r["parent_message_id"],
+            parent_id=r["parent_id"],
+        )
+
     def claim_due_alerts(self, now: datetime, limit: int) -> list[OutboxEntry]:
         """Mark up to ``limit`` due alerts as being sent and return them, oldest first.
 
         An edit waits until its parent alert was sent (it needs the message id).
+        Alerts of a chat that blocked the bot, or of a storyline that was
+        removed, are never handed out (they were dropped when that happened).
         """
         with self.transaction() as c:
             c.row_factory = sqlite3.Row
             try:
                 rows = c.execute(
-                    "SELECT o.id, o.chat_id, o.kind, o.attempts, o.storyline_id, o.parent_id, "
-                    "s.title AS storyline_title, i.key, i.title, i.summary, i.link, i.published, "
-                    "i.source, i.feed_id, m.score, m.reason, p.message_id AS parent_message_id "
-                    "FROM outbox o JOIN storylines s ON s.id = o.storyline_id "
-                    "JOIN items i ON i.id = o.item_id "
-                    "JOIN matches m ON m.item_id = o.item_id AND m.storyline_id = o.storyline_id "
-                    "JOIN chats ch ON ch.id = o.chat_id "
-                    "LEFT JOIN outbox p ON p.id = o.parent_id "
-                    "WHERE o.status = 'pending' AND ch.active = 1 "
+                    self._ENTRY_SELECT
+                    + "WHERE o.status = 'pending' AND ch.active = 1 AND s.active = 1 "
                     "AND (o.not_before IS NULL OR o.not_before <= ?) "
                     "AND (o.kind = 'send' OR p.status IN ('sent', 'failed', 'dropped')) "
                     "ORDER BY o.id LIMIT ?",
                     (_ts(now), limit),
                 ).fetchall()
-                ids = [r["id"] for r in rows]
                 c.executemany(
                     "UPDATE outbox SET status = 'sending', attempts = attempts + 1 WHERE id = ?",
-                    [(i,) for i in ids],
+                    [(r["id"],) for r in rows],
                 )
             finally:
                 c.row_factory = None
-        return [
-            OutboxEntry(
-                id=r["id"],
-                chat_id=r["chat_id"],
-                kind=r["kind"],
-                attempts=r["attempts"] + 1,
-                storyline_id=r["storyline_id"],
-                storyline_title=r["storyline_title"],
-                item=Item(
-                    key=r["key"],
-                    title=r["title"],
-                    summary=r["summary"],
-                    link=r["link"],
-                    published=_dt(r["published"]),
-                    source=r["source"],
-                    feed_id=r["feed_id"],
-                ),
-                score=r["score"],
-                reason=r["reason"],
-                parent_message_id=r["parent_message_id"],
-                parent_id=r["parent_id"],
-            )
-            for r in rows
-        ]
+        return [self._entry(r, attempts=r["attempts"] + 1) for r in rows]
+
+    def outbox_entry(self, outbox_id: int) -> OutboxEntry | None:
+        """One outbox row, whatever its status: the sender redraws a parent
+        alert from it when an 'edit' row adds "+N more" to its message."""
+        rows = self._query(self._ENTRY_SELECT + "WHERE o.id = ?", (outbox_id,))
+        return self._entry(rows[0], attempts=rows[0]["attempts"]) if rows else None
 
     def duplicates_of(self, outbox_id: int) -> list[Item]:
         """Items collapsed into the alert ``outbox_id`` (its edits), oldest first."""
@@ -678,56 +692,6 @@ class Database:
         counts = {"pending": 0, "sending": 0, "sent": 0, "failed": 0, "dropped": 0}
         counts.update({r["status"]: int(r["n"]) for r in rows})
         return counts
-
-    # == Delivery additions ===================================================
-    # Added by the Telegram/delivery work (bot/delivery/sender.py needs them);
-    # additive only, nothing above changed. Lead: review and move as you like.
-
-    def outbox_entry(self, outbox_id: int) -> OutboxEntry | None:
-        """One outbox row joined like :meth:`claim_due_alerts`, whatever its status.
-
-        The sender re-renders a parent alert from it when an 'edit' row adds
-        "+N more" to the parent's message.
-        """
-        rows = self._query(
-            "SELECT o.id, o.chat_id, o.kind, o.attempts, o.storyline_id, o.parent_id, "
-            "s.title AS storyline_title, i.key, i.title, i.summary, i.link, i.published, "
-            "i.source, i.feed_id, m.score, m.reason, o.message_id AS parent_message_id "
-            "FROM outbox o JOIN storylines s ON s.id = o.storyline_id "
-            "JOIN items i ON i.id = o.item_id "
-            "JOIN matches m ON m.item_id = o.item_id AND m.storyline_id = o.storyline_id "
-            "WHERE o.id = ?",
-            (outbox_id,),
-        )
-        if not rows:
-            return None
-        r = rows[0]
-        return OutboxEntry(
-            id=r["id"],
-            chat_id=r["chat_id"],
-            kind=r["kind"],
-            attempts=r["attempts"],
-            storyline_id=r["storyline_id"],
-            storyline_title=r["storyline_title"],
-            item=self._item_from_join(r),
-            score=r["score"],
-            reason=r["reason"],
-            # For this lookup the field carries the row's OWN sent message id.
-            parent_message_id=r["parent_message_id"],
-            parent_id=r["parent_id"],
-        )
-
-    @staticmethod
-    def _item_from_join(r: sqlite3.Row) -> Item:
-        return Item(
-            key=r["key"],
-            title=r["title"],
-            summary=r["summary"],
-            link=r["link"],
-            published=_dt(r["published"]),
-            source=r["source"],
-            feed_id=r["feed_id"],
-        )
 
     def release_claim(self, outbox_id: int, *, not_before: datetime, error: str) -> None:
         """Give back a claimed alert that was not really attempted (held by our own

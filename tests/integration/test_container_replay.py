@@ -491,12 +491,6 @@ def test_run_stops_cleanly_on_sigterm_within_10_s(deployed: Image, feeds: FeedSe
     assert_clean_stop(deployed, stopped, before)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bot/app.py waits for a running poll pass on SIGTERM, and one feed may "
-    "trickle until the fetch deadline (20 s by default): the pass must be cancelled "
-    "or bounded at shutdown. Remove this mark when it is.",
-)
 def test_run_stops_within_10_s_even_mid_pass_on_a_trickling_feed(
     deployed: Image, feeds: FeedServer
 ) -> None:

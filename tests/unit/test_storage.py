@@ -192,3 +192,30 @@ def test_storylines_for_chat(db: Database) -> None:
     assert db.unsubscribe(3, shared.id) and not db.unsubscribe(3, shared.id)
     assert db.deactivate_storyline(story.id)
     assert db.get_storyline(story.id) is None
+
+
+def test_removed_storyline_or_unsubscribed_chat_gets_no_queued_alert(db: Database) -> None:
+    feed_id, story = _setup(db)
+    other = db.add_storyline(Storyline(id=0, title="Putin in China"), now=NOW)
+    db.subscribe(1, other.id, now=NOW)
+    db.commit_poll(feed_id, FeedState(), now=NOW, title=None, items=[], matches=[])
+    db.commit_poll(feed_id, FeedState(), now=NOW, title=None, items=[item("b")],
+                   matches=[MatchToStore(Match("b", story.id, 0.9, "r")),
+                            MatchToStore(Match("b", other.id, 0.9, "r"))])
+    assert db.unsubscribe(2, story.id)
+    assert db.deactivate_storyline(other.id)
+    claimed = db.claim_due_alerts(NOW, 10)
+    assert [(e.chat_id, e.storyline_id) for e in claimed] == [(1, story.id)]
+    assert db.outbox_counts()["dropped"] == 2
+
+
+def test_outbox_entry_reads_any_row(db: Database) -> None:
+    feed_id, story = _setup(db)
+    db.commit_poll(feed_id, FeedState(), now=NOW, title=None, items=[], matches=[])
+    db.commit_poll(feed_id, FeedState(), now=NOW, title=None, items=[item("b")],
+                   matches=[MatchToStore(Match("b", story.id, 0.9, "why"))])
+    first = db.claim_due_alerts(NOW, 1)[0]
+    db.mark_sent(first.id, now=NOW, message_id=5)
+    again = db.outbox_entry(first.id)
+    assert again is not None and again.item.key == "b" and again.reason == "why"
+    assert db.outbox_entry(999) is None
