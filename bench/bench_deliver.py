@@ -12,8 +12,10 @@ on 127.0.0.1:
   ``--group-seconds`` (default 70 s: two windows of the per-group limit) and reports
   what went out in that time.
 
-The fake server does not enforce the limits, so this bench checks them from the
-fake's recorded arrival times (``Sent.at``, server side, as Telegram would count):
+The fake runs in its own process (as Telegram is not inside the bot's process: an
+in-process fake shares the GIL and skews the arrival times it records). It does not
+enforce the limits, so this bench checks them from its recorded arrival times
+(``Sent.at``, server side, as Telegram would count):
 a *violation* is a message that arrives when its window (1 s overall, 1 s per chat,
 60 s per group) already holds the limit. Medians of ``--runs`` runs (default 3).
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import sys
 import tempfile
 import time
@@ -31,6 +34,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._common import machine, med, table
 from bot.models import FeedState, Item, Match, Storyline
 from bot.storage.repository import Database, MatchToStore
-from tests.support.fake_telegram import FakeTelegram, Sent
+from tests.support.fake_telegram import FakeTelegram
 
 TOKEN = "123:BENCH"
 OVERALL, OVERALL_WINDOW = 30, 1.0
@@ -85,12 +89,12 @@ class Check:
     over_group: int
 
     @classmethod
-    def of(cls, sent: Sequence[Sent]) -> Check:
-        times = [s.at for s in sent]
+    def of(cls, sent: Sequence[tuple[int, float]]) -> Check:
+        times = [at for _, at in sent]
         span = max(times) - min(times) if len(times) > 1 else 0.0
         by_chat: dict[int, list[float]] = defaultdict(list)
-        for s in sent:
-            by_chat[s.chat_id].append(s.at)
+        for chat, at in sent:
+            by_chat[chat].append(at)
         groups = {c: ts for c, ts in by_chat.items() if c < 0}
         return cls(
             sent=len(sent),
@@ -107,6 +111,84 @@ class Check:
     @property
     def violations(self) -> int:
         return self.over_overall + self.over_chat + self.over_group
+
+
+class RemoteFake:
+    """FakeTelegram in its own process (spawn), so its HTTP threads neither share the
+    sender's GIL nor delay the arrival times it records; the bench reads those back."""
+
+    def __init__(self) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_fake_process, args=(child,), daemon=True)
+        self.api_url = ""
+
+    def __enter__(self) -> RemoteFake:
+        self._proc.start()
+        if not self._conn.poll(60):
+            raise RuntimeError("the fake Bot API did not start")
+        self.api_url = str(self._conn.recv())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._conn.send(("stop",))
+        self._proc.join(10)
+        if self._proc.is_alive():
+            self._proc.terminate()
+
+    def sent(self) -> list[tuple[int, float]]:
+        """(chat id, arrival time) of every message the fake accepted so far."""
+        self._conn.send(("sent",))
+        return [(int(c), float(t)) for c, t in self._conn.recv()]
+
+    def refused(self) -> int:
+        self._conn.send(("refused",))
+        return int(self._conn.recv())
+
+
+def _fake_process(conn: Connection) -> None:
+    with FakeTelegram(TOKEN) as fake:
+        conn.send(fake.api_url)
+        while True:
+            cmd = conn.recv()[0]
+            if cmd == "sent":
+                conn.send([(m.chat_id, m.at) for m in fake.all_messages()])
+            elif cmd == "refused":
+                conn.send(len(fake.refused))
+            else:
+                return
+
+
+class PacedLimiter:
+    """The proposed fix, tried from the bench: :class:`SendLimiter` plus an even pace.
+
+    The sliding windows are exact at the sender, but a window's 30 grants go out as one
+    burst and reach the server with some scatter, so a 1 s window there can hold more
+    than 30. Spacing grants at least ``1 / rate`` s apart (``rate`` a little under 30)
+    leaves room for that scatter.
+    """
+
+    def __init__(self, rate: float) -> None:
+        from bot.delivery.ratelimit import SendLimiter
+
+        self._inner = SendLimiter()
+        self._gap = 1.0 / rate
+        self._next = 0.0
+
+    def delay(self, chat_id: int, now: float) -> float:
+        return max(self._inner.delay(chat_id, now), self._next - now)
+
+    def reserve(self, chat_id: int, now: float) -> float:
+        wait = max(0.0, self._next - now)
+        if wait > 0:
+            return wait
+        wait = self._inner.reserve(chat_id, now)
+        if wait == 0:
+            self._next = now + self._gap
+        return wait
+
+    def block(self, chat_id: int | None, until: float) -> None:
+        self._inner.block(chat_id, until)
 
 
 def populate(db: Database, chats: Sequence[int], alerts: int) -> int:
@@ -134,8 +216,8 @@ def populate(db: Database, chats: Sequence[int], alerts: int) -> int:
     return commit.alerts
 
 
-async def drain(fake: FakeTelegram, chats: Sequence[int], alerts: int,
-                limit_seconds: float) -> dict[str, Any]:
+async def drain(fake: RemoteFake, chats: Sequence[int], alerts: int,
+                limit_seconds: float, pace: float = 0.0) -> dict[str, Any]:
     """Fill an outbox, run the real Sender until it is empty or time is up; check arrivals."""
     from telegram import Bot
     from telegram.request import HTTPXRequest
@@ -145,12 +227,13 @@ async def drain(fake: FakeTelegram, chats: Sequence[int], alerts: int,
     with tempfile.TemporaryDirectory(prefix="sw-bench-deliver-") as tmp:
         db = Database.open(Path(tmp) / "storywatch.db")
         rows = populate(db, chats, alerts)
-        before = len(fake.all_messages())
+        before = len(fake.sent())
         bot = Bot(TOKEN, base_url=fake.api_url,
                   request=HTTPXRequest(connection_pool_size=64, read_timeout=15.0,
                                        write_timeout=15.0))
         async with bot:
-            sender = Sender(db, bot)
+            limiter: Any = PacedLimiter(pace) if pace else None
+            sender = Sender(db, bot, limiter=limiter)
             t0 = time.monotonic()
             sender.start()
             deadline = t0 + limit_seconds
@@ -163,14 +246,14 @@ async def drain(fake: FakeTelegram, chats: Sequence[int], alerts: int,
             await sender.stop()
         counts = db.outbox_counts()
         db.close()
-    sent = fake.all_messages()[before:]
+    sent = fake.sent()[before:]
     check = Check.of(sent)
     return {
         "rows": rows, "elapsed": elapsed, "counts": counts, "sent": check.sent,
         "span": check.span, "rate": check.rate, "max_per_second": check.max_per_second,
         "max_group_per_minute": check.max_group_per_minute, "violations": check.violations,
         "over_overall": check.over_overall, "over_chat": check.over_chat,
-        "over_group": check.over_group, "refused": len(fake.refused),
+        "over_group": check.over_group, "refused": fake.refused(),
     }
 
 
@@ -180,20 +263,25 @@ def main() -> None:
     p.add_argument("--group-alerts", type=int, default=100)
     p.add_argument("--group-seconds", type=float, default=70.0)
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--pace", type=float, default=0.0,
+                   help="try the proposed even pacing at this many msg/s (0: the real limiter)")
     args = p.parse_args()
     print(machine())
+    print("limiter: " + (f"proposed pacing at {args.pace:g} msg/s" if args.pace
+                         else "bot.delivery.ratelimit.SendLimiter (as shipped)"))
     fan: list[dict[str, Any]] = []
     grp: list[dict[str, Any]] = []
-    with FakeTelegram(TOKEN) as fake:
+    with RemoteFake() as fake:
         for r in range(args.runs):
             chats = [10_000_000 * (r + 1) + i for i in range(args.chats)]
-            res = asyncio.run(drain(fake, chats, 1, limit_seconds=args.chats / 25 + 60))
+            res = asyncio.run(drain(fake, chats, 1, limit_seconds=args.chats / 25 + 60,
+                                   pace=args.pace))
             fan.append(res)
             print(f"  run {r + 1} fan-out: {res['sent']} sent in {res['span']:.1f}s = "
                   f"{res['rate']:.2f} msg/s, max {res['max_per_second']} in 1 s, "
                   f"violations {res['violations']}, outbox {res['counts']}", flush=True)
             res = asyncio.run(drain(fake, [GROUP_ID - r], args.group_alerts,
-                                    limit_seconds=args.group_seconds))
+                                    limit_seconds=args.group_seconds, pace=args.pace))
             grp.append(res)
             print(f"  run {r + 1} group: {res['sent']} of {res['rows']} sent in "
                   f"{res['elapsed']:.0f}s, max {res['max_group_per_minute']} in 60 s, "
