@@ -236,6 +236,11 @@ def _mapped_errors(shown: str, host: str) -> Iterator[None]:
         # Raised deep in the guard with only a host name to hand: give callers the URL.
         exc.url = shown
         raise
+    except httpx.InvalidURL:
+        # httpx reads a redirect's Location even with follow_redirects off, and some
+        # (``data:...``, ``javascript:...``) fail there with InvalidURL, which is not
+        # an httpx.HTTPError: without this it escaped fetch() as an internal error.
+        raise RedirectError(f"{shown} redirected to an invalid URL", url=shown) from None
     except httpx.HTTPError as exc:
         raise FetchError(_describe_transport_error(exc, host), url=shown) from None
 
