@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 # How far back an alert can absorb a later report of the same development.
 COLLAPSE_WINDOW = timedelta(hours=36)
 
+# How early a feed may be polled to absorb scheduler jitter (see poll_due).
+MAX_DUE_SLACK_SECONDS = 1.0
+
 
 @dataclass(frozen=True, slots=True)
 class FeedReport:
@@ -161,7 +164,11 @@ class Poller:
     async def poll_due(self, now: datetime | None = None) -> PassReport:
         """Poll every feed whose next check has come, concurrently."""
         now = now or datetime.now(UTC)
-        feeds = await asyncio.to_thread(self._db.due_feeds, now)
+        # Passes run every interval and a feed's next check is set to its pass's
+        # start plus the interval; a scheduler firing a few ms early would then
+        # find it not yet due and leave it a whole extra interval.
+        slack = timedelta(seconds=min(MAX_DUE_SLACK_SECONDS, self._interval / 10))
+        feeds = await asyncio.to_thread(self._db.due_feeds, now + slack)
         storylines = await asyncio.to_thread(self._db.active_storylines)
         reports = await asyncio.gather(*(self.poll_feed(f, storylines, now) for f in feeds))
         await asyncio.to_thread(self._db.set_meta, "last_poll", now.isoformat())

@@ -77,14 +77,22 @@ class KeyedWindows:
 
 @dataclass(frozen=True, slots=True)
 class SendLimits:
-    """Telegram's limits; the defaults are the documented ones."""
+    """Telegram's limits (1/s per chat, 20/min per group, 30/s in all) with margins.
+
+    Limits are granted here but counted by Telegram on arrival, and network
+    jitter bunches sends up on the way: a burst of 30 granted at once lands as
+    31 in some one-second window at the server. So the overall rate is paced
+    (sends spaced at least ``overall_gap`` apart) a little under 30/s, and the
+    per-chat and per-group windows are a little longer than Telegram's.
+    """
 
     per_chat: int = 1
-    per_chat_window: float = 1.0
+    per_chat_window: float = 1.1
     per_group: int = 20
-    per_group_window: float = 60.0
-    overall: int = 30
+    per_group_window: float = 61.0
+    overall: int = 28
     overall_window: float = 1.0
+    overall_gap: float = 1.0 / 28
 
 
 def is_group(chat_id: int) -> bool:
@@ -107,6 +115,7 @@ class SendLimiter:
         self._groups = KeyedWindows(lim.per_group, lim.per_group_window)
         self._overall = SlidingWindow(lim.overall, lim.overall_window)
         self._blocked: dict[int | None, float] = {}
+        self._last_grant: float | None = None
 
     def delay(self, chat_id: int, now: float) -> float:
         """Seconds to wait before sending to ``chat_id`` (0.0: go now)."""
@@ -116,6 +125,8 @@ class SendLimiter:
             self._blocked.get(chat_id, now) - now,
             self._blocked.get(None, now) - now,
         ]
+        if self._last_grant is not None:
+            waits.append(self._last_grant + self.limits.overall_gap - now)
         if is_group(chat_id):
             waits.append(self._groups.delay(chat_id, now))
         return max(0.0, *waits)
@@ -126,6 +137,7 @@ class SendLimiter:
         if wait > 0:
             return wait
         self._overall.record(now)
+        self._last_grant = now
         self._chats.record(chat_id, now)
         if is_group(chat_id):
             self._groups.record(chat_id, now)
