@@ -2,7 +2,7 @@
 
 Synthetic but news-shaped data: storylines built from random names, places and
 topic words (with a seed sentence), items as headline + summary mixing the same
-vocabulary with filler. Each figure is the median of 3 runs of matching a
+vocabulary with filler. Each figure is the median of 5 runs of matching a
 2,000-item stream in batches of 200, after a warm-up batch.
 
 Run: .venv/bin/python bench/bench_match.py
@@ -78,7 +78,7 @@ def run(n_storylines: int, n_items: int = 2000, batch: int = 200) -> float:
 
 def main() -> None:
     for n in (10, 100, 1000):
-        rates = [run(n) for _ in range(3)]
+        rates = [run(n) for _ in range(5)]
         print(f"{n:5d} storylines: {statistics.median(rates):8.0f} items/s "
               f"(runs: {', '.join(f'{r:.0f}' for r in rates)})")
 

@@ -10,15 +10,18 @@ pairs and the topic-averaged normalised TDT cost ``Cdet = P_miss + 4.9 P_fa``.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+import statistics
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
 from datetime import datetime
+from itertools import product
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from bot.errors import ConfigError
 from bot.models import Item, Storyline
-from bot.storylines.matcher import Assessment, Matcher
+from bot.storylines.matcher import DEFAULT_CONFIG, Assessment, Matcher, MatcherConfig
 
 # Cost weights of the TDT tracking task: C_miss=1, C_fa=0.1, P_target=0.02.
 _C_MISS = 1.0
@@ -255,3 +258,129 @@ def run_eval(path: Path, predictions: Path | None, out: TextIO) -> int:
         f"Cdet {result.cdet:.3f}\n"
     )
     return 0
+
+
+# -- choosing a knob honestly: leave-one-file-out ---------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HeldOut:
+    """One leave-one-out round: the setting chosen on the other files, scored on this one."""
+
+    name: str
+    chosen: tuple[tuple[str, float], ...]
+    f1: float
+    cdet: float
+
+
+@dataclass(frozen=True, slots=True)
+class LooReport:
+    """Every setting's figures on every file, the leave-one-out rounds, and the default
+    that is the per-knob median of the rounds' choices."""
+
+    names: tuple[str, ...]
+    table: tuple[tuple[tuple[tuple[str, float], ...], tuple[tuple[float, float], ...]], ...]
+    rounds: tuple[HeldOut, ...]
+    median: tuple[tuple[str, float], ...]
+    median_figures: tuple[tuple[float, float], ...]
+
+
+def parse_grid(specs: Sequence[str]) -> dict[str, list[float]]:
+    """``["threshold=0.2,0.25", "competition=0.5"]`` -> {knob: values}; knobs are
+    :class:`MatcherConfig` fields with numeric defaults."""
+    grid: dict[str, list[float]] = {}
+    for spec in specs:
+        name, _, values = spec.partition("=")
+        name = name.strip()
+        default = getattr(DEFAULT_CONFIG, name, None)
+        if not values or isinstance(default, bool) or not isinstance(default, int | float):
+            raise ConfigError(f"--grid {spec!r}: expected NUMERIC_FIELD=v1,v2,...")
+        try:
+            grid[name] = [float(v) for v in values.split(",") if v.strip()]
+        except ValueError as exc:
+            raise ConfigError(f"--grid {spec!r}: {exc}") from exc
+    return grid
+
+
+def _config(setting: Sequence[tuple[str, float]]) -> MatcherConfig:
+    kw: dict[str, Any] = {
+        k: type(getattr(DEFAULT_CONFIG, k))(v) for k, v in setting
+    }
+    return replace(DEFAULT_CONFIG, **kw)
+
+
+def _figures(job: tuple[str, tuple[tuple[str, float], ...]]) -> tuple[float, float]:
+    path, setting = job
+    cfg = _config(setting)
+    r = evaluate(_load_cached(path), lambda: Matcher(cfg))
+    return r.f1, r.cdet
+
+
+_LOADED: dict[str, Benchmark] = {}
+
+
+def _load_cached(path: str) -> Benchmark:
+    if path not in _LOADED:
+        _LOADED[path] = load_benchmark(Path(path))
+    return _LOADED[path]
+
+
+def leave_one_out(
+    paths: Sequence[Path], grid: Mapping[str, Sequence[float]], *, jobs: int = 1
+) -> LooReport:
+    """Run every setting of ``grid`` on every file; for each file, choose the setting
+    with the best mean F1 on the *other* files and report what it scores on this one.
+
+    The default to ship is the median, knob by knob, of those choices: a value
+    that no single file picked for itself.
+    """
+    if len(paths) < 2:
+        raise ConfigError("leave-one-out needs at least two benchmark files")
+    names = tuple(_load_cached(str(p)).name for p in paths)
+    keys = list(grid)
+    settings = [tuple(zip(keys, combo, strict=True)) for combo in product(*grid.values())]
+    work = [(str(p), s) for s in settings for p in paths]
+    if jobs > 1:
+        with ProcessPoolExecutor(jobs) as pool:
+            figures = list(pool.map(_figures, work))
+    else:
+        figures = [_figures(w) for w in work]
+    n = len(paths)
+    table = tuple(
+        (s, tuple(figures[i * n : (i + 1) * n])) for i, s in enumerate(settings)
+    )
+    rounds: list[HeldOut] = []
+    for held in range(n):
+        # Ties go to the earlier setting in grid order, so the choice is deterministic.
+        best = max(
+            range(len(settings)),
+            key=lambda i: (
+                sum(table[i][1][j][0] for j in range(n) if j != held) / (n - 1), -i
+            ),
+        )
+        f1, cdet = table[best][1][held]
+        rounds.append(HeldOut(names[held], settings[best], f1, cdet))
+    median = tuple(
+        (k, statistics.median_low([dict(r.chosen)[k] for r in rounds])) for k in keys
+    )
+    idx = settings.index(median)
+    return LooReport(names, table, tuple(rounds), median, table[idx][1])
+
+
+def _fmt_setting(setting: Sequence[tuple[str, float]]) -> str:
+    return " ".join(f"{k}={v:g}" for k, v in setting) or "(defaults)"
+
+
+def write_loo(report: LooReport, out: TextIO) -> None:
+    """The leave-one-out report as readable lines (a Markdown table for the rounds)."""
+    out.write("setting | " + " | ".join(f"{n} F1 / Cdet" for n in report.names) + "\n")
+    for setting, figs in report.table:
+        out.write(_fmt_setting(setting) + " | "
+                  + " | ".join(f"{f:.3f} / {c:.3f}" for f, c in figs) + "\n")
+    out.write("\n| held-out file | chosen on the other files | F1 | Cdet |\n")
+    out.write("| --- | --- | --- | --- |\n")
+    for r in report.rounds:
+        out.write(f"| {r.name} | {_fmt_setting(r.chosen)} | {r.f1:.3f} | {r.cdet:.3f} |\n")
+    out.write(f"\nmedian of the choices: {_fmt_setting(report.median)}\n")
+    for name, (f1, cdet) in zip(report.names, report.median_figures, strict=True):
+        out.write(f"  {name}: F1 {f1:.3f} Cdet {cdet:.3f}\n")

@@ -1,4 +1,9 @@
-"""``storywatch eval BENCH.json``: measure the matcher on a tracking benchmark."""
+"""``storywatch eval BENCH.json...``: measure the matcher on tracking benchmarks.
+
+With ``--grid`` it instead chooses knobs honestly: every setting is run on every
+file, and each file gets the setting that is best on the *other* files
+(leave-one-file-out); the default to ship is the median of those choices.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,20 @@ import sys
 from pathlib import Path
 
 from bot.errors import ConfigError
-from bot.evaluation import run_eval
+from bot.evaluation import leave_one_out, parse_grid, run_eval, write_loo
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.grid:
+        try:
+            report = leave_one_out(
+                [Path(b) for b in args.benchmarks], parse_grid(args.grid), jobs=args.jobs
+            )
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        write_loo(report, sys.stdout)
+        return 0
     status = 0
     for bench in args.benchmarks:
         try:
@@ -27,11 +42,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "eval",
         help="measure the storyline matcher on a benchmark file",
         description="Run the tracking protocol of benchmarks/FORMAT.md with the default "
-        "matcher configuration; the last line is 'F1 .. P .. R .. Cdet ..'.",
+        "matcher configuration; the last line is 'F1 .. P .. R .. Cdet ..'. With --grid, "
+        "choose knobs by leave-one-file-out instead.",
     )
     parser.add_argument("benchmarks", nargs="+", metavar="BENCH.json")
     parser.add_argument(
         "--predictions", type=Path, default=None, metavar="OUT.jsonl",
         help="write every decision as a JSON line",
     )
+    parser.add_argument(
+        "--grid", action="append", default=[], metavar="KNOB=V1,V2,...",
+        help="a MatcherConfig knob and the values to try (repeatable): leave-one-file-out",
+    )
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes for --grid")
     parser.set_defaults(func=_run)

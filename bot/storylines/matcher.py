@@ -12,15 +12,18 @@ How it decides (details and measured figures in docs/matching.md):
    seeds; the blend keeps one threshold usable for both.
 3. Entities (under any alias) and key phrases found in the item add a capped
    bonus and make the explanation ("Putin ~ Russian president; Beijing").
-4. Adaptive tracking: confident matches build a per-storyline centroid; an item
-   close to it gets part of the way towards that similarity. The centroid can
-   only add up to ``max_adapt`` of the gap, so the seed always dominates.
-5. Freshness: a storyline that has been quiet for a while needs stronger
-   evidence (news comes in bursts), never less than ``dormant_floor``.
+4. Adaptive tracking (pseudo-relevance feedback): confident matches build a
+   per-storyline centroid; an item close to it gets part of the way towards
+   that similarity. The centroid can only add up to ``max_adapt`` of the gap,
+   so the seed always dominates.
+5. Competition: an item usually belongs to one storyline, so a storyline must
+   score within ``competition`` of the item's best storyline to match.
 
-Candidate storylines per item come from an inverted index, so the cost per item
-grows with the postings of its words, not with the number of storylines.
-One default configuration, :data:`DEFAULT_CONFIG`, is used everywhere.
+Scoring is vectorised with numpy: each profile term has a posting array of
+(storyline slot, weight); an item's word scores against every storyline are
+a couple of ``np.bincount`` calls over the postings of its terms. Only pairs
+whose upper bound reaches the threshold get the (Python) entity and phrase
+checks. One default configuration, :data:`DEFAULT_CONFIG`, is used everywhere.
 """
 
 from __future__ import annotations
@@ -29,14 +32,18 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Protocol
 
+import numpy as np
+import numpy.typing as npt
 from rapidfuzz import fuzz, process
 
 from bot.models import Item, Match, Storyline
 from bot.storylines.profile import Entity, Profile, build_profile
 from bot.storylines.text import TITLE_WORDS, tokens
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.intp]
 
 
 class SemanticScorer(Protocol):
@@ -53,9 +60,9 @@ class SemanticScorer(Protocol):
 class MatcherConfig:
     """Matcher settings. The defaults are the one documented configuration."""
 
-    threshold: float = 0.23
+    threshold: float = 0.17
     """A pair whose final score reaches this is a match."""
-    coverage_mix: float = 0.5
+    coverage_mix: float = 0.9
     """Blend of profile coverage (1.0) and cosine (0.0) in the word score."""
     fuzzy_cutoff: float = 88.0
     """rapidfuzz ``ratio`` a token needs to count as a spelling of a profile term."""
@@ -75,10 +82,9 @@ class MatcherConfig:
     """...up to this share: the seed always keeps the larger say."""
     max_learned_terms: int = 40
     """The centroid keeps only its heaviest terms: bounded memory, no long tail drift."""
-    half_life_days: float = 10.0
-    """Word evidence for a storyline quiet this long counts (1 + floor) / 2 as much..."""
-    dormant_floor: float = 0.45
-    """...and never less than this share, however long it has been quiet."""
+    competition: float = 1.0
+    """A storyline matches an item only if it scores at least this share of the item's
+    best storyline among those it is shown (1: only the best, ties kept; 0: off)."""
     max_docs: int = 20_000
     """Corpus statistics are halved beyond this many items: bounded memory, recent IDF."""
     refresh_ratio: float = 0.02
@@ -91,6 +97,7 @@ class MatcherConfig:
 DEFAULT_CONFIG = MatcherConfig()
 
 _K1 = 1.2  # BM25 term-frequency saturation
+_MAX_CANON = 200_000  # fuzzy-spelling cache entries kept before starting afresh
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,12 +113,12 @@ class Assessment:
 
 @dataclass(slots=True)
 class _Doc:
-    """An item's text, processed once per batch."""
+    """An item's text, processed once."""
 
     key: str
-    published: datetime | None
     toks: list[str]
     weights: dict[str, float]  # BM25-saturated tf x idf
+    idfs: dict[str, float]
     norm: float
     joined: str  # " tok tok tok " for phrase lookups
 
@@ -122,22 +129,58 @@ class _State:
 
     centroid: dict[str, float] = field(default_factory=dict)  # summed unit tf vectors
     matches: int = 0
-    last_active: datetime | None = None
 
 
 @dataclass(slots=True)
 class _Entry:
-    """A storyline in the index, with norms cached for the current IDF."""
+    """A storyline with its profile and its slot in the score arrays."""
 
     storyline: Storyline
     profile: Profile
-    pw: dict[str, float] = field(default_factory=dict)  # profile weight x idf
-    pnorm: float = 0.0
-    pmass: float = 0.0
-    cw: dict[str, float] = field(default_factory=dict)  # centroid weight x idf
-    bonus: dict[str, float] = field(default_factory=dict)  # upper bound of bonus per token
-    cnorm: float = 0.0
-    n_docs: float = -1.0  # corpus size the cache was computed for
+    slot: int
+    # " tok tok " strings of entity forms and phrases, made once for substring checks.
+    forms: list[tuple[Entity, tuple[tuple[tuple[str, ...], str], ...]]] = field(
+        default_factory=list
+    )
+    phrases: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for ent in self.profile.entities:
+            forms = tuple(
+                (f, " " + " ".join(f) + " ")
+                for f in ent.forms
+                # A bare role word ("president") names nobody.
+                if not (len(f) == 1 and f[0] in TITLE_WORDS)
+            )
+            self.forms.append((ent, forms))
+        self.phrases = [" " + " ".join(p) + " " for p in self.profile.phrases]
+
+
+@dataclass(slots=True)
+class _Postings:
+    """For one term: the storyline slots that use it, with (raw, before IDF) its profile
+    weight, the most entity/phrase bonus it can bring, and its learned centroid weight."""
+
+    slots: IntArray
+    weights: FloatArray
+    bonus: FloatArray
+    learned: FloatArray
+
+
+def _postings(
+    prof: dict[int, float], bonus: dict[int, float], learned: dict[int, float]
+) -> _Postings:
+    order = list(prof.keys() | bonus.keys() | learned.keys())
+    n = len(order)
+    return _Postings(
+        np.fromiter(order, dtype=np.intp, count=n),
+        np.fromiter((prof.get(s, 0.0) for s in order), dtype=np.float64, count=n),
+        np.fromiter((bonus.get(s, 0.0) for s in order), dtype=np.float64, count=n),
+        np.fromiter((learned.get(s, 0.0) for s in order), dtype=np.float64, count=n),
+    )
+
+
+_EMPTY: dict[int, float] = {}
 
 
 class Matcher:
@@ -152,19 +195,42 @@ class Matcher:
         self._n_docs = 0.0
         self._entries: dict[int, _Entry] = {}
         self._states: dict[int, _State] = {}
-        self._postings: dict[str, set[int]] = {}
+        self._free_slots: list[int] = []
+        self._n_slots = 0
+        # Profile side, rebuilt when the set of storylines changes.
+        self._index_dirty = True
+        self._prof_rows: dict[str, dict[int, float]] = {}
+        self._bonus_rows: dict[str, dict[int, float]] = {}
+        self._post: dict[str, _Postings] = {}  # term -> all three columns, for bincount
+        self._post_dirty: set[str] = set()  # terms whose learned weights changed
+        self._flat_slot: IntArray = np.zeros(0, dtype=np.intp)
+        self._flat_term: list[str] = []
+        self._flat_w: FloatArray = np.zeros(0)
         self._vocab_list: list[str] = []
-        self._vocab_dirty = False
         self._canon: dict[str, str] = {}
+        # Learned side: term -> {slot: weight}, arrays made lazily per term.
+        self._cent_rows: dict[str, dict[int, float]] = {}
+        self._slot_terms: dict[int, set[str]] = {}  # slot -> its centroid's terms
+        # IDF-dependent caches.
+        self._norms_at = -1.0
+        self._pmass: FloatArray = np.zeros(0)
+        self._pnorm: FloatArray = np.zeros(0)
+        self._cnorm: FloatArray = np.zeros(0)
+        self._share: FloatArray = np.zeros(0)
+        self._idf_cache: dict[str, float] = {}
 
     # -- corpus statistics -------------------------------------------------
 
     def observe(self, items: Sequence[Item]) -> None:
         """Count the items' terms into the IDF statistics."""
-        for item in items:
-            for tok in set(tokens(f"{item.title} {item.summary}")):
-                self._df[tok] += 1
+        self._observe_tokens([_item_tokens(i) for i in items])
+
+    def _observe_tokens(self, docs: Sequence[list[str]]) -> None:
+        for toks in docs:
+            self._df.update(set(toks))
             self._n_docs += 1
+        if docs:
+            self._idf_cache.clear()
         if self._n_docs > self.config.max_docs:
             # Halving keeps memory bounded and lets IDF follow the news of the day.
             self._n_docs /= 2
@@ -174,11 +240,16 @@ class Matcher:
                     self._df[tok] = half
                 else:
                     del self._df[tok]
+            self._norms_at = -1.0
 
     def idf(self, tok: str) -> float:
         """BM25-style IDF from the items observed so far (never negative)."""
-        df = self._df.get(tok, 0)
-        return math.log(1.0 + (self._n_docs - df + 0.5) / (df + 0.5))
+        hit = self._idf_cache.get(tok)
+        if hit is None:
+            df = self._df.get(tok, 0)
+            hit = math.log(1.0 + (self._n_docs - df + 0.5) / (df + 0.5))
+            self._idf_cache[tok] = hit
+        return hit
 
     # -- storylines ----------------------------------------------------------
 
@@ -191,78 +262,102 @@ class Matcher:
         if entry is not None and entry.storyline == storyline:
             return entry
         if entry is not None:
-            self._unindex(storyline.id, entry)
-            self._states.pop(storyline.id, None)  # edited storyline: start afresh
-        entry = _Entry(storyline, build_profile(storyline))
+            # Edited storyline: new profile, learned state starts afresh.
+            self._forget_centroid(entry.slot)
+            self._states.pop(storyline.id, None)
+            slot = entry.slot
+        elif self._free_slots:
+            slot = self._free_slots.pop()
+        else:
+            slot = self._n_slots
+            self._n_slots += 1
+        entry = _Entry(storyline, build_profile(storyline), slot)
         self._entries[storyline.id] = entry
-        self._index(storyline.id, entry)
+        self._index_dirty = True
         return entry
 
-    def _terms_of(self, entry: _Entry) -> set[str]:
-        state = self._states.get(entry.storyline.id)
-        out = set(entry.profile.terms) | entry.profile.entity_tokens()
-        if state is not None:
-            out |= set(state.centroid)
-        return out
-
-    def _index(self, sid: int, entry: _Entry) -> None:
-        for tok in self._terms_of(entry):
-            posting = self._postings.setdefault(tok, set())
-            if not posting:
-                self._vocab_dirty = True
-            posting.add(sid)
-        entry.n_docs = -1.0
-        # Any entity or phrase found has a token in the item, so summing each
-        # one's bonus over its tokens bounds the bonus from above.
-        bonus: dict[str, float] = {}
-        cfg = self.config
-        for ent in entry.profile.entities:
-            for tok in {t for f in ent.forms for t in f}:
-                bonus[tok] = bonus.get(tok, 0.0) + cfg.entity_bonus * ent.weight
-        for phrase in entry.profile.phrases:
-            for tok in set(phrase):
-                bonus[tok] = bonus.get(tok, 0.0) + cfg.phrase_bonus
-        entry.bonus = bonus
-
-    def _unindex(self, sid: int, entry: _Entry) -> None:
-        for tok in self._terms_of(entry):
-            posting = self._postings.get(tok)
-            if posting is not None:
-                posting.discard(sid)
-                if not posting:
-                    del self._postings[tok]
-                    self._vocab_dirty = True
-
-    def _refresh(self, entry: _Entry) -> None:
-        """Recompute IDF-weighted profile and centroid vectors if IDF moved enough."""
-        n = self._n_docs
-        if entry.n_docs >= 0 and n - entry.n_docs <= self.config.refresh_ratio * entry.n_docs:
+    def forget(self, storyline_id: int) -> None:
+        """Drop a storyline that is no longer tracked (frees its slot and learned state)."""
+        entry = self._entries.pop(storyline_id, None)
+        if entry is None:
             return
-        entry.n_docs = n
-        entry.pw = {t: w * self.idf(t) for t, w in entry.profile.terms.items()}
-        entry.pnorm = math.sqrt(sum(v * v for v in entry.pw.values()))
-        entry.pmass = sum(entry.pw.values())
-        state = self._states.get(entry.storyline.id)
-        if state is not None and state.centroid:
-            entry.cw = {t: w * self.idf(t) for t, w in state.centroid.items()}
-            entry.cnorm = math.sqrt(sum(v * v for v in entry.cw.values()))
-        else:
-            entry.cw, entry.cnorm = {}, 0.0
+        self._forget_centroid(entry.slot)
+        self._states.pop(storyline_id, None)
+        self._free_slots.append(entry.slot)
+        self._index_dirty = True
+
+    def _rebuild_index(self) -> None:
+        """Posting arrays for every profile term and bonus token, and the fuzzy vocabulary."""
+        cfg = self.config
+        prof: dict[str, dict[int, float]] = {}
+        bonus: dict[str, dict[int, float]] = {}
+        for entry in self._entries.values():
+            slot, p = entry.slot, entry.profile
+            for tok, w in p.terms.items():
+                prof.setdefault(tok, {})[slot] = w
+            # Any entity or phrase found has a token in the item, so summing each
+            # one's bonus over its tokens bounds the bonus from above.
+            for ent in p.entities:
+                for tok in {t for f in ent.forms for t in f}:
+                    row = bonus.setdefault(tok, {})
+                    row[slot] = row.get(slot, 0.0) + cfg.entity_bonus * ent.weight
+            for phrase in p.phrases:
+                for tok in set(phrase):
+                    row = bonus.setdefault(tok, {})
+                    row[slot] = row.get(slot, 0.0) + cfg.phrase_bonus
+        self._prof_rows, self._bonus_rows = prof, bonus
+        self._post = {}
+        self._post_dirty = set(prof) | set(bonus) | set(self._cent_rows)
+        flat = [(s, t, w) for t, r in prof.items() for s, w in r.items()]
+        self._flat_slot = np.fromiter((s for s, _, _ in flat), dtype=np.intp, count=len(flat))
+        self._flat_term = [t for _, t, _ in flat]
+        self._flat_w = np.fromiter((w for _, _, w in flat), dtype=np.float64, count=len(flat))
+        vocab = sorted(t for t in prof.keys() | bonus.keys() if len(t) >= 2)
+        if vocab != self._vocab_list:
+            self._vocab_list = vocab
+            self._canon.clear()  # cached answers may now have better targets
+        self._index_dirty = False
+        self._norms_at = -1.0
+
+    def _refresh(self) -> None:
+        """Recompute IDF-weighted profile and centroid norms if IDF moved enough."""
+        if self._index_dirty:
+            self._rebuild_index()
+        n = self._n_docs
+        if self._norms_at >= 0 and n - self._norms_at <= self.config.refresh_ratio * self._norms_at:
+            return
+        self._norms_at = n
+        size = self._n_slots
+        idf = np.fromiter((self.idf(t) for t in self._flat_term), dtype=np.float64,
+                          count=len(self._flat_term))
+        pw = self._flat_w * idf
+        self._pmass = np.bincount(self._flat_slot, pw, minlength=size).astype(np.float64)
+        self._pnorm = np.sqrt(np.bincount(self._flat_slot, pw * pw, minlength=size)).astype(
+            np.float64
+        )
+        self._cnorm = np.zeros(size)
+        self._share = np.zeros(size)
+        cfg = self.config
+        for entry in self._entries.values():
+            state = self._states.get(entry.storyline.id)
+            if state is None or not state.centroid:
+                continue
+            self._cnorm[entry.slot] = math.sqrt(
+                sum((w * self.idf(t)) ** 2 for t, w in state.centroid.items())
+            )
+            self._share[entry.slot] = min(cfg.max_adapt, cfg.adapt_step * state.matches)
 
     # -- item text -------------------------------------------------------------
 
     def _canonical(self, tok: str) -> str:
         """The profile term ``tok`` is a spelling of, or ``tok`` itself."""
-        if self._vocab_dirty:
-            self._vocab_list = sorted(t for t in self._postings if len(t) >= 2)
-            self._canon.clear()  # cached answers may now have better targets
-            self._vocab_dirty = False
         hit = self._canon.get(tok)
         if hit is not None:
             return hit
         out = tok
         if (
-            tok not in self._postings
+            tok not in self._prof_rows
+            and tok not in self._bonus_rows
             and len(tok) >= self.config.fuzzy_min_length
             and self._vocab_list
         ):
@@ -271,176 +366,155 @@ class Matcher:
             )
             if best is not None and len(best[0]) >= self.config.fuzzy_min_length:
                 out = best[0]
-        if len(self._canon) > 200_000:
+        if len(self._canon) > _MAX_CANON:
             self._canon.clear()  # bounded memory on a long-running bot
         self._canon[tok] = out
         return out
 
-    def _doc(self, item: Item) -> _Doc:
-        toks = [self._canonical(t) for t in tokens(f"{item.title} {item.summary}")]
-        weights = {
-            tok: self.idf(tok) * tf * (_K1 + 1) / (tf + _K1) for tok, tf in Counter(toks).items()
-        }
+    def _doc(self, key: str, raw: list[str]) -> _Doc:
+        toks = [self._canonical(t) for t in raw]
+        tfs = Counter(toks)
+        idfs = {tok: self.idf(tok) for tok in tfs}
+        weights = {tok: idfs[tok] * tf * (_K1 + 1) / (tf + _K1) for tok, tf in tfs.items()}
         norm = math.sqrt(sum(v * v for v in weights.values()))
-        return _Doc(item.key, item.published, toks, weights, norm, " " + " ".join(toks) + " ")
+        return _Doc(key, toks, weights, idfs, norm, " " + " ".join(toks) + " ")
 
     # -- scoring -----------------------------------------------------------
 
-    def _pair(self, doc: _Doc, entry: _Entry) -> tuple[float, str]:
-        """Word score (before freshness) and reason for one pair with shared terms."""
+    def _index(self) -> dict[str, _Postings]:
+        """Posting arrays, with those of terms whose learned weights changed rebuilt."""
+        for tok in self._post_dirty:
+            prof = self._prof_rows.get(tok, _EMPTY)
+            bonus = self._bonus_rows.get(tok, _EMPTY)
+            learned = self._cent_rows.get(tok, _EMPTY)
+            if prof or bonus or learned:
+                self._post[tok] = _postings(prof, bonus, learned)
+            else:
+                self._post.pop(tok, None)
+        self._post_dirty.clear()
+        return self._post
+
+    def _word_scores(self, doc: _Doc) -> tuple[FloatArray, FloatArray]:
+        """Word score (coverage/cosine blend plus adaptive part) for every slot, and the
+        upper bound of the entity/phrase bonus.
+
+        One concatenation of the item's postings and four bincounts, whatever the
+        number of storylines or the item's length.
+        """
         cfg = self.config
-        prof = entry.profile
-        dot = covered = 0.0
-        contrib: list[tuple[float, str]] = []
-        cdot = 0.0
+        size = self._n_slots
+        index = self._index()
+        posts: list[_Postings] = []
+        idfs: list[float] = []
+        dws: list[float] = []
         for tok, dw in doc.weights.items():
-            pw = entry.pw.get(tok)
-            if pw:
-                dot += pw * dw
-                covered += pw
-                contrib.append((pw * dw, tok))
-            cw = entry.cw.get(tok)
-            if cw:
-                cdot += cw * dw
-        word = 0.0
-        if dot > 0 and entry.pnorm and doc.norm:
-            cosine = dot / (entry.pnorm * doc.norm)
-            coverage = covered / entry.pmass
-            word = cfg.coverage_mix * coverage + (1 - cfg.coverage_mix) * cosine
-        if cdot > 0 and entry.cnorm and doc.norm:
+            post = index.get(tok)
+            if post is not None:
+                posts.append(post)
+                idfs.append(doc.idfs[tok])
+                dws.append(dw)
+        if not posts or doc.norm <= 0:
+            zero = np.zeros(size)
+            return zero, zero
+        lengths = [len(p.slots) for p in posts]
+        slots = np.concatenate([p.slots for p in posts])
+        idf = np.repeat(idfs, lengths)
+        dwr = np.repeat(dws, lengths)
+        cov_w = np.concatenate([p.weights for p in posts]) * idf
+        cov = np.bincount(slots, cov_w, minlength=size)
+        dot = np.bincount(slots, cov_w * dwr, minlength=size)
+        bonus = np.bincount(slots, np.concatenate([p.bonus for p in posts]), minlength=size)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cosine = np.where(self._pnorm > 0, dot / (self._pnorm * doc.norm), 0.0)
+            coverage = np.where(self._pmass > 0, cov / self._pmass, 0.0)
+        word: FloatArray = cfg.coverage_mix * coverage + (1 - cfg.coverage_mix) * cosine
+        if self._cent_rows:
+            cdot = np.bincount(
+                slots, np.concatenate([p.learned for p in posts]) * idf * dwr, minlength=size
+            )
+            with np.errstate(divide="ignore", invalid="ignore"):
+                adapt = np.where(self._cnorm > 0, cdot / (self._cnorm * doc.norm), 0.0)
             # Adaptive part: only ever closes part of the gap to the centroid.
-            state = self._states[prof.storyline_id]
-            share = min(cfg.max_adapt, cfg.adapt_step * state.matches)
-            adapt = cdot / (entry.cnorm * doc.norm)
-            word += share * max(0.0, adapt - word)
-        if word <= 0:
-            return 0.0, ""
+            word = word + self._share * np.maximum(0.0, adapt - word)
+        return word, np.minimum(cfg.max_bonus, bonus).astype(np.float64)
+
+    def _bonus(
+        self, doc: _Doc, entry: _Entry
+    ) -> tuple[float, list[tuple[Entity, tuple[str, ...]]]]:
+        """Exact entity/phrase bonus for one pair, and the entities found (with the form)."""
+        cfg = self.config
         found: list[tuple[Entity, tuple[str, ...]]] = []
-        for ent in prof.entities:
-            for form in ent.forms:
-                if len(form) == 1 and form[0] in TITLE_WORDS:
-                    continue
-                if (" " + " ".join(form) + " ") in doc.joined:
+        joined = doc.joined
+        for ent, forms in entry.forms:
+            for form, text in forms:
+                if text in joined:
                     found.append((ent, form))
                     break
         bonus = sum(cfg.entity_bonus * ent.weight for ent, _ in found)
-        bonus += cfg.phrase_bonus * sum(
-            1 for p in prof.phrases if (" " + " ".join(p) + " ") in doc.joined
-        )
-        return word + min(cfg.max_bonus, bonus), _explain(found, contrib)
-
-    def _freshness(self, storyline_id: int, when: datetime | None) -> float:
-        """Down-weight storylines that have been quiet: news comes in bursts."""
-        cfg = self.config
-        if when is None or cfg.half_life_days <= 0:
-            return 1.0
-        state = self._states.setdefault(storyline_id, _State())
-        if state.last_active is None:
-            state.last_active = when
-            return 1.0
-        age = (when - state.last_active).total_seconds() / 86400.0
-        if age <= 0:
-            return 1.0
-        decay = math.pow(0.5, age / cfg.half_life_days)
-        return cfg.dormant_floor + (1.0 - cfg.dormant_floor) * decay
+        bonus += cfg.phrase_bonus * sum(1 for p in entry.phrases if p in joined)
+        return min(cfg.max_bonus, bonus), found
 
     def _scan(
-        self, items: Sequence[Item], storylines: Sequence[Storyline], *, every_pair: bool
+        self,
+        items: Sequence[Item],
+        raw: Sequence[list[str]],
+        storylines: Sequence[Storyline],
+        *,
+        every_pair: bool,
     ) -> list[Assessment]:
         """Score items against storylines; with ``every_pair`` False, return only matches.
 
-        Word overlap is accumulated through the inverted index. In the fast path
-        (``every_pair`` False) a storyline whose upper bound cannot reach the
-        threshold is skipped before entity and phrase checks.
+        In the fast path (``every_pair`` False, no semantic scorer) a pair whose
+        upper bound (exact word score plus the largest bonus its shared tokens
+        could bring) is under the threshold is skipped before the entity checks.
+        Reasons are written only for pairs that are returned.
         """
         cfg = self.config
         entries = [self._entry(s) for s in storylines]
-        by_id: dict[int, _Entry] = {}
-        for entry in entries:
-            self._refresh(entry)
-            by_id[entry.storyline.id] = entry
-        first_seen = next((i.published for i in items if i.published is not None), None)
-        if first_seen is not None:
-            for entry in entries:
-                # A storyline starts with the first item it is shown.
-                state = self._states.setdefault(entry.storyline.id, _State())
-                if state.last_active is None:
-                    state.last_active = first_seen
+        self._refresh()
+        cols = np.fromiter((e.slot for e in entries), dtype=np.intp, count=len(entries))
         semantic = cfg.semantic.similarities(items, storylines) if cfg.semantic else None
         exhaustive = every_pair or semantic is not None
         out: list[Assessment] = []
         for row, item in enumerate(items):
-            doc = self._doc(item)
-            dot: dict[int, float] = {}
-            cov: dict[int, float] = {}
-            cdot: dict[int, float] = {}
-            bub: dict[int, float] = {}
-            touched: set[int] = set()
-            for tok, dw in doc.weights.items():
-                posting = self._postings.get(tok)
-                if not posting:
+            doc = self._doc(item.key, raw[row])
+            word_all, bub_all = self._word_scores(doc)
+            word = word_all[cols]
+            if exhaustive:
+                todo = np.flatnonzero(word > 0)
+            else:
+                todo = np.flatnonzero(
+                    (word > 0) & (word + bub_all[cols] + 1e-9 >= cfg.threshold)
+                )
+            scores: dict[int, float] = {}
+            found: dict[int, list[tuple[Entity, tuple[str, ...]]]] = {}
+            for col in todo.tolist():
+                b, found[col] = self._bonus(doc, entries[col])
+                scores[col] = float(word[col]) + b
+            if semantic is not None:
+                sem = semantic[row]
+                for col in range(len(entries)):
+                    scores[col] = ((1 - cfg.semantic_weight) * scores.get(col, 0.0)
+                                   + cfg.semantic_weight * sem[col])
+            best = max(scores.values(), default=0.0)
+            # Competition: an item is rarely news of many storylines at once.
+            floor = max(cfg.threshold, cfg.competition * best)
+            for col in range(len(entries)) if every_pair else sorted(scores):
+                s = scores.get(col, 0.0)
+                hit = s >= floor
+                if not hit and not every_pair:
                     continue
-                for sid in posting:
-                    hit = by_id.get(sid)
-                    if hit is None:
-                        continue
-                    touched.add(sid)
-                    pw = hit.pw.get(tok)
-                    if pw:
-                        dot[sid] = dot.get(sid, 0.0) + pw * dw
-                        cov[sid] = cov.get(sid, 0.0) + pw
-                    if exhaustive:
-                        continue
-                    cw = hit.cw.get(tok)
-                    if cw:
-                        cdot[sid] = cdot.get(sid, 0.0) + cw * dw
-                    b = hit.bonus.get(tok)
-                    if b:
-                        bub[sid] = bub.get(sid, 0.0) + b
-            for col, entry in enumerate(entries):
-                sid = entry.storyline.id
-                if sid not in touched:
-                    if not exhaustive:
-                        continue
-                    s, why = 0.0, ""
-                else:
-                    upper = (
-                        self._upper_bound(
-                            entry, doc, dot.get(sid, 0.0), cov.get(sid, 0.0),
-                            cdot.get(sid, 0.0), bub.get(sid, 0.0),
-                        )
-                        if not exhaustive and entry.pnorm and doc.norm
-                        else 1.0
-                    )
-                    if upper < cfg.threshold:
-                        continue
-                    s, why = self._pair(doc, entry)
-                if semantic is not None:
-                    s = (1 - cfg.semantic_weight) * s + cfg.semantic_weight * semantic[row][col]
-                if s > 0:
-                    s *= self._freshness(sid, item.published)
-                matched = s >= cfg.threshold
-                if matched or every_pair:
-                    out.append(Assessment(item.key, sid, s, matched, why))
+                why = self._reason(doc, entries[col], found.get(col, [])) if s > 0 else ""
+                out.append(Assessment(item.key, entries[col].storyline.id, s, hit, why))
         return out
 
-    def _upper_bound(
-        self, entry: _Entry, doc: _Doc, dot: float, cov: float, cdot: float, bonus: float
-    ) -> float:
-        """The most :meth:`_pair` could give this pair (freshness is at most 1)."""
-        cfg = self.config
-        word = 0.0
-        if dot > 0:
-            word = cfg.coverage_mix * cov / entry.pmass + (1 - cfg.coverage_mix) * dot / (
-                entry.pnorm * doc.norm
-            )
-        if cdot > 0 and entry.cnorm:
-            state = self._states[entry.storyline.id]
-            share = min(cfg.max_adapt, cfg.adapt_step * state.matches)
-            word += share * max(0.0, cdot / (entry.cnorm * doc.norm) - word)
-        if word <= 0:
-            return 0.0
-        return word + min(cfg.max_bonus, bonus) + 1e-9
+    def _reason(
+        self, doc: _Doc, entry: _Entry, found: list[tuple[Entity, tuple[str, ...]]]
+    ) -> str:
+        contrib = [
+            (w * doc.weights[t], t) for t, w in entry.profile.terms.items() if t in doc.weights
+        ]
+        return _explain(found, contrib)
 
     def score(self, items: Sequence[Item], storylines: Sequence[Storyline]) -> list[Assessment]:
         """Score every (item, storyline) pair without observing or learning.
@@ -448,27 +522,33 @@ class Matcher:
         Returns one :class:`Assessment` per pair, items in order, storylines in
         order within each item.
         """
-        return self._scan(items, storylines, every_pair=True)
+        return self._scan(items, [_item_tokens(i) for i in items], storylines, every_pair=True)
 
-    def _learn_from(self, result: list[Assessment], items: Sequence[Item]) -> None:
-        by_key = {item.key: item for item in items}
+    def _learn_from(
+        self, result: list[Assessment], items: Sequence[Item], raw: Sequence[list[str]]
+    ) -> None:
+        by_key = {item.key: toks for item, toks in zip(items, raw, strict=True)}
         for a in result:
             if a.matched and a.score >= self.config.learn_threshold:
-                self.learn(a.storyline_id, by_key[a.item_key])
+                self._learn_tokens(a.storyline_id, by_key[a.item_key])
 
     def assess(self, items: Sequence[Item], storylines: Sequence[Storyline]) -> list[Assessment]:
         """Observe ``items``, score every pair, learn from confident matches."""
-        self.observe(items)
-        result = self.score(items, storylines)
-        self._learn_from(result, items)
+        raw = [_item_tokens(i) for i in items]
+        self._observe_tokens(raw)
+        result = self._scan(items, raw, storylines, every_pair=True)
+        self._learn_from(result, items, raw)
         return result
 
     def match(self, items: Sequence[Item], storylines: Sequence[Storyline]) -> list[Match]:
         """Observe ``items`` and return the pairs over the threshold, with reasons."""
-        self.observe(items)
-        result = self._scan(items, storylines, every_pair=False)
-        self._learn_from(result, items)
+        raw = [_item_tokens(i) for i in items]
+        self._observe_tokens(raw)
+        result = self._scan(items, raw, storylines, every_pair=False)
+        self._learn_from(result, items, raw)
         return [Match(a.item_key, a.storyline_id, a.score, a.reason) for a in result]
+
+    # -- adaptive tracking ----------------------------------------------------
 
     def learn(self, storyline_id: int, item: Item) -> None:
         """Adaptive tracking: add a confidently matched item to the storyline's centroid.
@@ -477,25 +557,51 @@ class Matcher:
         it can only close ``max_adapt`` of the gap between the seed score and
         its own similarity, so the storyline cannot drift away from its seed.
         """
+        self._learn_tokens(storyline_id, _item_tokens(item))
+
+    def _learn_tokens(self, storyline_id: int, raw: list[str]) -> None:
         entry = self._entries.get(storyline_id)
         if entry is None:
             return
         cfg = self.config
         state = self._states.setdefault(storyline_id, _State())
-        self._unindex(storyline_id, entry)
         state.matches += 1
-        if item.published is not None and (
-            state.last_active is None or item.published > state.last_active
-        ):
-            state.last_active = item.published
-        counts = Counter(self._canonical(t) for t in tokens(f"{item.title} {item.summary}"))
+        counts = Counter(self._canonical(t) for t in raw)
         norm = math.sqrt(sum(c * c for c in counts.values())) or 1.0
         for tok in sorted(counts):
             state.centroid[tok] = state.centroid.get(tok, 0.0) + counts[tok] / norm
         if len(state.centroid) > cfg.max_learned_terms:
             heaviest = sorted(state.centroid.items(), key=lambda kv: (-kv[1], kv[0]))
             state.centroid = dict(heaviest[: cfg.max_learned_terms])
-        self._index(storyline_id, entry)
+        self._set_centroid(entry.slot, state.centroid)
+        if self._norms_at >= 0 and len(self._cnorm) > entry.slot:
+            self._cnorm[entry.slot] = math.sqrt(
+                sum((w * self.idf(t)) ** 2 for t, w in state.centroid.items())
+            )
+            self._share[entry.slot] = min(cfg.max_adapt, cfg.adapt_step * state.matches)
+
+    def _forget_centroid(self, slot: int) -> None:
+        self._set_centroid(slot, {})
+
+    def _set_centroid(self, slot: int, centroid: dict[str, float]) -> None:
+        old = self._slot_terms.pop(slot, set())
+        for tok in old - set(centroid):
+            row = self._cent_rows[tok]
+            del row[slot]
+            self._post_dirty.add(tok)
+            if not row:
+                del self._cent_rows[tok]
+        if centroid:
+            self._slot_terms[slot] = set(centroid)
+        for tok, w in centroid.items():
+            row = self._cent_rows.setdefault(tok, {})
+            if row.get(slot) != w:
+                row[slot] = w
+                self._post_dirty.add(tok)
+
+
+def _item_tokens(item: Item) -> list[str]:
+    return tokens(f"{item.title} {item.summary}")
 
 
 def _explain(found: list[tuple[Entity, tuple[str, ...]]], contrib: list[tuple[float, str]]) -> str:

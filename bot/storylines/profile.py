@@ -24,6 +24,7 @@ from bot.storylines.text import (
     Span,
     capitalised_spans,
     fold,
+    is_year,
     tokens,
     word_list,
 )
@@ -68,6 +69,10 @@ TITLE_WEIGHT = 1.0
 KEYWORD_WEIGHT = 1.0
 ALIAS_WEIGHT = 0.8
 SEED_WEIGHT = 0.6
+# A year in a title says when, not what: items rarely repeat it ("2015 Hajj
+# stampede" is reported as "Hajj stampede"), and at full weight its high IDF
+# would take a large share of the title's mass from the words that do matter.
+YEAR_WEIGHT = 0.2
 MAX_SEED_TERMS = 40
 MAX_ENTITIES = 12
 
@@ -272,10 +277,10 @@ def build_profile(storyline: Storyline) -> Profile:
 
     title_toks = tokens(storyline.title)
     for tok in title_toks:
-        add(tok, TITLE_WEIGHT)
+        add(tok, YEAR_WEIGHT if is_year(tok) else TITLE_WEIGHT)
     for kw in storyline.keywords:
         for tok in tokens(kw):
-            add(tok, KEYWORD_WEIGHT)
+            add(tok, YEAR_WEIGHT if is_year(tok) else KEYWORD_WEIGHT)
 
     entities: list[Entity] = []
     seen_names: set[str] = set()

@@ -195,6 +195,8 @@ _YEAR_RE = re.compile(r"^(1[89]|20)\d\d$")
 
 def fold(text: str) -> str:
     """Lower-case and strip accents: "Diendéré" and "Diendere" become one spelling."""
+    if text.isascii():
+        return text.casefold()  # nothing to strip: the common case, and much faster
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
 
@@ -220,6 +222,11 @@ def stem(word: str) -> str:
     if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is", "'s")):
         word = word[:-1]
     return DEMONYM_TO_PLACE.get(word, word)
+
+
+def is_year(tok: str) -> bool:
+    """Whether a token is a year (1800-2099): kept as a token, but it dates, not topics."""
+    return bool(_YEAR_RE.match(tok))
 
 
 def words(text: str) -> list[str]:

@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from bot.errors import ConfigError
-from bot.evaluation import evaluate, load_benchmark, run_eval
+from bot.evaluation import (
+    evaluate,
+    leave_one_out,
+    load_benchmark,
+    parse_grid,
+    run_eval,
+    write_loo,
+)
 from bot.models import Item, Storyline
 from bot.storylines.matcher import Assessment
 
@@ -108,3 +115,32 @@ def test_shared_benchmarks_load() -> None:
         pytest.skip(f"shared benchmarks not found at {shared}")
     bench = load_benchmark(path)
     assert len(bench.storylines) == 19 and len(bench.items) == 428
+
+
+def test_parse_grid_checks_knobs() -> None:
+    assert parse_grid(["threshold=0.2,0.3", "competition=0.5"]) == {
+        "threshold": [0.2, 0.3], "competition": [0.5]
+    }
+    for bad in ("nonsense=1", "threshold", "threshold=a", "semantic=1"):
+        with pytest.raises(ConfigError):
+            parse_grid([bad])
+
+
+def test_leave_one_out_chooses_on_the_other_files(tmp_path: Path) -> None:
+    a = tmp_path / "a"
+    b = tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    paths = [_write(a), _write(b)]
+    report = leave_one_out(paths, {"threshold": [0.05, 0.9]})
+    assert len(report.table) == 2 and len(report.rounds) == 2
+    # Identical files: each round's choice is the best setting on the other (same) file.
+    f1s = [figs[0][0] for _, figs in report.table]
+    best = max(range(2), key=lambda i: (f1s[i], -i))
+    assert all(r.chosen == report.table[best][0] for r in report.rounds)
+    assert report.median == report.table[best][0]
+    out = io.StringIO()
+    write_loo(report, out)
+    assert "| held-out file |" in out.getvalue() and "median of the choices" in out.getvalue()
+    with pytest.raises(ConfigError):
+        leave_one_out(paths[:1], {"threshold": [0.2]})

@@ -97,3 +97,52 @@ def test_learning_is_bounded() -> None:
     state = m._states[OTHER.id]
     assert len(state.centroid) <= DEFAULT_CONFIG.max_learned_terms
     assert state.matches > 0
+
+
+VW_EARNINGS = Storyline(3, "Volkswagen quarterly earnings", "Volkswagen reports profit and sales.")
+
+
+def test_competition_keeps_the_best_storyline() -> None:
+    item = _item("a", "Volkswagen emissions scandal: diesel cars cheated tests")
+    loose = replace(DEFAULT_CONFIG, threshold=0.05, competition=0.0)
+    strict = replace(loose, competition=0.95)
+    both = Matcher(loose)
+    both.observe(BACKGROUND)
+    assert {x.storyline_id for x in both.match([item], [OTHER, VW_EARNINGS])} == {2, 3}
+    one = Matcher(strict)
+    one.observe(BACKGROUND)
+    assert [x.storyline_id for x in one.match([item], [OTHER, VW_EARNINGS])] == [2]
+
+
+def test_fast_path_agrees_with_every_pair_scores() -> None:
+    items = [
+        _item("a", "Putin lands in Beijing for the Belt and Road Forum"),
+        _item("b", "Volkswagen diesel emissions probe widens"),
+        _item("c", "Volkswagen profit falls as sales slow"),
+        _item("d", "Storm brings heavy rain"),
+    ]
+    sls = [PUTIN, OTHER, VW_EARNINGS]
+    slow = Matcher()
+    slow.observe(BACKGROUND)
+    fast = Matcher()
+    fast.observe(BACKGROUND)
+    slow.observe(items)
+    expected = [(a.item_key, a.storyline_id, a.reason) for a in slow.score(items, sls)
+                if a.matched]
+    got = [(x.item_key, x.storyline_id, x.reason) for x in fast.match(items, sls)]
+    assert got == expected and got
+
+
+def test_edited_and_forgotten_storylines_start_afresh() -> None:
+    m = Matcher()
+    m.observe(BACKGROUND)
+    for i in range(3):
+        m.match([_item(f"x{i}", "Volkswagen diesel emissions probe widens", i)], [OTHER])
+    assert m._states[OTHER.id].matches > 0
+    edited = replace(OTHER, title="Volkswagen emissions scandal fines")
+    assert m.profile(edited).title == edited.title
+    assert OTHER.id not in m._states
+    m.forget(OTHER.id)
+    assert m.match([_item("y", "Volkswagen diesel emissions probe")], []) == []
+    # A forgotten storyline can come back, and matches as new.
+    assert m.match([_item("z", "Volkswagen diesel emissions probe")], [OTHER])

@@ -49,3 +49,15 @@ def test_text_normalisation() -> None:
     assert tokens("Burkinabé coup") == ["burkina", "coup"]
     spans = [s.text for s in capitalised_spans("Yuri Ushakov, Russia's adviser, met Lavrov.")]
     assert spans == ["Yuri Ushakov", "Russia", "Lavrov"]
+
+
+def test_years_in_titles_date_rather_than_topic() -> None:
+    prof = build_profile(Storyline(1, "2015 Hajj stampede"))
+    assert prof.terms["2015"] < prof.terms["hajj"] == prof.terms["stampede"]
+
+
+def test_fold_ascii_fast_path_matches_slow_path() -> None:
+    from bot.storylines.text import fold
+
+    assert fold("Putin's PLANE") == "putin's plane"
+    assert fold("Diendéré") == "diendere"
