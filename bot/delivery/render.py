@@ -185,5 +185,8 @@ def render_plain(view: AlertView, limit: int = MAX_MESSAGE_CHARS) -> str:
 
 def _clip_lines(text: str, limit: int) -> str:
     while tg_len(text) > limit:  # slicing counts code points; Telegram counts UTF-16 units
-        text = text[: len(text) - max(1, tg_len(text) - limit) - 1] + ELLIPSIS
+        # Never a negative index: with many astral characters (emoji count two units)
+        # the excess can exceed the length, and text[:-n] would loop forever.
+        keep = max(0, len(text) - max(1, tg_len(text) - limit) - 1)
+        text = text[:keep] + ELLIPSIS
     return text
