@@ -101,6 +101,7 @@ DEFAULT_CONFIG = MatcherConfig()
 
 _K1 = 1.2  # BM25 term-frequency saturation
 _MAX_CANON = 200_000  # fuzzy-spelling cache entries kept before starting afresh
+_STALE_SLACK = 100  # storylines not shown kept before the matcher forgets them
 
 
 @dataclass(frozen=True, slots=True)
@@ -474,6 +475,12 @@ class Matcher:
         """
         cfg = self.config
         entries = [self._entry(s) for s in storylines]
+        if len(self._entries) > 2 * len(entries) + _STALE_SLACK:
+            # Storylines no longer passed in (removed by their users) would otherwise keep
+            # their profile, postings and learned state for the life of the process.
+            shown = {e.storyline.id for e in entries}
+            for sid in [sid for sid in self._entries if sid not in shown]:
+                self.forget(sid)
         self._refresh()
         cols = np.fromiter((e.slot for e in entries), dtype=np.intp, count=len(entries))
         semantic = cfg.semantic.similarities(items, storylines) if cfg.semantic else None

@@ -146,3 +146,14 @@ def test_edited_and_forgotten_storylines_start_afresh() -> None:
     assert m.match([_item("y", "Volkswagen diesel emissions probe")], []) == []
     # A forgotten storyline can come back, and matches as new.
     assert m.match([_item("z", "Volkswagen diesel emissions probe")], [OTHER])
+
+
+def test_storylines_no_longer_shown_are_eventually_forgotten() -> None:
+    m = Matcher()
+    m.observe(BACKGROUND)
+    many = [Storyline(100 + i, f"Storyline number {i} about topic{i}") for i in range(150)]
+    m.match([_item("a", "topic1 news")], many)
+    assert len(m._entries) == 150
+    m.match([_item("b", "Volkswagen diesel emissions")], [OTHER])
+    assert set(m._entries) == {OTHER.id}
+    assert len(m._free_slots) == 150
