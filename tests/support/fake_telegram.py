@@ -7,7 +7,8 @@ sendMessage, editMessageText, setMyCommands, getMyCommands, deleteWebhook,
 answerCallbackQuery...), checks messages the way Telegram does (the HTML
 subset, balanced tags, entities, 4,096 characters) and records everything per
 chat. Tests inject user messages as updates and inject faults: 429 with
-retry_after, 403 (blocked), group migration, 400 parse errors, slow answers.
+retry_after, 403 (blocked), group migration, 400 parse errors, slow answers,
+dropped connections (before or after the message is delivered).
 
 Standard library only (``http.server`` in a thread); safe to use from any
 thread or event loop. It binds 127.0.0.1 and never reaches anything else.
@@ -149,6 +150,11 @@ class Fault:
     remaining: int  # -1: until removed
     delay: float = 0.0
     deliver: bool = False  # perform the call anyway (a timed-out send that did arrive)
+    drop: bool = False  # hang up without any answer (after the work if ``deliver``)
+
+
+class _Dropped(Exception):
+    """Raised inside a call to hang up on the client without answering."""
 
 
 class FakeTelegram:
@@ -168,6 +174,7 @@ class FakeTelegram:
         self.migrated: dict[int, int] = {}
         self.faults: list[Fault] = []
         self.refused: list[tuple[str, int | None, int, str]] = []
+        self.dropped: list[tuple[str, dict[str, Any]]] = []
         self.confirmed_offset = 0
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
@@ -256,9 +263,14 @@ class FakeTelegram:
         times: int = 1,
         delay: float = 0.0,
         deliver: bool = False,
+        drop: bool = False,
     ) -> Fault:
-        """Answer the next ``times`` calls of ``method`` (for ``chat_id``) with an error."""
-        f = Fault(method, chat_id, status, description, parameters, times, delay, deliver)
+        """Answer the next ``times`` calls of ``method`` (for ``chat_id``) with an error.
+
+        ``drop=True`` closes the connection without answering instead (a dropped
+        connection); with ``deliver=True`` the message is delivered first.
+        """
+        f = Fault(method, chat_id, status, description, parameters, times, delay, deliver, drop)
         with self._lock:
             self.faults.append(f)
         return f
@@ -389,6 +401,8 @@ class FakeTelegram:
         chat_id = int(p["chat_id"])
         fault = self._fault_for("sendMessage", chat_id)
         if fault is not None and not fault.deliver:
+            if fault.drop:
+                raise _Dropped
             return self._refuse("sendMessage", chat_id, fault)
         if chat_id in self.blocked:
             return self._refuse_plain(
@@ -426,8 +440,10 @@ class FakeTelegram:
                 )
             )
             self._lock.notify_all()
-        if fault is not None:  # delivered, but the client is made to time out
+        if fault is not None:  # delivered, but the client times out or is hung up on
             time.sleep(fault.delay)
+            if fault.drop:
+                raise _Dropped
         return 200, {"ok": True, "result": self._message(chat_id, mid, str(p["text"]))}
 
     def _edit(self, p: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -539,7 +555,13 @@ class FakeTelegram:
                     params = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
                 with fake._lock:
                     fake.requests.append((method, params))
-                status, body = fake._call(method, params)
+                try:
+                    status, body = fake._call(method, params)
+                except _Dropped:
+                    with fake._lock:
+                        fake.dropped.append((method, params))
+                    self.close_connection = True  # no answer at all: the client sees EOF
+                    return
                 self._respond(status, body)
 
             def do_POST(self) -> None:
