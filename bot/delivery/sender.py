@@ -10,8 +10,9 @@ worker per chat sends them in order, and every outcome is written back:
 - 403 ``Forbidden`` -> ``deactivate_chat`` (its pending rows are dropped, on record);
 - ``ChatMigrated`` -> ``migrate_chat`` and the same text to the new id;
 - 400 about entities -> the plain-text rendering, once;
-- ``TimedOut`` -> the message may have arrived: one retry after a delay, noted
-  in ``meta`` as uncertain so possible duplicates can be counted, never more;
+- ``TimedOut``, or the connection dropped after the request went out -> the
+  message may have arrived: one retry after a delay, noted in ``meta`` as
+  uncertain so possible duplicates can be counted, never more;
 - other network errors and 5xx -> retry with exponential backoff, ``mark_failed``
   after ``max_attempts``.
 
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 from telegram import Bot, LinkPreviewOptions, Message
 from telegram.constants import ParseMode
 from telegram.error import (
@@ -72,6 +74,18 @@ def retry_after_seconds(exc: RetryAfter) -> float:
     if isinstance(value, timedelta):
         return max(0.0, value.total_seconds())
     return max(0.0, float(value))
+
+
+def _may_have_arrived(exc: NetworkError) -> bool:
+    """True if the request may have reached Telegram before the transport failed.
+
+    python-telegram-bot chains the httpx error. A failure to connect never sent
+    anything; a connection that dropped while waiting for the answer (read error,
+    "server disconnected without sending a response") is as uncertain as a
+    time-out: the message may be in the chat already.
+    """
+    cause = exc.__cause__
+    return isinstance(cause, (httpx.ReadError, httpx.RemoteProtocolError))
 
 
 def _is_entity_error(exc: BadRequest) -> bool:
@@ -255,7 +269,10 @@ class Sender:
                 await self._uncertain(entry)
                 return True
             except NetworkError as exc:
-                await self._retry_or_fail(entry, f"network: {exc.message}")
+                if _may_have_arrived(exc):
+                    await self._uncertain(entry)
+                else:
+                    await self._retry_or_fail(entry, f"network: {exc.message}")
                 return True
             except TelegramError as exc:
                 await self._retry_or_fail(entry, f"telegram: {exc.message}")
@@ -304,7 +321,8 @@ class Sender:
         return True
 
     async def _uncertain(self, entry: OutboxEntry) -> None:
-        """A send timed out: it may have arrived. Retry once after a delay, never more."""
+        """A send timed out or lost its answer: it may have arrived. Retry once after a
+        delay, never more."""
         key = UNCERTAIN_KEY.format(id=entry.id)
         seen = await asyncio.to_thread(self._db.get_meta, key)
         if seen is not None:
