@@ -153,10 +153,10 @@ def _render_all(parsed: ParsedFeed) -> tuple[int, list[str]]:
             plain = render_plain(view)
             if tg_len(plain) > MAX_MESSAGE_CHARS or not plain.strip():
                 problems.append(f"{item.key}: plain text of {tg_len(plain)} units")
-            if item.title and html.escape(item.title.split()[0], quote=False) not in text:
-                # The title's first word survives (escaped) unless it had to be cut.
-                if tg_len(text) < MAX_MESSAGE_CHARS - 50:
-                    problems.append(f"{item.key}: title missing")
+            # The title's first word survives (escaped) unless the message had to be cut.
+            first_word = html.escape(item.title.split()[0], quote=False) if item.title else ""
+            if first_word not in text and tg_len(text) < MAX_MESSAGE_CHARS - 50:
+                problems.append(f"{item.key}: title missing")
         if item.link is not None and canonical_url(item.link) != item.link:
             problems.append(f"{item.key}: link not canonical")
     return count, problems
