@@ -63,6 +63,9 @@ class Storyline:
     keywords: tuple[str, ...] = ()
     shared: bool = False
     slug: str | None = None
+    owner: int | None = None
+    """The chat that created it; None for shared and seed storylines. Storylines
+    compete for an item only with storylines of the same owner."""
 
 
 @dataclass(frozen=True, slots=True)

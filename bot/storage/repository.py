@@ -420,6 +420,8 @@ class Database:
             keywords=tuple(json.loads(row["keywords"])),
             shared=bool(row["shared"]),
             slug=row["slug"],
+            # Shared storylines form one group (owner None) whoever created them.
+            owner=None if row["shared"] or row["created_by"] is None else int(row["created_by"]),
         )
 
     def add_storyline(

@@ -19,7 +19,8 @@ How it decides (details and measured figures in docs/matching.md):
    changes, so the seed is never forgotten.
 5. Competition: an item is rarely news of several storylines, and false alarms
    cost more than misses; a storyline must score at least ``competition`` times
-   the item's best storyline (among those it is shown) to match.
+   the item's best storyline (among those it is shown with the same ``owner``:
+   one chat's storylines never suppress another chat's) to match.
 
 Scoring is vectorised with numpy: each term has a posting array of (storyline
 slot, profile weight, bonus bound, learned weight); an item's scores against
@@ -87,7 +88,8 @@ class MatcherConfig:
     """The centroid keeps only its heaviest terms: bounded memory, no long tail drift."""
     competition: float = 1.0
     """A storyline matches an item only if it scores at least this share of the item's
-    best storyline among those it is shown (1: only the best, ties kept; 0: off)."""
+    best storyline among those it is shown with the same owner (1: only the best, ties
+    kept; 0: off). Storylines of different owners (chats) never compete."""
     max_docs: int = 20_000
     """Corpus statistics are halved beyond this many items: bounded memory, recent IDF."""
     refresh_ratio: float = 0.02
@@ -483,6 +485,7 @@ class Matcher:
                 self.forget(sid)
         self._refresh()
         cols = np.fromiter((e.slot for e in entries), dtype=np.intp, count=len(entries))
+        owners = [e.storyline.owner for e in entries]
         semantic = cfg.semantic.similarities(items, storylines) if cfg.semantic else None
         exhaustive = every_pair or semantic is not None
         out: list[Assessment] = []
@@ -506,12 +509,17 @@ class Matcher:
                 for col in range(len(entries)):
                     scores[col] = ((1 - cfg.semantic_weight) * scores.get(col, 0.0)
                                    + cfg.semantic_weight * sem[col])
-            best = max(scores.values(), default=0.0)
-            # Competition: an item is rarely news of many storylines at once.
-            floor = max(cfg.threshold, cfg.competition * best)
+            # Competition: an item is rarely news of many storylines at once. It is
+            # among one owner's storylines only: one chat's storyline must not take an
+            # item from another chat's (shared storylines form one group, owner None).
+            best: dict[int | None, float] = {}
+            for col, sc in scores.items():
+                own = owners[col]
+                if sc > best.get(own, 0.0):
+                    best[own] = sc
             for col in range(len(entries)) if every_pair else sorted(scores):
                 s = scores.get(col, 0.0)
-                hit = s >= floor
+                hit = s >= max(cfg.threshold, cfg.competition * best.get(owners[col], 0.0))
                 if not hit and not every_pair:
                     continue
                 why = self._reason(doc, entries[col], found.get(col, [])) if s > 0 else ""

@@ -157,3 +157,24 @@ def test_storylines_no_longer_shown_are_eventually_forgotten() -> None:
     m.match([_item("b", "Volkswagen diesel emissions")], [OTHER])
     assert set(m._entries) == {OTHER.id}
     assert len(m._free_slots) == 150
+
+
+def test_competition_is_among_one_owners_storylines_only() -> None:
+    item = _item("a", "Volkswagen emissions scandal: diesel cars cheated tests")
+    strict = replace(DEFAULT_CONFIG, threshold=0.05, competition=0.95)
+    # Two chats: each chat's storyline gets the item, whatever the other chat tracks.
+    mine = replace(OTHER, owner=100)
+    theirs = replace(VW_EARNINGS, owner=200)
+    two = Matcher(strict)
+    two.observe(BACKGROUND)
+    assert {x.storyline_id for x in two.match([item], [mine, theirs])} == {2, 3}
+    # Same owner (or both shared, owner None): they compete, the best one wins.
+    for owner in (100, None):
+        one = Matcher(strict)
+        one.observe(BACKGROUND)
+        same = [replace(OTHER, owner=owner), replace(VW_EARNINGS, owner=owner)]
+        assert [x.storyline_id for x in one.match([item], same)] == [2]
+    # Every-pair scoring agrees.
+    scored = Matcher(strict)
+    scored.observe(BACKGROUND)
+    assert {a.storyline_id for a in scored.score([item], [mine, theirs]) if a.matched} == {2, 3}

@@ -219,3 +219,18 @@ def test_outbox_entry_reads_any_row(db: Database) -> None:
     again = db.outbox_entry(first.id)
     assert again is not None and again.item.key == "b" and again.reason == "why"
     assert db.outbox_entry(999) is None
+
+
+def test_storyline_owner_is_the_creating_chat_and_none_when_shared(db: Database) -> None:
+    mine = db.add_storyline(Storyline(id=0, title="Putin trip to China"), now=NOW, created_by=42)
+    assert mine.owner == 42
+    assert db.add_storyline(Storyline(id=0, title="Belt and Road Forum"), now=NOW).owner is None
+    shared = db.add_storyline(
+        Storyline(id=0, title="Belt and Road Forum", shared=True, slug="bri"),
+        now=NOW, created_by=42,
+    )
+    assert shared.owner is None
+    seeded = db.upsert_shared_storyline(
+        Storyline(id=0, title="Putin in China", slug="putin-china", shared=True), now=NOW
+    )
+    assert seeded.owner is None
