@@ -170,8 +170,11 @@ def parse_url(args: str) -> str:
     url = words[0].strip("<>")
     if len(url) > MAX_URL_CHARS:
         raise UsageError("That address is too long.")
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. "http://[" (an unclosed IPv6 bracket)
+        parts = None
+    if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise UsageError(
             f"“{url[:80]}” is not an http(s) address. {usage('addfeed')}"
         )
