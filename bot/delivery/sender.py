@@ -115,6 +115,9 @@ class Sender:
         self._mono = monotonic
         self._now = utcnow
         self._wake = asyncio.Event()
+        # Chat workers run concurrently: the uncertain-resend counter's
+        # read-then-write must not interleave, or increments are lost.
+        self._count_lock = asyncio.Lock()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self.sent_count = 0
@@ -333,10 +336,11 @@ class Sender:
             )
             return
         await asyncio.to_thread(self._db.set_meta, key, self._now().isoformat())
-        total = await asyncio.to_thread(self._db.get_meta, UNCERTAIN_TOTAL_KEY)
-        await asyncio.to_thread(
-            self._db.set_meta, UNCERTAIN_TOTAL_KEY, str(int(total or 0) + 1)
-        )
+        async with self._count_lock:
+            total = await asyncio.to_thread(self._db.get_meta, UNCERTAIN_TOTAL_KEY)
+            await asyncio.to_thread(
+                self._db.set_meta, UNCERTAIN_TOTAL_KEY, str(int(total or 0) + 1)
+            )
         log.warning("outbox row %s timed out; one retry in %.0fs", entry.id,
                     self.options.uncertain_delay)
         await asyncio.to_thread(
