@@ -324,3 +324,19 @@ def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def test_reliability_doc_names_only_tests_that_exist() -> None:
+    """Every test docs/reliability.md cites under tests/reliability/ is defined there."""
+    import re
+
+    here = Path(__file__).parent
+    doc = (here.parents[1] / "docs" / "reliability.md").read_text(encoding="utf-8")
+    cited = re.findall(r"`(test_\w+\.py)::(test_\w+)`", doc)
+    assert len(cited) >= 15
+    for module, name in cited:
+        source = (here / module).read_text(encoding="utf-8")
+        assert f"def {name}(" in source, f"{module}::{name}"
+    for rest in re.findall(r"`(test_\w+)`", doc):
+        assert any(f"def {rest}(" in p.read_text(encoding="utf-8")
+                   for p in (*here.glob("test_*.py"), *here.parents[0].glob("*/test_*.py"))), rest
