@@ -36,6 +36,11 @@ COLLAPSE_WINDOW = timedelta(hours=36)
 MAX_DUE_SLACK_SECONDS = 1.0
 
 
+def count(n: int, singular: str, plural: str | None = None) -> str:
+    """``1 new item``, ``2 new items``."""
+    return f"{n} {singular if n == 1 else plural or singular + 's'}"
+
+
 @dataclass(frozen=True, slots=True)
 class FeedReport:
     """What one feed's poll did; ``error`` is set when it failed."""
@@ -60,8 +65,8 @@ class FeedReport:
             return f"[{self.feed_id}] {name}: unchanged"
         first = " (first poll: stored, not alerted)" if self.primed_now else ""
         return (
-            f"[{self.feed_id}] {name}: {self.new_items} new items, {self.matches} matches, "
-            f"{self.alerts} alerts{first}"
+            f"[{self.feed_id}] {name}: {count(self.new_items, 'new item')}, "
+            f"{count(self.matches, 'match', 'matches')}, {count(self.alerts, 'alert')}{first}"
         )
 
 
@@ -89,8 +94,9 @@ class PassReport:
 
     def describe(self) -> str:
         return (
-            f"total: {len(self.feeds)} feeds polled, {self.errors} failed, "
-            f"{self.new_items} new items, {self.matches} matches, {self.alerts} alerts queued"
+            f"total: {count(len(self.feeds), 'feed')} polled, {self.errors} failed, "
+            f"{count(self.new_items, 'new item')}, {count(self.matches, 'match', 'matches')}, "
+            f"{count(self.alerts, 'alert')} queued"
         )
 
 

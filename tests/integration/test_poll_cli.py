@@ -103,7 +103,7 @@ def test_first_poll_stores_every_item_once_and_reports_each_feed(env: Env) -> No
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 5, result.stdout
     assert "Wire: 2 new items" in result.stdout
-    assert "Atom News: 1 new items" in result.stdout
+    assert "Atom News: 1 new item," in result.stdout
     assert "RDF Wire: 2 new items" in result.stdout
     assert "error: " in lines[3] and "500" in lines[3]
     assert lines[-1].startswith("total: 4 feeds polled, 1 failed, 5 new items")
@@ -133,7 +133,7 @@ def test_changed_title_keeps_identity_and_new_item_matches(env: Env) -> None:
                   "link": "https://wire.example.test/9"})
     env.server.set_route("/rss", Route(body=rss_document("Wire", items), etag='"r2"'))
     result = env.poll()
-    assert "Wire: 1 new items" in result.stdout
+    assert "Wire: 1 new item, 1 match," in result.stdout
     titles = [r[0] for r in env.query("SELECT title FROM items WHERE key = 'g:urn:wire:0'")]
     assert titles == ["Wang Yi to visit Russia for strategic security talks"]
     matched = env.query("SELECT i.key, s.slug FROM matches m JOIN items i ON i.id = m.item_id "
