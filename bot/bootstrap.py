@@ -68,10 +68,30 @@ def parse_executor() -> Executor:
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
 
 
+def build_matcher(settings: Settings) -> Matcher:
+    """The matcher the poller uses: words alone, or words and meaning with
+    ``[matching] semantic = true``.
+
+    The semantic matcher needs the ``semantic`` extra and the weights package;
+    without them this raises ConfigError naming the install commands, so the bot
+    stops at start rather than running without what it was configured to use.
+    """
+    if not settings.file.matching.semantic:
+        return Matcher()
+    from bot.storylines import semantic
+
+    try:
+        return semantic.hybrid_matcher()
+    except semantic.SemanticUnavailable as exc:
+        raise ConfigError(
+            f"[matching] semantic = true, but the semantic matcher is unavailable: {exc}"
+        ) from exc
+
+
 @asynccontextmanager
 async def running_poller(settings: Settings, db: Database) -> AsyncIterator[Poller]:
     """A poller with its shared HTTP client and parse pool, closed on exit."""
-    matcher = Matcher()
+    matcher = build_matcher(settings)
     matcher.observe(db.recent_items(WARM_UP_ITEMS))
     executor = parse_executor()
     fetcher = FeedFetcher(settings.file.fetch, settings.env.allow_private_networks)

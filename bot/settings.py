@@ -53,6 +53,16 @@ class LimitOptions(BaseModel):
     commands_per_minute: int = Field(30, ge=1)
 
 
+class MatchingOptions(BaseModel):
+    """How items are matched to storylines."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    semantic: bool = False
+    """Add MiniLM sentence embeddings to the word matcher (needs the ``semantic`` extra
+    and the weights package; see docs/semantic.md)."""
+
+
 class FileConfig(BaseModel):
     """The contents of the TOML file."""
 
@@ -61,6 +71,7 @@ class FileConfig(BaseModel):
     feeds: tuple[FeedConfig, ...] = ()
     fetch: FetchOptions = FetchOptions()
     limits: LimitOptions = LimitOptions()
+    matching: MatchingOptions = MatchingOptions()
     seeds_dir: str | None = None
     log_format: str = Field("console", pattern="^(console|json)$")
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")

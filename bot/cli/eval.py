@@ -3,20 +3,77 @@
 With ``--grid`` it instead chooses knobs honestly: every setting is run on every
 file, and each file gets the setting that is best on the *other* files
 (leave-one-file-out); the default to ship is the median of those choices.
+
+With ``--semantic`` the same protocol runs with the semantic (words + meaning)
+matcher the bot uses for ``[matching] semantic = true``; it needs the
+``semantic`` extra and the weights package (docs/semantic.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TextIO
 
 from bot.errors import ConfigError
-from bot.evaluation import leave_one_out, parse_grid, run_eval, write_loo
+from bot.evaluation import (
+    MatcherLike,
+    evaluate,
+    leave_one_out,
+    load_benchmark,
+    parse_grid,
+    run_eval,
+    write_loo,
+    write_predictions,
+)
+
+
+def _semantic_factory() -> Callable[[], Callable[[], MatcherLike]]:
+    """Load the model once; each benchmark then gets a fresh matcher and scorer cache
+    (item keys of different files may coincide)."""
+    from bot.storylines import semantic
+
+    try:
+        embedder = semantic.MiniLMEmbedder.load()
+    except semantic.SemanticUnavailable as exc:
+        raise ConfigError(f"--semantic: {exc}") from exc
+
+    def per_file() -> Callable[[], MatcherLike]:
+        scorer = semantic.SemanticScorer(embedder)
+        return lambda: semantic.hybrid_matcher(scorer)
+
+    return per_file
+
+
+def _run_semantic(
+    path: Path, predictions: Path | None, out: TextIO, factory: Callable[[], MatcherLike]
+) -> int:
+    """``run_eval`` with the semantic matcher: the same lines, the same last line."""
+    bench = load_benchmark(path)
+    result = evaluate(bench, factory)
+    if predictions is not None:
+        with Path(predictions).open("w", encoding="utf-8") as fh:
+            write_predictions(result, fh)
+    out.write(f"benchmark {result.name}: {len(bench.storylines)} storylines, "
+              f"{len(bench.items)} items (matcher: words + meaning)\n")
+    out.write(f"scored pairs {result.pairs}, positive {result.positives}, "
+              f"tp {result.tp}, fp {result.fp}, fn {result.fn}\n")
+    if predictions is not None:
+        out.write(f"predictions written to {predictions}\n")
+    out.write(
+        f"F1 {result.f1:.3f} P {result.precision:.3f} R {result.recall:.3f} "
+        f"Cdet {result.cdet:.3f}\n"
+    )
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:
     if args.grid:
+        if args.semantic:
+            print("error: --grid and --semantic cannot be combined", file=sys.stderr)
+            return 2
         try:
             report = leave_one_out(
                 [Path(b) for b in args.benchmarks], parse_grid(args.grid), jobs=args.jobs
@@ -26,10 +83,20 @@ def _run(args: argparse.Namespace) -> int:
             return 2
         write_loo(report, sys.stdout)
         return 0
+    per_file = None
+    if args.semantic:
+        try:
+            per_file = _semantic_factory()
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     status = 0
     for bench in args.benchmarks:
         try:
-            status |= run_eval(Path(bench), args.predictions, sys.stdout)
+            if per_file is None:
+                status |= run_eval(Path(bench), args.predictions, sys.stdout)
+            else:
+                status |= _run_semantic(Path(bench), args.predictions, sys.stdout, per_file())
         except ConfigError as exc:
             print(f"error: {exc}", file=sys.stderr)
             status = 2
@@ -55,4 +122,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="a MatcherConfig knob and the values to try (repeatable): leave-one-file-out",
     )
     parser.add_argument("--jobs", type=int, default=1, help="worker processes for --grid")
+    parser.add_argument(
+        "--semantic", action="store_true",
+        help="use the words + meaning matcher (needs the semantic extra and the weights: "
+        "docs/semantic.md)",
+    )
     parser.set_defaults(func=_run)

