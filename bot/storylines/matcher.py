@@ -21,6 +21,11 @@ How it decides (details and measured figures in docs/matching.md):
    cost more than misses; a storyline must score at least ``competition`` times
    the item's best storyline (among those it is shown with the same ``owner``:
    one chat's storylines never suppress another chat's) to match.
+6. Adaptive time scale: a storyline's score is discounted by how long it has been
+   quiet (since its last match, or since it was first shown if it was seeded with
+   text) relative to its own rhythm (median gap between its matches, with a prior);
+   a story that moved hourly and went quiet for days needs stronger evidence, one
+   that moves every few days is not penalised for a quiet day or two.
 
 Scoring is vectorised with numpy: each term has a posting array of (storyline
 slot, profile weight, bonus bound, learned weight); an item's scores against
@@ -36,6 +41,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Protocol
 
 import numpy as np
@@ -64,7 +70,7 @@ class SemanticScorer(Protocol):
 class MatcherConfig:
     """Matcher settings. The defaults are the one documented configuration."""
 
-    threshold: float = 0.23
+    threshold: float = 0.20
     """A pair whose final score reaches this is a match."""
     coverage_mix: float = 0.9
     """Blend of profile coverage (1.0) and cosine (0.0) in the word score."""
@@ -90,6 +96,21 @@ class MatcherConfig:
     """A storyline matches an item only if it scores at least this share of the item's
     best storyline among those it is shown with the same owner (1: only the best, ties
     kept; 0: off). Storylines of different owners (chats) never compete."""
+    rhythm_k: float = 8.0
+    """Adaptive time scale (0: off). A storyline quiet for ``dt`` since its last match (or
+    since it was first shown) has its score multiplied by
+    ``rhythm_floor + (1 - rhythm_floor) * 0.5 ** (dt / (rhythm_k * tau))``, where ``tau``
+    is its own rhythm: the median of its gaps between matches, with ``rhythm_prior_hours``
+    counted as one gap, bounded by ``rhythm_min_hours`` and ``rhythm_max_hours``. A story
+    that moved hourly and has gone quiet for days needs stronger evidence; one that moves
+    every few days is not penalised for a quiet day."""
+    rhythm_prior_hours: float = 24.0
+    rhythm_floor: float = 0.3
+    rhythm_min_terms: float = 0.0
+    """Items sharing at least this many distinct profile terms with the storyline are
+    exempt from the time penalty (0: no exemption)."""
+    rhythm_min_hours: float = 1.0
+    rhythm_max_hours: float = 24.0 * 14
     max_docs: int = 20_000
     """Corpus statistics are halved beyond this many items: bounded memory, recent IDF."""
     refresh_ratio: float = 0.02
@@ -104,6 +125,7 @@ DEFAULT_CONFIG = MatcherConfig()
 _K1 = 1.2  # BM25 term-frequency saturation
 _MAX_CANON = 200_000  # fuzzy-spelling cache entries kept before starting afresh
 _STALE_SLACK = 100  # storylines not shown kept before the matcher forgets them
+_RHYTHM_EVENTS = 9  # last activity times kept per storyline (start, then matches)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +157,8 @@ class _State:
 
     centroid: dict[str, float] = field(default_factory=dict)  # summed unit tf vectors
     matches: int = 0
+    times: list[float] = field(default_factory=list)  # first shown, then matches (epoch s)
+    tau: float = 0.0  # its rhythm (seconds), from ``times``; 0 until known
 
 
 @dataclass(slots=True)
@@ -400,7 +424,7 @@ class Matcher:
         self._post_dirty.clear()
         return self._post
 
-    def _word_scores(self, doc: _Doc) -> tuple[FloatArray, FloatArray]:
+    def _word_scores(self, doc: _Doc) -> tuple[FloatArray, FloatArray, FloatArray]:
         """Word score (coverage/cosine blend plus adaptive part) for every slot, and the
         upper bound of the entity/phrase bonus.
 
@@ -421,13 +445,16 @@ class Matcher:
                 dws.append(dw)
         if not posts or doc.norm <= 0:
             zero = np.zeros(size)
-            return zero, zero
+            return zero, zero, zero
         lengths = [len(p.slots) for p in posts]
         slots = np.concatenate([p.slots for p in posts])
         idf = np.repeat(idfs, lengths)
         dwr = np.repeat(dws, lengths)
-        cov_w = np.concatenate([p.weights for p in posts]) * idf
+        raw_w = np.concatenate([p.weights for p in posts])
+        cov_w = raw_w * idf
         cov = np.bincount(slots, cov_w, minlength=size)
+        # Distinct profile terms the item shares with each storyline.
+        nterms = np.bincount(slots, raw_w > 0, minlength=size).astype(np.float64)
         dot = np.bincount(slots, cov_w * dwr, minlength=size)
         bonus = np.bincount(slots, np.concatenate([p.bonus for p in posts]), minlength=size)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -442,7 +469,7 @@ class Matcher:
                 adapt = np.where(self._cnorm > 0, cdot / (self._cnorm * doc.norm), 0.0)
             # Adaptive part: only ever closes part of the gap to the centroid.
             word = word + self._share * np.maximum(0.0, adapt - word)
-        return word, np.minimum(cfg.max_bonus, bonus).astype(np.float64)
+        return word, np.minimum(cfg.max_bonus, bonus).astype(np.float64), nterms
 
     def _bonus(
         self, doc: _Doc, entry: _Entry
@@ -486,24 +513,30 @@ class Matcher:
         self._refresh()
         cols = np.fromiter((e.slot for e in entries), dtype=np.intp, count=len(entries))
         owners = [e.storyline.owner for e in entries]
+        last, tau = self._rhythm(entries, items)
         semantic = cfg.semantic.similarities(items, storylines) if cfg.semantic else None
         exhaustive = every_pair or semantic is not None
         out: list[Assessment] = []
         for row, item in enumerate(items):
             doc = self._doc(item.key, raw[row])
-            word_all, bub_all = self._word_scores(doc)
+            word_all, bub_all, nterms_all = self._word_scores(doc)
             word = word_all[cols]
+            fresh = self._freshness(item, last, tau)
+            if cfg.rhythm_min_terms > 0:
+                # Broad lexical evidence (several of the storyline's terms) is not
+                # asked for more after a quiet spell; a single shared word is.
+                fresh = np.where(nterms_all[cols] >= cfg.rhythm_min_terms, 1.0, fresh)
             if exhaustive:
                 todo = np.flatnonzero(word > 0)
             else:
                 todo = np.flatnonzero(
-                    (word > 0) & (word + bub_all[cols] + 1e-9 >= cfg.threshold)
+                    (word > 0) & ((word + bub_all[cols]) * fresh + 1e-9 >= cfg.threshold)
                 )
             scores: dict[int, float] = {}
             found: dict[int, list[tuple[Entity, tuple[str, ...]]]] = {}
             for col in todo.tolist():
                 b, found[col] = self._bonus(doc, entries[col])
-                scores[col] = float(word[col]) + b
+                scores[col] = (float(word[col]) + b) * float(fresh[col])
             if semantic is not None:
                 sem = semantic[row]
                 for col in range(len(entries)):
@@ -526,6 +559,68 @@ class Matcher:
                 out.append(Assessment(item.key, entries[col].storyline.id, s, hit, why))
         return out
 
+    def _rhythm(
+        self, entries: Sequence[_Entry], items: Sequence[Item]
+    ) -> tuple[FloatArray, FloatArray]:
+        """Per shown storyline: time of its last activity and its rhythm (seconds).
+
+        A storyline seeded with text is first active when it is first shown an item with
+        a time; one with a title only, at its first match."""
+        n = len(entries)
+        if self.config.rhythm_k <= 0:
+            return np.zeros(n), np.zeros(n)
+        stamps = [i.published.timestamp() for i in items if i.published is not None]
+        first = min(stamps) if stamps else None
+        last = np.zeros(n)
+        tau = np.zeros(n)
+        for col, entry in enumerate(entries):
+            state = self._states.get(entry.storyline.id)
+            if state is None:
+                state = self._states[entry.storyline.id] = _State()
+            if not state.times:
+                if first is None or not entry.storyline.seed_text.strip():
+                    # A title alone is not an event: with no seed text, the clock
+                    # starts at the storyline's first match.
+                    continue
+                state.times.append(first)
+                state.tau = self._tau(state.times)
+            last[col] = state.times[-1]
+            tau[col] = state.tau
+        return last, tau
+
+    def _tau(self, times: Sequence[float]) -> float:
+        cfg = self.config
+        gaps = [b - a for a, b in pairwise(times)]
+        gaps.append(cfg.rhythm_prior_hours * 3600.0)
+        gaps.sort()
+        mid = len(gaps) // 2
+        med = gaps[mid] if len(gaps) % 2 else (gaps[mid - 1] + gaps[mid]) / 2
+        return min(cfg.rhythm_max_hours, max(cfg.rhythm_min_hours, med / 3600.0)) * 3600.0
+
+    def _freshness(self, item: Item, last: FloatArray, tau: FloatArray) -> FloatArray:
+        """Score multiplier per shown storyline from its quiet time relative to its rhythm."""
+        cfg = self.config
+        if cfg.rhythm_k <= 0 or item.published is None:
+            return np.ones(len(last))
+        dt = np.maximum(0.0, item.published.timestamp() - last)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            decay = np.where(tau > 0, np.exp2(-dt / (cfg.rhythm_k * np.maximum(tau, 1.0))), 1.0)
+        out: FloatArray = cfg.rhythm_floor + (1 - cfg.rhythm_floor) * decay
+        return out
+
+    def _note_activity(self, storyline_id: int, item: Item) -> None:
+        if self.config.rhythm_k <= 0 or item.published is None:
+            return
+        state = self._states.setdefault(storyline_id, _State())
+        t = item.published.timestamp()
+        if state.times and t <= state.times[-1]:
+            # Same moment (feeds that date items by the day give many) or out of order:
+            # a burst is one activity, not evidence that the story moves every second.
+            return
+        state.times.append(t)
+        del state.times[:-_RHYTHM_EVENTS]
+        state.tau = self._tau(state.times)
+
     def _reason(
         self, doc: _Doc, entry: _Entry, found: list[tuple[Entity, tuple[str, ...]]]
     ) -> str:
@@ -546,7 +641,10 @@ class Matcher:
         self, result: list[Assessment], items: Sequence[Item], raw: Sequence[list[str]]
     ) -> None:
         by_key = {item.key: toks for item, toks in zip(items, raw, strict=True)}
+        by_item = {item.key: item for item in items}
         for a in result:
+            if a.matched:
+                self._note_activity(a.storyline_id, by_item[a.item_key])
             if a.matched and a.score >= self.config.learn_threshold:
                 self._learn_tokens(a.storyline_id, by_key[a.item_key])
 

@@ -178,3 +178,31 @@ def test_competition_is_among_one_owners_storylines_only() -> None:
     scored = Matcher(strict)
     scored.observe(BACKGROUND)
     assert {a.storyline_id for a in scored.score([item], [mine, theirs]) if a.matched} == {2, 3}
+
+
+def test_quiet_storyline_needs_more_evidence_relative_to_its_rhythm() -> None:
+    text = "Putin lands in Beijing for the Belt and Road Forum"
+    m = Matcher()
+    m.observe(BACKGROUND)
+    assert [x.storyline_id for x in m.match([_item("a", text, hours=1)], [PUTIN])] == [1]
+    soon = m.score([_item("b", text, hours=2)], [PUTIN])[0].score
+    late = m.score([_item("c", text, hours=24 * 10)], [PUTIN])[0].score
+    assert late < soon
+    # With the time scale off, time does not matter.
+    off = Matcher(replace(DEFAULT_CONFIG, rhythm_k=0.0))
+    off.observe(BACKGROUND)
+    off.match([_item("a", text, hours=1)], [PUTIN])
+    soon_off = off.score([_item("b", text, hours=2)], [PUTIN])[0].score
+    assert off.score([_item("c", text, hours=24 * 10)], [PUTIN])[0].score == soon_off
+
+
+def test_title_only_storyline_clock_starts_at_its_first_match() -> None:
+    forum = Storyline(5, "Belt and Road Forum")
+    text = "Leaders gather in Beijing for the Belt and Road Forum"
+    on, off = Matcher(), Matcher(replace(DEFAULT_CONFIG, rhythm_k=0.0))
+    for m in (on, off):
+        m.observe(BACKGROUND)
+        m.score([_item("x", "Storm brings heavy rain", hours=0)], [forum])
+    late_on = on.score([_item("c", text, hours=24 * 20)], [forum])[0].score
+    late_off = off.score([_item("c", text, hours=24 * 20)], [forum])[0].score
+    assert late_on == late_off > 0
