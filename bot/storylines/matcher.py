@@ -105,7 +105,7 @@ class MatcherConfig:
     that moved hourly and has gone quiet for days needs stronger evidence; one that moves
     every few days is not penalised for a quiet day."""
     rhythm_prior_hours: float = 24.0
-    rhythm_floor: float = 0.3
+    rhythm_floor: float = 0.2
     rhythm_min_terms: float = 0.0
     """Items sharing at least this many distinct profile terms with the storyline are
     exempt from the time penalty (0: no exemption)."""
