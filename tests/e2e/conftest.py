@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import TOKEN
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.feed_server import FeedServer, Route, rss_document
 
-TOKEN = "123:TEST"
 ADMIN = 1001
 REPO = Path(__file__).resolve().parents[2]
 
@@ -128,12 +128,6 @@ class BotProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=30)
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeTelegram]:
-    with FakeTelegram(TOKEN) as server:
-        yield server
 
 
 @pytest.fixture

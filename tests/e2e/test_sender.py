@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from telegram import Bot
@@ -19,27 +18,14 @@ from bot.delivery.ratelimit import SendLimiter, SendLimits
 from bot.delivery.sender import UNCERTAIN_TOTAL_KEY, Sender, SenderOptions
 from bot.models import FeedState, Item, Match, Storyline
 from bot.storage.repository import Database, MatchToStore
+from tests.conftest import TOKEN
 from tests.support.fake_telegram import FakeTelegram, validate_telegram_html
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:telegram")
 
-TOKEN = "123:TEST"
 FAST = SenderOptions(
     send_timeout=2.0, uncertain_delay=0.3, backoff_base=0.1, idle_poll=0.1, max_hold=1.5
 )
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeTelegram]:
-    with FakeTelegram(TOKEN) as server:
-        yield server
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database.open(tmp_path / "sw.db")
-    yield database
-    database.close()
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -85,12 +84,6 @@ class Publisher:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeTelegram]:
-    with FakeTelegram(TOKEN) as server:
-        yield server
 
 
 def test_sigkill_at_random_moments_loses_nothing(

@@ -13,9 +13,8 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from telegram import Bot
@@ -25,12 +24,12 @@ from bot.delivery.ratelimit import SendLimiter, SendLimits
 from bot.delivery.sender import UNCERTAIN_TOTAL_KEY, Sender, SenderOptions
 from bot.models import FeedState, Item, Match, Storyline
 from bot.storage.repository import Database, MatchToStore
+from tests.conftest import TOKEN
 from tests.reliability.conftest import Table
 from tests.support.fake_telegram import FakeTelegram, validate_telegram_html
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:telegram")
 
-TOKEN = "123:TEST"
 ITEMS = 10
 PRIVATE = list(range(1, 71))
 GROUPS = [-1000 - i for i in range(1, 31)]
@@ -53,19 +52,6 @@ OPTIONS = SenderOptions(
 # Generous limits so 1,000 sends take seconds; the limiter itself is tested elsewhere.
 LIMITS = SendLimits(per_chat=1000, per_chat_window=1.0, per_group=1000, per_group_window=1.0,
                     overall=100_000, overall_window=1.0, overall_gap=0.0)
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeTelegram]:
-    with FakeTelegram(TOKEN) as server:
-        yield server
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database.open(tmp_path / "sw.db")
-    yield database
-    database.close()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,13 +19,6 @@ NOW = datetime(2023, 9, 18, 12, 0, tzinfo=UTC)
 def item(key: str, title: str = "Wang Yi arrives in Moscow") -> Item:
     return Item(key=key, title=title, summary="", link=f"https://news.test/{key}",
                 published=NOW, source="News")
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database.open(tmp_path / "data" / "storywatch.db")
-    yield database
-    database.close()
 
 
 def test_schema_is_created_versioned_and_in_wal(db: Database, tmp_path: Path) -> None:
