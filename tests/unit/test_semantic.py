@@ -251,3 +251,44 @@ def test_item_and_storyline_texts() -> None:
     assert semantic.item_text(_item("k", "Title", "Summary")) == "Title. Summary"
     assert semantic.item_text(_item("k", "", "Only summary")) == "Only summary"
     assert semantic.storyline_text(Storyline(id=1, title="T")) == "T"
+
+
+# -- HybridMatcher (a Matcher) ------------------------------------------------
+
+
+class _FixedScorer:
+    """Cosines given per storyline id, whatever the item."""
+
+    def __init__(self, by_id: dict[int, float]) -> None:
+        self.by_id = by_id
+
+    def similarities(
+        self, items: Sequence[Item], storylines: Sequence[Storyline]
+    ) -> list[list[float]]:
+        return [[self.by_id[s.id] for s in storylines] for _ in items]
+
+
+def test_hybrid_gate_is_per_owner() -> None:
+    item = _item("a", "Completely unrelated words here")
+    s1 = Storyline(id=1, title="alpha story", owner=1)
+    s2 = Storyline(id=2, title="beta story", owner=2)
+    s3 = Storyline(id=3, title="gamma story", owner=1)
+    scorer: Any = _FixedScorer({1: 0.9, 2: 0.9, 3: 0.5})
+    m = semantic.HybridMatcher(scorer)
+    found = {f.storyline_id for f in m.match([item], [s1, s2, s3])}
+    # Chat 1's best storyline and chat 2's only one; chat 2 does not suppress chat 1.
+    assert found == {1, 2}
+    # One owner: the tie leaves no storyline a clear winner, so nothing matches.
+    shared = [Storyline(id=s.id, title=s.title) for s in (s1, s2, s3)]
+    assert semantic.HybridMatcher(scorer).match([item], shared) == []
+
+
+def test_hybrid_matcher_is_a_matcher_with_reasons() -> None:
+    from bot.storylines.matcher import Matcher
+
+    scorer: Any = _FixedScorer({1: 0.8, 2: 0.1})
+    m = semantic.HybridMatcher(scorer)
+    assert isinstance(m, Matcher)
+    out = m.assess([_item("a", "x")], [Storyline(id=1, title="t"), Storyline(id=2, title="u")])
+    assert [a.matched for a in out] == [True, False]
+    assert "meaning 0.80" in out[0].reason
