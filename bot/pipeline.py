@@ -158,6 +158,10 @@ class Poller:
         self._db = db
         self._fetcher = fetcher
         self._matcher = matcher
+        # The matcher keeps state (term statistics, learned terms, rhythms) and is
+        # not thread-safe; it runs in a worker thread so a slow batch (the semantic
+        # extra embeds items) never stalls the event loop, one batch at a time.
+        self._matcher_lock = asyncio.Lock()
         self._settings = settings
         self._executor = parse_executor
         self._interval = settings.env.poll_interval
@@ -219,7 +223,8 @@ class Poller:
         new = [i for k, i in items.items() if k not in known]
         to_store: list[MatchToStore] = []
         if feed.primed and new:
-            found = self._matcher.match(new, storylines)
+            async with self._matcher_lock:
+                found = await asyncio.to_thread(self._matcher.match, new, storylines)
             if found:
                 ids = sorted({m.storyline_id for m in found})
                 recent = await asyncio.to_thread(
@@ -227,7 +232,8 @@ class Poller:
                 )
                 to_store = collapse(found, items, recent)
         elif new:
-            self._matcher.observe(new)
+            async with self._matcher_lock:
+                await asyncio.to_thread(self._matcher.observe, new)
         state = next_state_after_success(
             feed.state, etag=result.etag, last_modified=result.last_modified, body_hash=digest,
             now=now, interval=self._interval,
