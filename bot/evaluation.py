@@ -237,18 +237,23 @@ def write_predictions(result: EvalResult, out: TextIO) -> None:
         )
 
 
-def run_eval(path: Path, predictions: Path | None, out: TextIO) -> int:
-    """Evaluate the default matcher on ``path``; print figures, last line the summary.
-
-    Returns a process exit status (0 on success).
+def run_eval(
+    path: Path,
+    predictions: Path | None,
+    out: TextIO,
+    matcher_factory: Callable[[], MatcherLike] = Matcher,
+    matcher_name: str = "words",
+) -> int:
+    """Evaluate a matcher (the default one unless given) on ``path``; print figures,
+    last line the summary. Returns a process exit status (0 on success).
     """
     bench = load_benchmark(path)
-    result = evaluate(bench)
+    result = evaluate(bench, matcher_factory)
     if predictions is not None:
         with Path(predictions).open("w", encoding="utf-8") as fh:
             write_predictions(result, fh)
     out.write(f"benchmark {result.name}: {len(bench.storylines)} storylines, "
-              f"{len(bench.items)} items\n")
+              f"{len(bench.items)} items (matcher: {matcher_name})\n")
     out.write(f"scored pairs {result.pairs}, positive {result.positives}, "
               f"tp {result.tp}, fp {result.fp}, fn {result.fn}\n")
     if predictions is not None:

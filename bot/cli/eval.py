@@ -15,18 +15,14 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
 
 from bot.errors import ConfigError
 from bot.evaluation import (
     MatcherLike,
-    evaluate,
     leave_one_out,
-    load_benchmark,
     parse_grid,
     run_eval,
     write_loo,
-    write_predictions,
 )
 
 
@@ -45,28 +41,6 @@ def _semantic_factory() -> Callable[[], Callable[[], MatcherLike]]:
         return lambda: semantic.hybrid_matcher(scorer)
 
     return per_file
-
-
-def _run_semantic(
-    path: Path, predictions: Path | None, out: TextIO, factory: Callable[[], MatcherLike]
-) -> int:
-    """``run_eval`` with the semantic matcher: the same lines, the same last line."""
-    bench = load_benchmark(path)
-    result = evaluate(bench, factory)
-    if predictions is not None:
-        with Path(predictions).open("w", encoding="utf-8") as fh:
-            write_predictions(result, fh)
-    out.write(f"benchmark {result.name}: {len(bench.storylines)} storylines, "
-              f"{len(bench.items)} items (matcher: words + meaning)\n")
-    out.write(f"scored pairs {result.pairs}, positive {result.positives}, "
-              f"tp {result.tp}, fp {result.fp}, fn {result.fn}\n")
-    if predictions is not None:
-        out.write(f"predictions written to {predictions}\n")
-    out.write(
-        f"F1 {result.f1:.3f} P {result.precision:.3f} R {result.recall:.3f} "
-        f"Cdet {result.cdet:.3f}\n"
-    )
-    return 0
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -96,7 +70,8 @@ def _run(args: argparse.Namespace) -> int:
             if per_file is None:
                 status |= run_eval(Path(bench), args.predictions, sys.stdout)
             else:
-                status |= _run_semantic(Path(bench), args.predictions, sys.stdout, per_file())
+                status |= run_eval(Path(bench), args.predictions, sys.stdout, per_file(),
+                                   "words + meaning")
         except ConfigError as exc:
             print(f"error: {exc}", file=sys.stderr)
             status = 2
