@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import ipaddress
 import socket
 import zlib
 from collections.abc import AsyncIterator, Iterator
@@ -28,7 +27,7 @@ from bot.errors import (
 )
 from bot.fetching.client import FeedFetcher, RedirectError
 from bot.fetching.conditional import next_state_after_success
-from bot.fetching.guard import AddressPolicy, IPAddress, StaticResolver, is_forbidden_address
+from bot.fetching.guard import StaticResolver
 from bot.models import FeedState
 from bot.parsing.feeds import parse_feed
 from bot.settings import FetchOptions
@@ -41,6 +40,7 @@ from tests.support.feed_server import (
     rss_document,
     stream_of,
 )
+from tests.support.policies import loopback_port_is_public
 
 RSS = rss_document(
     "Test News",
@@ -440,17 +440,6 @@ async def test_name_resolving_to_loopback_refused_at_connect(server: FeedServer)
     assert server.requests == []
 
 
-def _only_port_is_public(port: int) -> AddressPolicy:
-    """A policy for tests: loopback on ``port`` counts as public, nothing else changes."""
-
-    def policy(ip: IPAddress, p: int) -> str | None:
-        if ip == ipaddress.ip_address("127.0.0.1") and p == port:
-            return None
-        return is_forbidden_address(ip)
-
-    return policy
-
-
 @pytest.fixture
 async def public_fetcher(server: FeedServer) -> AsyncIterator[FeedFetcher]:
     """A production-policy fetcher where ``server`` plays a public host."""
@@ -462,7 +451,7 @@ async def public_fetcher(server: FeedServer) -> AsyncIterator[FeedFetcher]:
         }
     )
     async with FeedFetcher(
-        OPTIONS, resolver=resolver, policy=_only_port_is_public(server.port)
+        OPTIONS, resolver=resolver, policy=loopback_port_is_public(server.port)
     ) as fetcher:
         yield fetcher
 

@@ -11,7 +11,6 @@ declares only the feed server's port reachable.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import pytest
 from bot.bootstrap import running_poller
 from bot.errors import BlockedAddressError, FetchError
 from bot.fetching.client import FeedFetcher, RedirectError
-from bot.fetching.guard import IPAddress, StaticResolver, is_forbidden_address
+from bot.fetching.guard import StaticResolver
 from bot.models import FeedState
 from bot.pipeline import Poller
 from bot.settings import EnvSettings, FetchOptions
@@ -30,6 +29,7 @@ from bot.telegram import commands as c
 from bot.telegram.service import Caller, ChatService
 from tests.reliability.conftest import ConnectionCounter, ConnectLog, Table, make_settings
 from tests.support.feed_server import FeedServer, Route, rss_document
+from tests.support.policies import loopback_port_is_public
 
 RSS = rss_document("Public", [{"guid": "1", "title": "Hello", "link": "https://p.test/1"}])
 OPTIONS = FetchOptions(deadline_seconds=5, connect_timeout_seconds=2, max_redirects=3)
@@ -108,15 +108,6 @@ def _resolver() -> StaticResolver:
     return StaticResolver(mapping)
 
 
-def _public_port_policy(port: int) -> object:
-    def policy(ip: IPAddress, p: int) -> str | None:
-        if ip == ipaddress.ip_address("127.0.0.1") and p == port:
-            return None
-        return is_forbidden_address(ip)
-
-    return policy
-
-
 @pytest.fixture
 def server() -> Iterator[FeedServer]:
     with FeedServer() as srv:
@@ -127,7 +118,7 @@ def server() -> Iterator[FeedServer]:
 @pytest.fixture
 async def fetcher(server: FeedServer) -> AsyncIterator[FeedFetcher]:
     async with FeedFetcher(
-        OPTIONS, resolver=_resolver(), policy=_public_port_policy(server.port)  # type: ignore[arg-type]
+        OPTIONS, resolver=_resolver(), policy=loopback_port_is_public(server.port)
     ) as f:
         yield f
 
@@ -244,7 +235,7 @@ async def test_proxy_variables_cannot_bypass_the_guard(
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
     async with FeedFetcher(
-        OPTIONS, resolver=_resolver(), policy=_public_port_policy(server.port)  # type: ignore[arg-type]
+        OPTIONS, resolver=_resolver(), policy=loopback_port_is_public(server.port)
     ) as fetcher:
         # A permitted feed is fetched directly, not through the proxy...
         result = await fetcher.fetch(server.url("/feed.xml", host=PUBLIC_HOST), FeedState())
@@ -300,7 +291,7 @@ async def test_addfeed_tells_the_admin_why(
     ]
     try:
         async with FeedFetcher(
-            OPTIONS, resolver=_resolver(), policy=_public_port_policy(server.port)  # type: ignore[arg-type]
+            OPTIONS, resolver=_resolver(), policy=loopback_port_is_public(server.port)
         ) as fetcher:
             service = ChatService(db, Poller(db, fetcher, Matcher(), settings), settings)
             for url, why in cases:
