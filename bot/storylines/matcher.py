@@ -608,7 +608,24 @@ class Matcher:
         out: FloatArray = cfg.rhythm_floor + (1 - cfg.rhythm_floor) * decay
         return out
 
-    def _note_activity(self, storyline_id: int, item: Item) -> None:
+    def freshness(
+        self, items: Sequence[Item], storylines: Sequence[Storyline]
+    ) -> list[list[float]]:
+        """Per item and storyline, the factor (``rhythm_floor`` to 1) that the
+        storyline's quiet time, against its own rhythm, puts on a score for that item.
+
+        The word scores of :meth:`score` carry it already; a matcher that adds
+        another signal (the semantic one) applies it to that signal too, so a
+        storyline long quiet for its rhythm needs stronger evidence whichever
+        signal brings it. Items with no time get 1.
+        """
+        last, tau = self._rhythm([self._entry(s) for s in storylines], items)
+        return [self._freshness(item, last, tau).tolist() for item in items]
+
+    def note_activity(self, storyline_id: int, item: Item) -> None:
+        """Record that ``item`` moved the storyline: its rhythm follows the matches
+        actually made. :meth:`assess` and :meth:`match` call it for their own
+        matches; a subclass that decides matches itself calls it for those."""
         if self.config.rhythm_k <= 0 or item.published is None:
             return
         state = self._states.setdefault(storyline_id, _State())
@@ -644,7 +661,7 @@ class Matcher:
         by_item = {item.key: item for item in items}
         for a in result:
             if a.matched:
-                self._note_activity(a.storyline_id, by_item[a.item_key])
+                self.note_activity(a.storyline_id, by_item[a.item_key])
             if a.matched and a.score >= self.config.learn_threshold:
                 self._learn_tokens(a.storyline_id, by_key[a.item_key])
 

@@ -566,14 +566,12 @@ class HybridMatcher(Matcher):
         for col, s in enumerate(storylines):
             groups.setdefault(s.owner, []).append(col)
         learn_at = self.config.learn_threshold
-        # The word scores carry the storyline's freshness (the word matcher's adaptive
-        # time scale); the cosine gets the same factor, so a storyline long quiet for
-        # its rhythm needs stronger evidence whichever signal brings it.
-        last, tau = self._rhythm([self._entry(s) for s in storylines], items)
+        # The cosine gets the same freshness factor as the word scores.
+        freshness = self.freshness(items, storylines)
         out: list[Assessment] = []
         for row, item in enumerate(items):
             pairs = lex[row * m : (row + 1) * m]
-            fresh = self._freshness(item, last, tau).tolist() if m else []
+            fresh = freshness[row]
             final = [0.0] * m
             for cols in groups.values():
                 gated = combine_row(
@@ -588,10 +586,8 @@ class HybridMatcher(Matcher):
                 why = f"{a.reason}; meaning {cos:.2f}" if a.reason else f"meaning {cos:.2f}"
                 out.append(Assessment(a.item_key, a.storyline_id, score, matched, why))
                 if matched:
-                    # The storyline moved: its rhythm (the word matcher's adaptive time
-                    # scale, which the word scores above already carry) follows the
-                    # decisions actually made, as the word matcher's own do.
-                    self._note_activity(a.storyline_id, item)
+                    # The storyline moved: its rhythm follows the decisions actually made.
+                    self.note_activity(a.storyline_id, item)
                 if a.matched and a.score >= learn_at:
                     self.learn(a.storyline_id, item)
         return out

@@ -206,3 +206,29 @@ def test_title_only_storyline_clock_starts_at_its_first_match() -> None:
     late_on = on.score([_item("c", text, hours=24 * 20)], [forum])[0].score
     late_off = off.score([_item("c", text, hours=24 * 20)], [forum])[0].score
     assert late_on == late_off > 0
+
+
+def test_freshness_is_the_factor_the_word_scores_carry() -> None:
+    text = "Putin lands in Beijing for the Belt and Road Forum"
+    m = Matcher()
+    m.observe(BACKGROUND)
+    m.match([_item("a", text, hours=1)], [PUTIN])
+    items = [_item("b", text, hours=2), _item("c", text, hours=24 * 10),
+             Item("d", text, "", None, None, "wire")]
+    fresh = [row[0] for row in m.freshness(items, [PUTIN])]
+    assert fresh[2] == 1.0  # no time, no decay
+    assert DEFAULT_CONFIG.rhythm_floor <= fresh[1] < fresh[0] <= 1.0
+    # The same ratio as the word scores of the two timed items.
+    soon, late = (a.score for a in m.score(items[:2], [PUTIN]))
+    assert abs(late / soon - fresh[1] / fresh[0]) < 1e-9
+
+
+def test_note_activity_restarts_a_quiet_storylines_clock() -> None:
+    text = "Putin lands in Beijing for the Belt and Road Forum"
+    m = Matcher()
+    m.observe(BACKGROUND)
+    m.match([_item("a", text, hours=1)], [PUTIN])
+    late = _item("c", text, hours=24 * 10)
+    before = m.freshness([late], [PUTIN])[0][0]
+    m.note_activity(PUTIN.id, _item("n", "anything", hours=24 * 10 - 1))
+    assert m.freshness([late], [PUTIN])[0][0] > before
