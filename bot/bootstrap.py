@@ -7,6 +7,7 @@ it reads the environment or the clock on its own.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 from collections.abc import AsyncIterator
@@ -23,6 +24,8 @@ from bot.settings import Settings
 from bot.storage.repository import Database
 from bot.storylines.matcher import Matcher
 from bot.storylines.seedfile import load_seed_dir
+
+log = logging.getLogger(__name__)
 
 # Enough recent items to give the matcher's term statistics a sensible start.
 WARM_UP_ITEMS = 5000
@@ -81,11 +84,13 @@ def build_matcher(settings: Settings) -> Matcher:
     from bot.storylines import semantic
 
     try:
-        return semantic.hybrid_matcher()
+        scorer = semantic.SemanticScorer.load()
     except semantic.SemanticUnavailable as exc:
         raise ConfigError(
             f"[matching] semantic = true, but the semantic matcher is unavailable: {exc}"
         ) from exc
+    log.info("semantic matcher on: %s", scorer.encoder)
+    return semantic.hybrid_matcher(scorer)
 
 
 @asynccontextmanager

@@ -26,18 +26,19 @@ from bot.evaluation import (
 )
 
 
-def _semantic_factory() -> Callable[[], Callable[[], MatcherLike]]:
+def _semantic_factory(int8: bool) -> Callable[[], Callable[[], MatcherLike]]:
     """Load the model once; each benchmark then gets a fresh matcher and scorer cache
     (item keys of different files may coincide)."""
-    from bot.storylines import semantic
+    from bot.storylines import minilm_int8, semantic
 
     try:
-        embedder = semantic.MiniLMEmbedder.load()
+        embedder, encoder = minilm_int8.load_embedder(int8=int8)
     except semantic.SemanticUnavailable as exc:
         raise ConfigError(f"--semantic: {exc}") from exc
+    print(f"encoder: {encoder}")
 
     def per_file() -> Callable[[], MatcherLike]:
-        scorer = semantic.SemanticScorer(embedder)
+        scorer = semantic.SemanticScorer(embedder, encoder=encoder)
         return lambda: semantic.hybrid_matcher(scorer)
 
     return per_file
@@ -60,7 +61,7 @@ def _run(args: argparse.Namespace) -> int:
     per_file = None
     if args.semantic:
         try:
-            per_file = _semantic_factory()
+            per_file = _semantic_factory(not args.float32)
         except ConfigError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -101,5 +102,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--semantic", action="store_true",
         help="use the words + meaning matcher (needs the semantic extra and the weights: "
         "docs/semantic.md)",
+    )
+    parser.add_argument(
+        "--float32", action="store_true",
+        help="with --semantic, embed with the float32 encoder instead of the int8 one",
     )
     parser.set_defaults(func=_run)

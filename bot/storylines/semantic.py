@@ -27,10 +27,10 @@ import json
 import math
 import struct
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeAlias
 
 from bot.errors import StorywatchError
 from bot.models import Item, Match, Storyline
@@ -61,6 +61,9 @@ _LAYERS = 6
 _HEADS = 12
 _LN_EPS = 1e-12
 _SAFETENSORS_DTYPES = {"F32": "<f4", "F16": "<f2", "I64": "<i8"}
+
+Observer: TypeAlias = "Callable[[int, str, Array], None]"
+"""Sees (layer index, linear map name, its input) during a float32 forward pass."""
 
 
 class SemanticUnavailable(StorywatchError):
@@ -274,12 +277,13 @@ class MiniLMEmbedder:
         batch_tokens: int = 256,
         weights_sha256: str | None = MODEL_SHA256,
         tokenizer_sha256: str | None = TOKENIZER_SHA256,
-    ) -> MiniLMEmbedder:
+        **options: Any,
+    ) -> Self:
         """Load the weights shipped by the extra (or from ``model_dir``), checksums checked.
 
-        Raises :class:`SemanticUnavailable` when numpy, tokenizers or the model
-        files are missing, and :class:`ModelChecksumError` when a file is not
-        the pinned one.
+        ``options`` go to the constructor (a subclass's own settings). Raises
+        :class:`SemanticUnavailable` when numpy, tokenizers or the model files are
+        missing, and :class:`ModelChecksumError` when a file is not the pinned one.
         """
         try:
             import numpy  # type: ignore[import-not-found, unused-ignore]  # noqa: F401
@@ -295,7 +299,9 @@ class MiniLMEmbedder:
         except Exception as exc:  # tokenizers raises plain Exception on bad JSON
             raise SemanticUnavailable(f"cannot load {root / 'tokenizer.json'}: {exc}") from exc
         try:
-            return cls(tensors, tokenizer, max_tokens=max_tokens, batch_tokens=batch_tokens)
+            return cls(
+                tensors, tokenizer, max_tokens=max_tokens, batch_tokens=batch_tokens, **options
+            )
         except KeyError as exc:
             raise SemanticUnavailable(f"model.safetensors lacks tensor {exc}") from exc
 
@@ -343,18 +349,38 @@ class MiniLMEmbedder:
         return batches
 
     def _forward(self, ids: Any, mask: Array) -> Array:
-        """BERT encoder + masked mean pooling + L2 norm for one padded batch."""
+        """Embeddings, encoder, masked mean pooling and L2 norm for one padded batch."""
         import numpy as np  # type: ignore[import-not-found, unused-ignore]
 
-        bsz, width = ids.shape
+        width = ids.shape[1]
         x = self._word[ids] + self._pos[:width] + self._type0
-        x = _layer_norm(x, self._ln_g, self._ln_b).reshape(bsz * width, DIM)
-        hd = DIM // _HEADS
-        scale = np.float32(1 / math.sqrt(hd))
+        x = _layer_norm(x, self._ln_g, self._ln_b)
         # Padded keys get a large negative bias so they take no attention;
         # real tokens never see padding, which makes batching invisible.
         bias = ((mask - 1.0) * np.float32(1e9))[:, None, None, :]
-        for layer in self._layers:
+        x3 = self._encode(x, bias)
+        summed = (x3 * mask[:, :, None]).sum(axis=1)
+        pooled = summed / np.maximum(mask.sum(axis=1, keepdims=True), np.float32(1e-9))
+        norms = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), np.float32(1e-12))
+        result: Array = (pooled / norms).astype(np.float32)
+        return result
+
+    def _encode(self, x: Array, bias: Array, observe: Observer | None = None) -> Array:
+        """The six encoder layers in float32: ``(batch, width, 384)`` in and out.
+
+        ``observe(layer, name, a)`` sees the input ``a`` of every linear map
+        (``qkv``, ``out``, ``up``, ``down``) before it is applied: how the int8
+        encoder finds the channels it keeps in float32.
+        """
+        import numpy as np  # type: ignore[import-not-found, unused-ignore]
+
+        bsz, width, _ = x.shape
+        x = x.reshape(bsz * width, DIM)
+        hd = DIM // _HEADS
+        scale = np.float32(1 / math.sqrt(hd))
+        for i, layer in enumerate(self._layers):
+            if observe is not None:
+                observe(i, "qkv", x)
             qkv = (x @ layer.qkv_w + layer.qkv_b).reshape(bsz, width, 3, _HEADS, hd)
             qkv = qkv.transpose(2, 0, 3, 1, 4)  # (3, batch, heads, width, hd)
             q, k, v = qkv[0] * scale, qkv[1], qkv[2]
@@ -363,15 +389,17 @@ class MiniLMEmbedder:
             np.exp(scores, out=scores)
             scores /= scores.sum(axis=-1, keepdims=True)
             ctx = (scores @ v).transpose(0, 2, 1, 3).reshape(bsz * width, DIM)
+            if observe is not None:
+                observe(i, "out", ctx)
             x = _layer_norm(ctx @ layer.out_w + layer.out_b + x, layer.ln1_g, layer.ln1_b)
+            if observe is not None:
+                observe(i, "up", x)
             h = _gelu(x @ layer.up_w + layer.up_b)
+            if observe is not None:
+                observe(i, "down", h)
             x = _layer_norm(h @ layer.down_w + layer.down_b + x, layer.ln2_g, layer.ln2_b)
-        x3 = x.reshape(bsz, width, DIM)
-        summed = (x3 * mask[:, :, None]).sum(axis=1)
-        pooled = summed / np.maximum(mask.sum(axis=1, keepdims=True), np.float32(1e-9))
-        norms = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), np.float32(1e-12))
-        result: Array = (pooled / norms).astype(np.float32)
-        return result
+        out: Array = x.reshape(bsz, width, DIM)
+        return out
 
 
 class Embedder(Protocol):
@@ -408,18 +436,28 @@ class SemanticScorer:
     id, title or seed text changes.
     """
 
-    def __init__(self, embedder: Embedder, *, item_cache_size: int = 4096) -> None:
+    def __init__(
+        self, embedder: Embedder, *, item_cache_size: int = 4096, encoder: str = ""
+    ) -> None:
         if item_cache_size < 1:
             raise ValueError("item_cache_size must be at least 1")
         self.embedder = embedder
         self.item_cache_size = item_cache_size
+        self.encoder = encoder
+        """Which encoder embeds, and why (for the start-up log)."""
         self._items: OrderedDict[str, Array] = OrderedDict()
         self._storylines: dict[int, tuple[tuple[int, str, str], Array]] = {}
 
     @classmethod
-    def load(cls, *, item_cache_size: int = 4096) -> SemanticScorer:
-        """A scorer over the model the extra installs; raises SemanticUnavailable without it."""
-        return cls(MiniLMEmbedder.load(), item_cache_size=item_cache_size)
+    def load(cls, *, item_cache_size: int = 4096, int8: bool = True) -> SemanticScorer:
+        """A scorer over the model the extra installs: the int8 encoder where it is
+        faithful on this CPU, else float32 (:func:`~bot.storylines.minilm_int8.load_embedder`).
+        Raises SemanticUnavailable without the extra or the weights."""
+        # Imported here: minilm_int8 builds on this module.
+        from bot.storylines.minilm_int8 import load_embedder
+
+        embedder, encoder = load_embedder(int8=int8)
+        return cls(embedder, item_cache_size=item_cache_size, encoder=encoder)
 
     def item_vectors(self, items: Sequence[Item]) -> Array:
         """Unit vectors of ``items`` (n, 384), embedding only those not cached."""

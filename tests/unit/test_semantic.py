@@ -1,7 +1,8 @@
 """Tests for bot/storylines/semantic.py, the optional MiniLM embedder and scorer.
 
 Without the ``semantic`` extra only the import and "unavailable" paths run; the
-rest is skipped with the reason. With it, the numpy network is checked against
+rest is skipped with the reason. With it, both encoders (the float32 numpy
+network and the int8 one of bot/storylines/minilm_int8.py) are checked against
 vectors that sentence-transformers on torch computed for the same weights
 (tests/fixtures/minilm_reference.json, made by bench/make_minilm_reference.py).
 """
@@ -35,12 +36,17 @@ needs_numpy = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
-def embedder() -> MiniLMEmbedder:
+@pytest.fixture(scope="module", params=["float32", "int8"])
+def embedder(request: pytest.FixtureRequest) -> MiniLMEmbedder:
+    """Both encoders: the float32 reference network and the int8 one the bot prefers."""
     try:
+        if request.param == "int8":
+            from bot.storylines.minilm_int8 import Int8MiniLMEmbedder
+
+            return Int8MiniLMEmbedder.load()
         return MiniLMEmbedder.load()
     except SemanticUnavailable as exc:
-        pytest.skip(f"semantic extra not installed: {exc}")
+        pytest.skip(f"semantic extra ({request.param} encoder) not usable here: {exc}")
 
 
 def _item(key: str, title: str, summary: str = "") -> Item:
