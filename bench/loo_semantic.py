@@ -6,6 +6,9 @@ the shipped value of each knob is the median (low) of those choices:
 
     PYTHONPATH=. .venv/bin/python bench/loo_semantic.py --jobs 2 \\
         ../shared/benchmarks/{wcep-2015-09-title,wcep-2015-09-seed1,uci-1pct-seed1}.json
+
+Cosines come from the encoder the bot would use here (int8 where faithful);
+``--float32`` forces the float32 one.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from bot.evaluation import Benchmark, build_storyline, evaluate, load_benchmark
 from bot.models import Item, Storyline
 from bot.storylines import semantic as sem
+from bot.storylines.minilm_int8 import load_embedder
 
 GRID: dict[str, list[float]] = {
     "weight": [0.4, 0.5, 0.6, 0.7],
@@ -32,6 +36,7 @@ GRID: dict[str, list[float]] = {
     "threshold": [0.15, 0.2, 0.25, 0.3],
 }
 _CACHE: dict[str, tuple[Benchmark, Any]] = {}
+_INT8 = "--float32" not in sys.argv
 
 
 class _Precomputed:
@@ -54,7 +59,7 @@ class _Precomputed:
 def _scorer(path: str) -> tuple[Benchmark, _Precomputed]:
     if path not in _CACHE:
         bench = load_benchmark(Path(path))
-        emb = sem.MiniLMEmbedder.load()
+        emb, _ = load_embedder(int8=_INT8)
         by_id = {b.item.key: b.item for b in bench.items}
         sls = [build_storyline(i, bs, by_id) for i, bs in enumerate(bench.storylines, 1)]
         iv = emb.embed([sem.item_text(b.item) for b in bench.items])
@@ -76,7 +81,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="+")
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--float32", action="store_true", help="embed with the float32 encoder")
     args = parser.parse_args()
+    print("encoder:", load_embedder(int8=not args.float32)[1])
     files: list[str] = args.files
     settings = [tuple(zip(GRID, c, strict=True)) for c in itertools.product(*GRID.values())]
     work = [(f, s) for s in settings for f in files]
