@@ -143,6 +143,35 @@ def test_changed_title_keeps_identity_and_new_item_matches(env: Env) -> None:
     assert env.query("SELECT COUNT(*) FROM outbox") == [(0,)]
 
 
+@pytest.mark.parametrize("semantic", [False, True], ids=["words", "words+meaning"])
+def test_meaning_finds_the_item_words_miss(env: Env, semantic: bool) -> None:
+    # No alias, keyword or seed word of the Putin storyline: only meaning links them.
+    paraphrase = "Moscow's strongman arrives for a forum on the new Silk Road"
+    if semantic:
+        from bot.storylines import semantic as sem
+
+        try:
+            sem.MiniLMEmbedder.load()
+        except sem.SemanticUnavailable as exc:
+            pytest.skip(f"semantic extra not installed: {exc}")
+        env.config.write_text(env.config.read_text() + "[matching]\nsemantic = true\n",
+                              encoding="utf-8")
+    env.run("poll", "--once")
+    items = rss_items("Wang Yi to visit Russia for security talks", "Football results")
+    items.append({"guid": "urn:wire:7", "title": paraphrase, "link": "https://wire.example.test/7",
+                  "pubDate": "Mon, 18 Sep 2023 12:00:00 GMT"})
+    env.server.set_route("/rss", Route(body=rss_document("Wire", items), etag='"r3"'))
+    result = env.poll()
+    assert "Wire: 1 new item," in result.stdout
+    matched = env.query("SELECT s.slug, m.reason FROM matches m JOIN items i ON i.id = m.item_id "
+                        "JOIN storylines s ON s.id = m.storyline_id WHERE i.key = 'g:urn:wire:7'")
+    if semantic:
+        assert [slug for slug, _ in matched] == ["putin-china-belt-and-road-2023"]
+        assert "meaning" in matched[0][1]
+    else:
+        assert matched == []
+
+
 def test_broken_feed_backs_off_and_leaves_others_untouched(env: Env) -> None:
     env.run("poll", "--once")
     env.server.set_route("/atom", Route(body=b"<html><body>Not a feed</body></html>",
