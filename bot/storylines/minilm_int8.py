@@ -231,6 +231,7 @@ class _Graph:
         return outs
 
     def one(self, op_type: str, *inputs: str, **attrs: Any) -> str:
+        """Add a node with one output and return that output's name."""
         return self.op(op_type, inputs, **attrs)[0]
 
 

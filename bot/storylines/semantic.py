@@ -451,14 +451,14 @@ class SemanticScorer:
         self._storylines: dict[int, tuple[tuple[int, str, str], Array]] = {}
 
     @classmethod
-    def load(cls, *, item_cache_size: int = 4096, int8: bool = True) -> SemanticScorer:
+    def load(cls, *, item_cache_size: int = 4096) -> SemanticScorer:
         """A scorer over the model the extra installs: the int8 encoder where it is
         faithful on this CPU, else float32 (:func:`~bot.storylines.minilm_int8.load_embedder`).
         Raises SemanticUnavailable without the extra or the weights."""
         # Imported here: minilm_int8 builds on this module.
         from bot.storylines.minilm_int8 import load_embedder
 
-        embedder, encoder = load_embedder(int8=int8)
+        embedder, encoder = load_embedder()
         return cls(embedder, item_cache_size=item_cache_size, encoder=encoder)
 
     def item_vectors(self, items: Sequence[Item]) -> Array:
