@@ -139,11 +139,20 @@ class Int8MiniLMEmbedder(MiniLMEmbedder):
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        self._session = ort.InferenceSession(
-            model.SerializeToString(), options, providers=["CPUExecutionProvider"]
-        )
-        # Least cosine between the int8 and float32 vectors of the CALIBRATION sentences.
-        self.fidelity = float(np.min(np.sum(self.embed(CALIBRATION) * reference, axis=1)))
+        try:
+            self._session = ort.InferenceSession(
+                model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+            )
+            # Least cosine between the int8 and float32 vectors of the CALIBRATION sentences.
+            self.fidelity = float(np.min(np.sum(self.embed(CALIBRATION) * reference, axis=1)))
+        except Exception as exc:  # onnxruntime raises its own, unexported exception types
+            # An older onnxruntime may lack an operator the graph uses (opset 20 Gelu,
+            # MatMulIntegerToFloat): that is a reason to fall back, not to stop the bot.
+            self._session = None
+            raise SemanticUnavailable(
+                f"onnxruntime {getattr(ort, '__version__', '?')} cannot run the int8 encoder: "
+                f"{exc}"
+            ) from exc
         bar = FAITHFUL if faithful is None else faithful
         if self.fidelity < bar:
             raise Int8Unfaithful(

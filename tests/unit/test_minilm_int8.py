@@ -79,6 +79,20 @@ def test_load_embedder_falls_back_to_float32_without_onnxruntime(
     assert "onnxruntime is not installed" in why
 
 
+def test_load_embedder_falls_back_when_onnxruntime_cannot_run_the_graph(
+    int8: Int8MiniLMEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import onnxruntime
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("Could not find an implementation for Gelu(20) node")
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", refuse)
+    embedder, why = load_embedder()
+    assert type(embedder) is MiniLMEmbedder
+    assert "cannot run the int8 encoder" in why and "Gelu(20)" in why
+
+
 def test_float32_on_request(float32: MiniLMEmbedder) -> None:
     embedder, why = load_embedder(int8=False)
     assert type(embedder) is MiniLMEmbedder
