@@ -39,7 +39,6 @@ from bot.storylines.semantic import (
     MiniLMEmbedder,
     Observer,
     SemanticUnavailable,
-    _layer_norm,
 )
 
 if TYPE_CHECKING:
@@ -128,8 +127,7 @@ class Int8MiniLMEmbedder(MiniLMEmbedder):
         # Until the session exists, _encode is the float32 network's: the
         # calibration and the self-check's reference vectors come from it.
         self._session: Any = None
-        peaks = self._peaks()
-        reference = self.embed(CALIBRATION)
+        peaks, reference = self._calibrate()
         model = _build_graph(onnx, self, peaks, outliers)
         options = ort.SessionOptions()
         # One thread: the poller embeds in one worker thread, and the bot's event
@@ -160,8 +158,9 @@ class Int8MiniLMEmbedder(MiniLMEmbedder):
                 f" < {bar}"
             )
 
-    def _peaks(self) -> dict[tuple[int, str], Array]:
-        """Largest absolute value of every input channel of every linear map on CALIBRATION."""
+    def _calibrate(self) -> tuple[dict[tuple[int, str], Array], Array]:
+        """One float32 pass over CALIBRATION: the largest absolute value of every input
+        channel of every linear map, and the sentences' vectors (the self-check's reference)."""
         import numpy as np  # type: ignore[import-not-found, unused-ignore]
 
         peaks: dict[tuple[int, str], Array] = {}
@@ -172,12 +171,11 @@ class Int8MiniLMEmbedder(MiniLMEmbedder):
             peaks[key] = np.maximum(peaks[key], peak) if key in peaks else peak
 
         # One sentence at a time: no padding rows among the observed activations.
+        vectors = []
         for text in CALIBRATION:
             ids = np.asarray([self._tok.encode(text).ids])
-            x = _layer_norm(self._word[ids] + self._pos[: ids.shape[1]] + self._type0,
-                            self._ln_g, self._ln_b)
-            super()._encode(x, np.zeros((1, 1, 1, ids.shape[1]), np.float32), observe)
-        return peaks
+            vectors.append(self._forward(ids, np.ones(ids.shape, np.float32), observe)[0])
+        return peaks, np.stack(vectors)
 
     def _encode(self, x: Array, bias: Array, observe: Observer | None = None) -> Array:
         """The encoder on onnxruntime (float32 until the session is built)."""

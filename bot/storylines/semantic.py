@@ -350,8 +350,9 @@ class MiniLMEmbedder:
             batches.append(cur)
         return batches
 
-    def _forward(self, ids: Any, mask: Array) -> Array:
-        """Embeddings, encoder, masked mean pooling and L2 norm for one padded batch."""
+    def _forward(self, ids: Any, mask: Array, observe: Observer | None = None) -> Array:
+        """Embeddings, encoder, masked mean pooling and L2 norm for one padded batch
+        (``observe``: as :meth:`_encode`)."""
         import numpy as np  # type: ignore[import-not-found, unused-ignore]
 
         width = ids.shape[1]
@@ -360,7 +361,7 @@ class MiniLMEmbedder:
         # Padded keys get a large negative bias so they take no attention;
         # real tokens never see padding, which makes batching invisible.
         bias = ((mask - 1.0) * np.float32(1e9))[:, None, None, :]
-        x3 = self._encode(x, bias)
+        x3 = self._encode(x, bias, observe)
         summed = (x3 * mask[:, :, None]).sum(axis=1)
         pooled = summed / np.maximum(mask.sum(axis=1, keepdims=True), np.float32(1e-9))
         norms = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), np.float32(1e-12))
