@@ -43,6 +43,7 @@ from bench._common import (
     timed_wait,
 )
 from bench.feedfarm import FarmSpec, FeedFarm
+from tests.support.botconfig import write_config
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.feed_server import FeedServer, Route, rss_document
 
@@ -96,17 +97,6 @@ class LiveFeed:
         return time.time()
 
 
-def write_config(tmp: Path, urls: list[str]) -> Path:
-    seeds = tmp / "seeds"
-    seeds.mkdir(exist_ok=True)
-    lines = [f'seeds_dir = "{seeds}"', 'log_level = "WARNING"', ""]
-    for url in urls:
-        lines += ["[[feeds]]", f'url = "{url}"', ""]
-    path = tmp / "storywatch.toml"
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
-
-
 def say(fake: FakeTelegram, text: str) -> str:
     before = len(fake.messages(CHAT))
     fake.user_says(CHAT, text)
@@ -136,7 +126,8 @@ def run(args: argparse.Namespace) -> None:
         env.update({
             "TELEGRAM_BOT_TOKEN": TOKEN, "STORYWATCH_TELEGRAM_API_URL": fake.api_url,
             "STORYWATCH_DATA_DIR": str(tmp / "data"),
-            "STORYWATCH_CONFIG": str(write_config(tmp, urls)),
+            "STORYWATCH_CONFIG": str(write_config(tmp, urls, log_level="WARNING",
+                                                    commands_per_minute=None)),
             "STORYWATCH_POLL_INTERVAL": str(interval),
             "STORYWATCH_ALLOW_PRIVATE_NETWORKS": "true", "NO_PROXY": "127.0.0.1",
             "PYTHONPATH": str(REPO),

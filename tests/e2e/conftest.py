@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TOKEN
+from tests.support.botconfig import write_config
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.feed_server import FeedServer, Route, rss_document
 
@@ -141,18 +142,6 @@ def news(feeds: FeedServer) -> Feed:
     feed = Feed(feeds, "/world.xml", "World News")
     feed.publish("Markets close higher on Friday", guid="old-1")
     return feed
-
-
-def write_config(tmp: Path, feed_urls: list[str]) -> Path:
-    seeds = tmp / "seeds"
-    seeds.mkdir(exist_ok=True)
-    lines = [f'seeds_dir = "{seeds}"', 'log_level = "INFO"', ""]
-    for url in feed_urls:
-        lines += ["[[feeds]]", f'url = "{url}"', ""]
-    lines += ["[limits]", "commands_per_minute = 20"]
-    path = tmp / "storywatch.toml"
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
 
 
 @pytest.fixture

@@ -1,0 +1,26 @@
+"""The TOML file a bot started by a test or a benchmark reads: feeds, an empty seeds dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def write_config(
+    tmp: Path,
+    feed_urls: list[str],
+    *,
+    log_level: str = "INFO",
+    commands_per_minute: int | None = 20,
+) -> Path:
+    """Write ``tmp/storywatch.toml`` watching ``feed_urls``, with ``tmp/seeds`` (empty)
+    as the seeds dir; ``commands_per_minute`` None leaves the default limit."""
+    seeds = tmp / "seeds"
+    seeds.mkdir(exist_ok=True)
+    lines = [f'seeds_dir = "{seeds}"', f'log_level = "{log_level}"', ""]
+    for url in feed_urls:
+        lines += ["[[feeds]]", f'url = "{url}"', ""]
+    if commands_per_minute is not None:
+        lines += ["[limits]", f"commands_per_minute = {commands_per_minute}"]
+    path = tmp / "storywatch.toml"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
