@@ -49,6 +49,19 @@ import numpy.typing as npt
 from rapidfuzz import fuzz, process
 
 from bot.models import Item, Match, Storyline
+from bot.storylines.facets import (
+    ItemFacts,
+    Query,
+    RoleBook,
+    Verdict,
+    explain,
+    facet_keys,
+    item_keys,
+    judge,
+    parse_title,
+    read_item,
+)
+from bot.storylines.knowledge import folded_words
 from bot.storylines.profile import Entity, Profile, build_profile
 from bot.storylines.text import TITLE_WORDS, tokens
 
@@ -72,6 +85,22 @@ class MatcherConfig:
 
     threshold: float = 0.20
     """A pair whose final score reaches this is a match."""
+    facets: bool = True
+    """Gate matches on the title's facets (who, where, what: bot.storylines.facets)."""
+    facet_mix: float = 0.5
+    """Share of the facet coverage in the score of a pair whose facets are met (the rest
+    is the word score)."""
+    unmet_factor: float = 0.5
+    """A pair whose facets are not met keeps this share of its word score (never a match)."""
+    hot_hours: float = 24.0
+    """A storyline that moved (matched, or was seeded with text) this recently also takes
+    items that miss a facet but share at least ``hot_min_terms`` of its terms and reach the
+    threshold on words alone: follow-ups of a story in the news. Never needed to match:
+    the facets alone always suffice, however long the storyline was quiet (0: off)."""
+    hot_min_terms: int = 2
+    name_min_seen: int = 3
+    """A title word is read as a name unless the stream has written it in lower case at
+    least this many times and more often than capitalised."""
     coverage_mix: float = 0.9
     """Blend of profile coverage (1.0) and cosine (0.0) in the word score."""
     fuzzy_cutoff: float = 88.0
@@ -92,11 +121,11 @@ class MatcherConfig:
     """...up to this share of the gap between the seed score and the centroid's."""
     max_learned_terms: int = 40
     """The centroid keeps only its heaviest terms: bounded memory, no long tail drift."""
-    competition: float = 1.0
+    competition: float = 0.0
     """A storyline matches an item only if it scores at least this share of the item's
     best storyline among those it is shown with the same owner (1: only the best, ties
     kept; 0: off). Storylines of different owners (chats) never compete."""
-    rhythm_k: float = 8.0
+    rhythm_k: float = 0.0
     """Adaptive time scale (0: off). A storyline quiet for ``dt`` since its last match (or
     since it was first shown) has its score multiplied by
     ``rhythm_floor + (1 - rhythm_floor) * 0.5 ** (dt / (rhythm_k * tau))``, where ``tau``
@@ -173,6 +202,9 @@ class _Entry:
         default_factory=list
     )
     phrases: list[str] = field(default_factory=list)
+    query: Query | None = None
+    # The title words read as names (in sentence case, in Title Case) when it was made.
+    query_names: frozenset[tuple[str, bool]] | None = None
 
     def __post_init__(self) -> None:
         for ent in self.profile.entities:
@@ -248,12 +280,67 @@ class Matcher:
         self._cnorm: FloatArray = np.zeros(0)
         self._share: FloatArray = np.zeros(0)
         self._idf_cache: dict[str, float] = {}
+        # How the stream writes words: capitalised mid-sentence or lower case (names).
+        self._caps: Counter[str] = Counter()
+        self._lows: Counter[str] = Counter()
+        self.roles = RoleBook()
 
     # -- corpus statistics -------------------------------------------------
 
     def observe(self, items: Sequence[Item]) -> None:
         """Count the items' terms into the IDF statistics."""
         self._observe_tokens([_item_tokens(i) for i in items])
+        self._read(items, learn=True)
+
+    def _read(self, items: Sequence[Item], *, learn: bool) -> list[ItemFacts]:
+        """Read the items' facts; with ``learn``, what they teach about names and offices."""
+        facts = [read_item(f"{i.title}. {i.summary}") for i in items]
+        if learn:
+            for f in facts:
+                self._caps.update(f.capitalised)
+                self._lows.update(f.lower)
+                self.roles.learn(f)
+            if len(self._caps) + len(self._lows) > 4 * self.config.max_docs:
+                # Bounded like the IDF statistics: halve, dropping what falls to zero.
+                for c in (self._caps, self._lows):
+                    for w in list(c):
+                        c[w] //= 2
+                        if not c[w]:
+                            del c[w]
+        return facts
+
+    def is_name(self, word: str, title_case: bool = False) -> bool:
+        """Whether the stream writes ``word`` (folded) as a name, as far as it knows.
+
+        A word it has not seen often is taken at its capital letter, except in a Title
+        Case title, where the capital proves nothing and the stream must have seen it
+        capitalised mid-sentence more often than not."""
+        low = self._lows.get(word, 0)
+        caps = self._caps.get(word, 0)
+        if title_case:
+            return caps >= self.config.name_min_seen and caps >= low
+        return low < self.config.name_min_seen or caps >= low
+
+    def query(self, storyline: Storyline) -> Query:
+        """The storyline's title read as facets (who, where, what)."""
+        return self._query(self._entry(storyline))
+
+    def _query(self, entry: _Entry) -> Query:
+        title_words = set(folded_words(entry.storyline.title))
+        names = frozenset(
+            (w, tc) for w in title_words for tc in (False, True) if self.is_name(w, tc)
+        )
+        if entry.query is None or names != entry.query_names:
+            entry.query = parse_title(entry.storyline.title, entry.storyline.aliases,
+                                      lambda w, tc: (w, tc) in names)
+            first = entry.query_names is None
+            entry.query_names = names
+            for f in entry.query.facets:
+                if f.person is not None:
+                    self.roles.watch(f.person)
+            if first and entry.storyline.seed_text.strip():
+                self.roles.learn(read_item(entry.storyline.seed_text))
+        return entry.query
 
     def _observe_tokens(self, docs: Sequence[list[str]]) -> None:
         for toks in docs:
@@ -491,6 +578,7 @@ class Matcher:
         self,
         items: Sequence[Item],
         raw: Sequence[list[str]],
+        facts: Sequence[ItemFacts],
         storylines: Sequence[Storyline],
         *,
         every_pair: bool,
@@ -514,6 +602,11 @@ class Matcher:
         cols = np.fromiter((e.slot for e in entries), dtype=np.intp, count=len(entries))
         owners = [e.storyline.owner for e in entries]
         last, tau = self._rhythm(entries, items)
+        by_key: dict[str, list[int]] = {}
+        if cfg.facets:
+            for col, entry in enumerate(entries):
+                for key in facet_keys(self._query(entry), self.roles):
+                    by_key.setdefault(key, []).append(col)
         semantic = cfg.semantic.similarities(items, storylines) if cfg.semantic else None
         exhaustive = every_pair or semantic is not None
         out: list[Assessment] = []
@@ -522,11 +615,19 @@ class Matcher:
             word_all, bub_all, nterms_all = self._word_scores(doc)
             word = word_all[cols]
             fresh = self._freshness(item, last, tau)
+            hot = self._hot(item, last)
             if cfg.rhythm_min_terms > 0:
                 # Broad lexical evidence (several of the storyline's terms) is not
                 # asked for more after a quiet spell; a single shared word is.
                 fresh = np.where(nterms_all[cols] >= cfg.rhythm_min_terms, 1.0, fresh)
-            if exhaustive:
+            if cfg.facets:
+                # Facets can be met by other names than the title's words ("Beijing" for
+                # China, "the Treasury secretary" for Yellen): pairs sharing a word, and
+                # pairs whose facets share a place, a name or an office, are judged.
+                extra = {c for k in item_keys(facts[row]) for c in by_key.get(k, ())}
+                todo = np.union1d(np.flatnonzero(word > 0),
+                                  np.fromiter(extra, dtype=np.intp, count=len(extra)))
+            elif exhaustive:
                 todo = np.flatnonzero(word > 0)
             else:
                 todo = np.flatnonzero(
@@ -534,9 +635,20 @@ class Matcher:
                 )
             scores: dict[int, float] = {}
             found: dict[int, list[tuple[Entity, tuple[str, ...]]]] = {}
+            verdicts: dict[int, Verdict] = {}
             for col in todo.tolist():
                 b, found[col] = self._bonus(doc, entries[col])
-                scores[col] = (float(word[col]) + b) * float(fresh[col])
+                base = (float(word[col]) + b) * float(fresh[col])
+                if cfg.facets:
+                    v = judge(self._query(entries[col]), facts[row], self.roles)
+                    if v.ok:
+                        base = (1 - cfg.facet_mix) * base + cfg.facet_mix * v.coverage
+                    elif hot[col] and nterms_all[cols[col]] >= cfg.hot_min_terms:
+                        v = Verdict(True, v.satisfied, v.coverage, hot=True)
+                    else:
+                        base *= cfg.unmet_factor
+                    verdicts[col] = v
+                scores[col] = base
             if semantic is not None:
                 sem = semantic[row]
                 for col in range(len(entries)):
@@ -553,9 +665,15 @@ class Matcher:
             for col in range(len(entries)) if every_pair else sorted(scores):
                 s = scores.get(col, 0.0)
                 hit = s >= max(cfg.threshold, cfg.competition * best.get(owners[col], 0.0))
+                verdict = verdicts.get(col)
+                if verdict is not None and not verdict.ok:
+                    hit = False
                 if not hit and not every_pair:
                     continue
-                why = self._reason(doc, entries[col], found.get(col, [])) if s > 0 else ""
+                if verdict is not None and verdict.ok:
+                    why = explain(verdict)
+                else:
+                    why = self._reason(doc, entries[col], found.get(col, [])) if s > 0 else ""
                 out.append(Assessment(item.key, entries[col].storyline.id, s, hit, why))
         return out
 
@@ -567,7 +685,7 @@ class Matcher:
         A storyline seeded with text is first active when it is first shown an item with
         a time; one with a title only, at its first match."""
         n = len(entries)
-        if self.config.rhythm_k <= 0:
+        if not self._tracks_time():
             return np.zeros(n), np.zeros(n)
         stamps = [i.published.timestamp() for i in items if i.published is not None]
         first = min(stamps) if stamps else None
@@ -596,6 +714,18 @@ class Matcher:
         mid = len(gaps) // 2
         med = gaps[mid] if len(gaps) % 2 else (gaps[mid - 1] + gaps[mid]) / 2
         return min(cfg.rhythm_max_hours, max(cfg.rhythm_min_hours, med / 3600.0)) * 3600.0
+
+    def _hot(self, item: Item, last: FloatArray) -> npt.NDArray[np.bool_]:
+        """Per shown storyline: whether it moved within ``hot_hours`` before ``item``."""
+        hours = self.config.hot_hours
+        if hours <= 0 or item.published is None:
+            return np.zeros(len(last), dtype=np.bool_)
+        dt = item.published.timestamp() - last
+        out: npt.NDArray[np.bool_] = (last > 0) & (dt <= hours * 3600.0)
+        return out
+
+    def _tracks_time(self) -> bool:
+        return self.config.rhythm_k > 0 or self.config.hot_hours > 0
 
     def _freshness(self, item: Item, last: FloatArray, tau: FloatArray) -> FloatArray:
         """Score multiplier per shown storyline from its quiet time relative to its rhythm."""
@@ -626,7 +756,7 @@ class Matcher:
         """Record that ``item`` moved the storyline: its rhythm follows the matches
         actually made. :meth:`assess` and :meth:`match` call it for their own
         matches; a subclass that decides matches itself calls it for those."""
-        if self.config.rhythm_k <= 0 or item.published is None:
+        if not self._tracks_time() or item.published is None:
             return
         state = self._states.setdefault(storyline_id, _State())
         t = item.published.timestamp()
@@ -652,7 +782,9 @@ class Matcher:
         Returns one :class:`Assessment` per pair, items in order, storylines in
         order within each item.
         """
-        return self._scan(items, [_item_tokens(i) for i in items], storylines, every_pair=True)
+        facts = self._read(items, learn=False)
+        return self._scan(items, [_item_tokens(i) for i in items], facts, storylines,
+                          every_pair=True)
 
     def _learn_from(
         self, result: list[Assessment], items: Sequence[Item], raw: Sequence[list[str]]
@@ -669,7 +801,8 @@ class Matcher:
         """Observe ``items``, score every pair, learn from confident matches."""
         raw = [_item_tokens(i) for i in items]
         self._observe_tokens(raw)
-        result = self._scan(items, raw, storylines, every_pair=True)
+        facts = self._read(items, learn=True)
+        result = self._scan(items, raw, facts, storylines, every_pair=True)
         self._learn_from(result, items, raw)
         return result
 
@@ -677,7 +810,8 @@ class Matcher:
         """Observe ``items`` and return the pairs over the threshold, with reasons."""
         raw = [_item_tokens(i) for i in items]
         self._observe_tokens(raw)
-        result = self._scan(items, raw, storylines, every_pair=False)
+        facts = self._read(items, learn=True)
+        result = self._scan(items, raw, facts, storylines, every_pair=False)
         self._learn_from(result, items, raw)
         return [Match(a.item_key, a.storyline_id, a.score, a.reason) for a in result]
 

@@ -1,0 +1,589 @@
+"""A storyline's title read as the query it is: who, where, and what kind of development.
+
+``/track Putin trip to China`` asks for news where Putin (by name, or as "the
+Kremlin chief"), China (or "Beijing", "Chinese") and a trip come together; one of
+them alone is other news. This module turns a title into :class:`Facet` s, reads
+an item once into :class:`ItemFacts` (the places, offices and words it mentions)
+and says which facets an item satisfies, and whether that is enough
+(:func:`judge`).
+
+People are also named by their office ("the Treasury secretary"); which office a
+person holds is learned from the text the bot reads (:class:`RoleBook`): from
+seeds, from appositions ("Treasury Secretary Janet Yellen", "Wang Yi, China's top
+diplomat") and from items that name the person and an office together.
+
+Pure: text in, facts out; the role book is the only state, and the matcher owns it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from bot.storylines.knowledge import (
+    ABBREVIATIONS,
+    DEVELOPMENT_KINDS,
+    MAX_PLACE_WORDS,
+    METONYMS,
+    ROLE_PHRASES,
+    ROLE_QUALIFIERS_OTHER,
+    PlaceKey,
+    Words,
+    development_kinds,
+    folded_words,
+    gazetteer,
+    is_city,
+    names_someone_alone,
+    office_aliases,
+    region_members,
+    roles_compatible,
+)
+from bot.storylines.text import STOPWORDS, fold, is_year, word_list
+
+Role = tuple[PlaceKey | None, str]  # (whose office, which office)
+
+_TOKEN = re.compile(r"U\.S\.(?:A\.)?|U\.K\.|[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
+_SENTENCE_END = re.compile(r"[.!?:;\n|]")
+_MAX_ROLE_WORDS = max(len(k) for k in ROLE_PHRASES)
+# Words around names that are not part of them.
+_FILLER = frozenset({"the", "of", "and", "in", "to", "for", "a", "an", "on", "at", "with"})
+_NEVER_NAMES = frozenset(word_list(
+    "january february march april may june july august september october november december "
+    "monday tuesday wednesday thursday friday saturday sunday"
+))
+_CONNECTORS = frozenset({"and", "of", "de", "al", "bin", "von", "van"})
+# Evidence a learned office needs before it names a person on its own.
+ROLE_EVIDENCE = 2
+
+
+@dataclass(frozen=True, slots=True)
+class _Tok:
+    text: str  # as written, possessive dropped
+    low: str  # folded
+    start: int
+    end: int
+
+    @property
+    def capitalised(self) -> bool:
+        return self.text[:1].isupper()
+
+
+def _toks(text: str) -> list[_Tok]:
+    out = []
+    for m in _TOKEN.finditer(text):
+        raw = m.group(0)
+        word = re.sub(r"['’]s?$", "", raw) or raw
+        out.append(_Tok(word, fold(word), m.start(), m.end()))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class RoleMention:
+    """An office named in text; ``owner`` is the name it is apposed to, if any."""
+
+    place: PlaceKey | None
+    office: str
+    owner: Words | None
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ItemFacts:
+    """What an item mentions, read once for every storyline."""
+
+    words: Words
+    joined: str  # " w w w ", for name look-ups
+    places: frozenset[PlaceKey]
+    place_text: tuple[tuple[PlaceKey, str], ...]  # each place with how it was written
+    roles: tuple[RoleMention, ...]
+    word_set: frozenset[str]
+    capitalised: frozenset[str]  # words written with a capital letter mid-sentence
+    lower: frozenset[str]  # words written in lower case
+
+
+def _find_places(toks: Sequence[_Tok]) -> list[tuple[int, int, PlaceKey]]:
+    table = gazetteer()
+    out: list[tuple[int, int, PlaceKey]] = []
+    i = 0
+    while i < len(toks):
+        abbr = ABBREVIATIONS.get(toks[i].text)
+        if abbr is not None:
+            out.append((i, i + 1, abbr))
+            i += 1
+            continue
+        hit = None
+        if toks[i].capitalised:
+            for n in range(min(MAX_PLACE_WORDS, len(toks) - i), 0, -1):
+                key = table.get(tuple(t.low for t in toks[i : i + n]))
+                if key is not None:
+                    hit = (i, i + n, key)
+                    break
+        if hit is not None:
+            out.append(hit)
+            i = hit[1]
+        else:
+            i += 1
+    return out
+
+
+def _name_after(toks: Sequence[_Tok], j: int, place_at: set[int]) -> Words | None:
+    """The capitalised run starting at ``j`` (a person's name after an office)."""
+    run: list[str] = []
+    while j < len(toks) and toks[j].capitalised and j not in place_at \
+            and toks[j].low not in STOPWORDS:
+        run.append(toks[j].low)
+        j += 1
+    return tuple(run) or None
+
+
+def _name_before(text: str, toks: Sequence[_Tok], i: int) -> Words | None:
+    """``Wang Yi, China's top diplomat``: the name a comma apposes the office to."""
+    if i == 0 or text[toks[i - 1].end : toks[i].start].strip() != ",":
+        return None
+    run: list[str] = []
+    j = i - 1
+    while j >= 0 and toks[j].capitalised and toks[j].low not in STOPWORDS:
+        run.insert(0, toks[j].low)
+        if j == 0 or text[toks[j - 1].end : toks[j].start].strip():
+            break
+        j -= 1
+    return tuple(run) or None
+
+
+def _find_roles(
+    text: str, toks: Sequence[_Tok], places: Sequence[tuple[int, int, PlaceKey]]
+) -> list[RoleMention]:
+    ends = {e: (s, k) for s, e, k in places}
+    place_at = {i for s, e, _ in places for i in range(s, e)}
+    out: list[RoleMention] = []
+    i = 0
+    while i < len(toks):
+        hit = None
+        for n in range(min(_MAX_ROLE_WORDS, len(toks) - i), 0, -1):
+            office = ROLE_PHRASES.get(tuple(t.low for t in toks[i : i + n]))
+            if office is not None:
+                hit = (n, office)
+                break
+        if hit is None:
+            i += 1
+            continue
+        n, office = hit
+        start = i
+        # "Kremlin chief": the seat of power says whose office it is.
+        place = METONYMS.get((toks[i].low,))
+        j = i - 1
+        if j >= 0 and toks[j].low in ROLE_QUALIFIERS_OTHER:
+            i += n
+            continue  # a vice president is not the president
+        if place is None and j >= 0 and j + 1 in ends:
+            place = ends[j + 1][1]
+            start = ends[j + 1][0]
+        elif place is None and j >= 1 and toks[j].low in {"s", "top", "senior"} \
+                and j in ends:
+            place = ends[j][1]
+            start = ends[j][0]
+        owner = _name_after(toks, i + n, place_at) or _name_before(text, toks, start)
+        out.append(RoleMention(place, office, owner, " ".join(t.text for t in toks[start:i + n])))
+        i += n
+    return out
+
+
+def read_item(text: str) -> ItemFacts:
+    """Read an item's text once: its words, places and offices."""
+    toks = _toks(text)
+    places = _find_places(toks)
+    roles = _find_roles(text, toks, places)
+    words = tuple(t.low for t in toks)
+    caps: set[str] = set()
+    lower: set[str] = set()
+    for k, t in enumerate(toks):
+        if t.text.islower():
+            lower.add(t.low)
+        elif k and t.capitalised and not _SENTENCE_END.search(text[toks[k - 1].end : t.start]):
+            caps.add(t.low)
+    seen: dict[PlaceKey, str] = {}
+    for s, e, key in places:
+        seen.setdefault(key, " ".join(t.text for t in toks[s:e]))
+    return ItemFacts(
+        words=words,
+        joined=" " + " ".join(words) + " ",
+        places=frozenset(seen),
+        place_text=tuple(seen.items()),
+        roles=tuple(roles),
+        word_set=frozenset(words),
+        capitalised=frozenset(caps),
+        lower=frozenset(lower),
+    )
+
+
+# -- the title as a query -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Facet:
+    """One thing the title asks for, with every way an item may satisfy it."""
+
+    kind: str  # "who" | "where" | "what" | "word"
+    label: str
+    forms: frozenset[Words] = frozenset()  # literal word sequences
+    place: PlaceKey | None = None  # where: this place (or, for a region, its members)
+    kinds: frozenset[str] = frozenset()  # what: kinds of development
+    person: Words | None = None  # who: key into the role book
+    roles: tuple[Role, ...] = ()  # who: offices the title or the seed gives
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A storyline's facets; ``names`` tell who, ``places`` where."""
+
+    facets: tuple[Facet, ...]
+
+    @property
+    def has_who(self) -> bool:
+        return any(f.kind == "who" for f in self.facets)
+
+    @property
+    def has_where(self) -> bool:
+        return any(f.kind == "where" for f in self.facets)
+
+
+def parse_title(
+    title: str,
+    aliases: Iterable[tuple[str, Iterable[str]]] = (),
+    is_name: Callable[[str, bool], bool] | None = None,
+) -> Query:
+    """The facets of ``title``.
+
+    Places (from the gazetteer), offices in front of names ("King Charles"), words
+    for a kind of development ("visit"), then what remains: capitalised runs are
+    names (who), other content words are plain words. ``is_name`` may overrule the
+    capital letter for a word (the stream knows that "Territorial" is not a name).
+    ``aliases`` (a seed file's ``name -> other names``) add forms and offices to the
+    facet whose name they share a word with.
+    """
+    toks = _toks(title)
+    places = _find_places(toks)
+    place_at = {i: (s, e, k) for s, e, k in places for i in range(s, e)}
+    facets: list[Facet] = []
+    seen_places: set[PlaceKey] = set()
+    for s, e, key in places:
+        if key not in seen_places:
+            seen_places.add(key)
+            text = " ".join(t.text for t in toks[s:e])
+            place_words = tuple(t.low for t in toks[s:e])
+            # A city asks for the city ("Ankara bombings" are not any Turkish bombing);
+            # a country is satisfied by its names, demonyms and capital.
+            facets.append(Facet("where", text, frozenset({place_words}),
+                                place=None if is_city(place_words) else key))
+    content = [t for t in toks if t.low not in STOPWORDS and t.low not in _FILLER
+               and not t.low.isdigit()]
+    # In a title written in Title Case the capitals say nothing: only what the stream
+    # knows to be a name is one ("Syrian Civil War" names no one called Civil).
+    title_case = len(content) >= 2 and all(t.capitalised for t in content)
+    kinds: set[str] = set()
+    what_words: list[str] = []
+    pending_role: list[Role] = []
+    run: list[_Tok] = []
+    words: list[str] = []
+
+    def close_run() -> None:
+        nonlocal pending_role
+        if not run:
+            return
+        name = tuple(t.low for t in run)
+        label = " ".join(t.text for t in run)
+        facets.append(Facet("who", label, frozenset({name}), person=name,
+                            roles=tuple(pending_role)))
+        pending_role = []
+        run.clear()
+
+    i = 0
+    while i < len(toks):
+        tok = toks[i]
+        if i in place_at:
+            close_run()
+            i = place_at[i][1]
+            continue
+        role = None
+        for n in range(min(_MAX_ROLE_WORDS, len(toks) - i), 0, -1):
+            office = ROLE_PHRASES.get(tuple(t.low for t in toks[i : i + n]))
+            if office is not None:
+                role = (n, office)
+                break
+        if role is not None and i + role[0] < len(toks) and toks[i + role[0]].capitalised:
+            close_run()
+            pending_role.append((None, role[1]))
+            i += role[0]
+            continue
+        low = tok.low
+        kind = development_kinds(low)
+        if kind:
+            close_run()
+            kinds.update(kind)
+            what_words.append(low)
+        elif run and low in _CONNECTORS and i + 1 < len(toks) and toks[i + 1].capitalised \
+                and i + 1 not in place_at:
+            run.append(tok)  # "Belt and Road", "Bank of England"
+        elif low in STOPWORDS or low in _FILLER or is_year(low) or low.isdigit():
+            close_run()
+        elif low in _NEVER_NAMES:
+            close_run()  # a month or a day dates the story; it is not what it is about
+        elif tok.capitalised and (
+            is_name(low, title_case) if is_name is not None else not title_case
+        ):
+            run.append(tok)
+        else:
+            close_run()
+            words.append(low)
+        i += 1
+    close_run()
+    if kinds:
+        facets.append(Facet("what", "/".join(dict.fromkeys(what_words)),
+                            frozenset((w,) for w in what_words), kinds=frozenset(kinds)))
+    for w in dict.fromkeys(words):
+        facets.append(Facet("word", w, frozenset({(w,)})))
+    return Query(tuple(_with_aliases(facets, aliases)))
+
+
+def _with_aliases(
+    facets: list[Facet], aliases: Iterable[tuple[str, Iterable[str]]]
+) -> list[Facet]:
+    out = list(facets)
+    for name, others in aliases:
+        name_words = set(folded_words(name))
+        for idx, f in enumerate(out):
+            if f.kind not in ("who", "where") or not any(
+                set(form) & name_words for form in f.forms
+            ):
+                continue
+            forms = set(f.forms) | {folded_words(name)}
+            roles = list(f.roles)
+            for alias in others:
+                facts = read_item(alias)
+                if f.kind == "who" and facts.roles:
+                    roles += [(r.place, r.office) for r in facts.roles]
+                elif f.kind == "where" and facts.places:
+                    continue  # the gazetteer already knows the place's names
+                else:
+                    forms.add(folded_words(alias))
+            out[idx] = Facet(f.kind, f.label, frozenset(w for w in forms if w), f.place,
+                             f.kinds, f.person, tuple(dict.fromkeys(roles)))
+    return out
+
+
+def facet_keys(query: Query, book: RoleBook) -> set[str]:
+    """Keys an item must share with ``query`` for its facets to have a chance: places,
+    the last word of each name, and offices (see :func:`item_keys`)."""
+    keys: set[str] = set()
+    for f in query.facets:
+        if f.kind not in ("who", "where"):
+            continue
+        if f.place is not None:
+            keys.add("p:" + f.place)
+        keys.update("w:" + form[-1] for form in f.forms if form)
+        offices = list(f.roles) + (book.offices(f.person) if f.person is not None else [])
+        keys.update("o:" + office for _, office in offices)
+    return keys
+
+
+def item_keys(facts: ItemFacts) -> set[str]:
+    """The keys of what an item mentions, to look storylines up by (:func:`facet_keys`)."""
+    keys = {"p:" + p for p in facts.places}
+    keys.update("w:" + w for w in facts.word_set)
+    for r in facts.roles:
+        keys.add("o:" + r.office)
+        keys.update("o:" + o for o in office_aliases(r.office))
+    return keys
+
+
+# -- learned offices ----------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class RoleBook:
+    """Which offices people hold, as the text the bot reads says it.
+
+    Only people someone tracks are followed (``watch``). An apposition ("Treasury
+    Secretary Janet Yellen", "Wang Yi, China's top diplomat") counts
+    :data:`ROLE_EVIDENCE` at once; an office named in an item that also names the
+    person (and apposed to nobody else) counts one.
+    """
+
+    counts: dict[Words, Counter[Role]] = field(default_factory=dict)
+    watched: set[Words] = field(default_factory=set)
+    max_roles: int = 12
+    max_people: int = 20_000
+
+    def watch(self, person: Words) -> None:
+        self.watched.add(person)
+        self.counts.setdefault(person, Counter())
+
+    def learn(self, facts: ItemFacts) -> None:
+        """Learn offices from one item.
+
+        Appositions are kept for anyone (bounded), so that a person tracked later
+        is already known; an office beside a name only for people tracked now."""
+        if not facts.roles:
+            return
+        named = [p for p in self.watched if _contains(facts.joined, p)]
+        for r in facts.roles:
+            if r.owner is not None:
+                # "Vladimir Putin" is known as Putin; "Xi Jinping" as Xi.
+                keys = {r.owner, r.owner[-1:], r.owner[:1]}
+                for key in keys:
+                    self.counts.setdefault(key, Counter())
+                    self._add(key, (r.place, r.office), ROLE_EVIDENCE)
+                if len(self.counts) > self.max_people:
+                    self._prune()
+            elif len(named) == 1:
+                # An item about one person that names an office apposed to nobody:
+                # usually the same person referred to again ("Yellen ... the Treasury
+                # secretary"). Several people named: no telling whose it is.
+                self._add(named[0], (r.place, r.office), 1)
+
+    def _prune(self) -> None:
+        # Keep the people tracked and those most often seen in office.
+        ranked = sorted(self.counts, key=lambda p: (p not in self.watched,
+                                                    -sum(self.counts[p].values())))
+        for p in ranked[self.max_people // 2 :]:
+            del self.counts[p]
+
+    def _add(self, person: Words, role: Role, n: int) -> None:
+        c = self.counts[person]
+        c[role] += n
+        if len(c) > self.max_roles:
+            for k, _ in c.most_common()[self.max_roles :]:
+                del c[k]
+
+    def offices(self, person: Words) -> list[Role]:
+        """The offices known well enough to name ``person`` alone."""
+        c = self.counts.get(person)
+        if not c:
+            return []
+        # Whose office it is, per office: the place most often seen with it.
+        best: dict[str, tuple[int, PlaceKey | None]] = {}
+        total: Counter[str] = Counter()
+        for (place, office), n in c.items():
+            total[office] += n
+            if place is not None and n > best.get(office, (0, None))[0]:
+                best[office] = (n, place)
+        if not total:
+            return []
+        # A person holds one office, maybe two: others seen beside them are other people's.
+        top = max(total.values())
+        return [(best.get(o, (0, None))[1], o) for o, n in total.items()
+                if n >= ROLE_EVIDENCE and 2 * n >= top]
+
+    def export(self) -> list[list[object]]:
+        """A JSON-able copy, for the database."""
+        return [[list(p), [[pl, o, n] for (pl, o), n in c.items()]] for p, c in
+                self.counts.items()]
+
+    def restore(self, rows: Iterable[Sequence[object]]) -> None:
+        """Load what :meth:`export` wrote."""
+        for person, roles in rows:
+            key = tuple(str(w) for w in person)  # type: ignore[attr-defined]
+            c = self.counts.setdefault(key, Counter())
+            for place, office, n in roles:  # type: ignore[attr-defined]
+                c[(None if place is None else str(place), str(office))] = int(n)
+
+
+def _contains(joined: str, form: Words) -> bool:
+    return " " + " ".join(form) + " " in joined
+
+
+def _owner_is(owner: Words, person: Words) -> bool:
+    # "Janet Yellen" is Yellen; "Yellen" is Janet Yellen.
+    return owner[-len(person):] == person or person[-len(owner):] == owner
+
+
+# -- judging an item ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Which facets an item satisfied, how, and whether that is enough."""
+
+    ok: bool
+    satisfied: tuple[tuple[Facet, str], ...]  # each facet with the text that satisfied it
+    coverage: float  # weighted share of the title's facets satisfied
+    hot: bool = False  # let through as a follow-up of a story that just moved
+
+
+_WEIGHT = {"who": 1.0, "where": 1.0, "what": 0.6, "word": 0.5}
+
+
+def _satisfies(f: Facet, facts: ItemFacts, book: RoleBook) -> str | None:
+    for form in f.forms:
+        if _contains(facts.joined, form):
+            return " ".join(form)
+    if f.kind == "where" and f.place is not None:
+        members = region_members(f.place)
+        for key, text in facts.place_text:
+            if key == f.place or key in members:
+                return text
+        return None
+    if f.kind == "what":
+        for kind in f.kinds:
+            hit = DEVELOPMENT_KINDS[kind] & facts.word_set
+            if hit:
+                return min(hit)
+        return None
+    if f.kind == "who" and facts.roles:
+        known = list(f.roles)
+        if f.person is not None:
+            known += book.offices(f.person)
+        for r in facts.roles:
+            if r.owner is not None and (f.person is None or not _owner_is(r.owner, f.person)):
+                continue  # the office is someone else's
+            for place, office in known:
+                if not roles_compatible(r.office, office):
+                    continue
+                # A country with the office must be the person's, where we know theirs.
+                if (r.place is None and names_someone_alone(r.office)) or (place in (
+                    r.place, None
+                ) and r.place is not None):
+                    return r.text
+    return None
+
+
+def judge(query: Query, facts: ItemFacts, book: RoleBook) -> Verdict:
+    """Whether ``facts`` satisfy enough of ``query``.
+
+    The rule a user would state: every kind of anchor the title names must be
+    there (a person or organisation it names, and a place it names), two anchors
+    where the title has two or more, and in all at least two of its facets — one
+    shared word is never enough. A title of a single facet needs only that one.
+    """
+    sat: list[tuple[Facet, str]] = []
+    for f in query.facets:
+        how = _satisfies(f, facts, book)
+        if how is not None:
+            sat.append((f, how))
+    kinds = {f.kind for f, _ in sat}
+    total = sum(_WEIGHT[f.kind] for f in query.facets) or 1.0
+    coverage = sum(_WEIGHT[f.kind] for f, _ in sat) / total
+    anchors = sum(1 for f in query.facets if f.kind in ("who", "where"))
+    met = sum(1 for f, _ in sat if f.kind in ("who", "where"))
+    ok = (
+        len(sat) >= min(2, len(query.facets))
+        and met >= min(2, anchors)
+        and (not query.has_who or "who" in kinds)
+        and (not query.has_where or "where" in kinds)
+    )
+    return Verdict(ok, tuple(sat), coverage)
+
+
+def explain(verdict: Verdict) -> str:
+    """``Putin (as "Kremlin chief") · China (as "Beijing") · visit``."""
+    parts = []
+    for f, how in verdict.satisfied:
+        if f.kind in ("what", "word"):
+            parts.append(how)
+        elif fold(how) == fold(f.label) or fold(how) in fold(f.label).split():
+            parts.append(f.label)
+        else:
+            parts.append(f'{f.label} (as "{how}")')
+    return " · ".join(parts)

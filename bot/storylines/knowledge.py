@@ -1,0 +1,319 @@
+"""World knowledge the matcher reads text with: places, roles and kinds of development.
+
+Three sources, in this order of preference:
+
+1. **Countries** (names, other spellings, capitals, demonyms) for the whole world
+   come from the ``countryinfo`` data package, read once and cached.
+2. **Role ↔ person** aliases are not kept here: they are learned from the stream
+   and from seeds (``bot.storylines.facets.RoleBook``).
+3. A small curated table, tested, for what neither gives: how newsrooms name
+   offices ("top diplomat" is a foreign minister, "pontiff" a pope), seats of
+   government used as metonyms ("the Kremlin", "the White House"), abbreviations
+   written in capitals ("US", "UK") and the words that mark a kind of development
+   (a visit, a summit, an earthquake...).
+
+Nothing here names a person, and nothing is specific to a benchmark or a seed.
+Place keys are ISO 3166 alpha-2 codes ("CN"); a few regions that are not
+countries ("EU") have keys of their own.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from types import MappingProxyType
+from typing import Final
+
+from bot.storylines.text import fold
+
+PlaceKey = str
+Words = tuple[str, ...]
+
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+
+
+def folded_words(text: str) -> Words:
+    """``text`` as folded words (accents stripped, lower case), punctuation dropped."""
+    return tuple(_WORD.findall(fold(text)))
+
+
+# -- curated: what no data package gives ------------------------------------------
+
+# Written in capitals in news text; matched case-sensitively so that "us" the pronoun
+# never reads as the United States.
+ABBREVIATIONS: Final = MappingProxyType({
+    "US": "US", "U.S.": "US", "USA": "US", "U.S.A.": "US", "UK": "GB", "U.K.": "GB",
+    "UAE": "AE", "DPRK": "KP", "PRC": "CN", "ROK": "KR", "EU": "EU", "DRC": "CD",
+})
+
+# Seats of power named for the government that sits there. Each also implies that
+# government's head when followed by a role word ("Kremlin chief").
+METONYMS: Final = MappingProxyType({
+    ("kremlin",): "RU", ("white", "house"): "US", ("pentagon",): "US",
+    ("elysee",): "FR", ("downing", "street"): "GB", ("buckingham", "palace"): "GB",
+    ("zhongnanhai",): "CN", ("vatican",): "VA", ("blue", "house"): "KR",
+    ("brussels",): "EU",
+})
+
+# Regions that are not countries but are named like places in news.
+REGIONS: Final = MappingProxyType({
+    ("europe",): "EU", ("european", "union"): "EU", ("european",): "EU",
+    ("europeans",): "EU", ("england",): "GB", ("english",): "GB", ("scotland",): "GB",
+    ("scottish",): "GB", ("wales",): "GB", ("welsh",): "GB",
+    ("kurdistan",): "KURD", ("kurdish",): "KURD", ("kurds",): "KURD",
+    ("america",): "US", ("americans",): "US", ("britain",): "GB", ("great", "britain"): "GB",
+    ("palestine",): "PS", ("palestinian",): "PS", ("palestinians",): "PS",
+    ("gaza",): "PS", ("west", "bank"): "PS", ("north", "korea"): "KP",
+    ("south", "korea"): "KR",
+})
+
+# Capitals and names that are also everyday English words: never read as places.
+_NOT_PLACES: Final = frozenset({
+    ("male",), ("victoria",), ("stanley",), ("hamilton",), ("kingston",), ("the", "valley"),
+    ("valley",), ("saint",), ("st",), ("georgetown",), ("island",), ("islands",),
+    ("republic",), ("independent",), ("state",), ("states",), ("union",), ("federation",),
+    ("kingdom",), ("democratic",), ("federal",), ("people",), ("peoples",), ("united",),
+    ("new",), ("city",), ("jersey",), ("korea",),
+})
+
+# Offices, by the many ways news text names them. A class is what the office is;
+# "leader" stands for any head of state or government.
+ROLE_PHRASES: Final = MappingProxyType({
+    ("president",): "president", ("head", "of", "state"): "leader",
+    ("leader",): "leader", ("strongman",): "leader",
+    ("prime", "minister"): "prime_minister", ("premier",): "prime_minister",
+    ("pm",): "prime_minister", ("chancellor",): "prime_minister",
+    ("foreign", "minister"): "foreign_minister", ("foreign", "secretary"): "foreign_minister",
+    ("secretary", "of", "state"): "foreign_minister", ("top", "diplomat"): "foreign_minister",
+    ("chief", "diplomat"): "foreign_minister", ("foreign", "affairs", "minister"):
+    "foreign_minister",
+    ("treasury", "secretary"): "finance_minister", ("treasury", "chief"): "finance_minister",
+    ("finance", "minister"): "finance_minister", ("finance", "chief"): "finance_minister",
+    ("chancellor", "of", "the", "exchequer"): "finance_minister",
+    ("defence", "minister"): "defence_minister", ("defense", "minister"): "defence_minister",
+    ("defense", "secretary"): "defence_minister", ("defence", "secretary"): "defence_minister",
+    ("pentagon", "chief"): "defence_minister",
+    ("king",): "monarch", ("queen",): "monarch", ("monarch",): "monarch",
+    ("pope",): "pope", ("pontiff",): "pope", ("holy", "father"): "pope",
+    ("kremlin", "chief"): "leader", ("kremlin", "leader"): "leader",
+})
+# Words in front of an office that make it someone else's ("Vice President").
+ROLE_QUALIFIERS_OTHER: Final = frozenset({
+    "vice", "deputy", "assistant", "former", "ex", "undersecretary", "under", "acting",
+    "late", "junior", "shadow",
+})
+# Heads of state or government: what "leader" may stand for.
+_HEADS: Final = frozenset({"president", "prime_minister", "monarch", "leader"})
+
+
+def names_someone_alone(office: str) -> bool:
+    """Whether an office named with no country ("the pontiff", "the secretary of state")
+    can stand for one person. "The president" or "the leader" could be anyone's."""
+    return office not in _HEADS
+
+
+def office_aliases(office: str) -> frozenset[str]:
+    """The offices a mention of ``office`` may stand for (itself included)."""
+    if office == "leader":
+        return _HEADS
+    if office in _HEADS:
+        return frozenset({office, "leader"})
+    return frozenset({office})
+
+
+def roles_compatible(mentioned: str, known: str) -> bool:
+    """Whether an office named in text (``mentioned``) can be the one a person holds."""
+    if mentioned == known:
+        return True
+    return (mentioned == "leader" and known in _HEADS) or (known == "leader" and
+                                                           mentioned in _HEADS)
+
+
+# Kinds of development: a title's word for what happens, and the words news uses for
+# the same kind of thing. An item reporting that kind of development satisfies the
+# title's "what" facet.
+DEVELOPMENT_KINDS: Final = MappingProxyType({
+    "visit": frozenset({
+        "visit", "visits", "visited", "visiting", "visitor", "trip", "trips", "tour",
+        "toured", "travel", "travels", "travelled", "traveled", "traveling", "travelling",
+        "arrive", "arrives", "arrived", "arrival", "land", "lands", "landed", "journey",
+        "heads", "headed", "stop", "stopover", "stay", "welcomed", "welcomes", "hosts",
+        "hosted", "host", "hosting", "receives", "received", "banquet", "departs",
+        "departure", "leaves", "postpones", "postponed", "delays", "delayed", "trip's",
+    }),
+    "summit": frozenset({
+        "summit", "summits", "meeting", "meetings", "meet", "meets", "met", "talks",
+        "forum", "conference", "gathering", "gather", "gathers", "leaders", "communique",
+        "declaration", "host", "hosts", "hosting", "hosted",
+    }),
+    "talks": frozenset({
+        "talks", "talk", "meeting", "meet", "meets", "met", "negotiation", "negotiations",
+        "consultations", "dialogue", "discussions", "discuss", "discussed",
+    }),
+    "election": frozenset({
+        "election", "elections", "vote", "votes", "voted", "voting", "voters", "poll",
+        "polls", "ballot", "ballots", "runoff", "candidate", "candidates", "campaign",
+        "results", "turnout", "electoral", "elected", "wins", "won", "victory", "inaugurated",
+    }),
+    "conflict": frozenset({
+        "war", "wars", "conflict", "insurgency", "fighting", "fight", "fighters", "attack",
+        "attacks", "attacked", "airstrike", "airstrikes", "strike", "strikes", "bombing",
+        "bombings", "bomb", "bombs", "bombed", "offensive", "militants", "militant",
+        "rebels", "rebel", "clashes", "clash", "killed", "kills", "kill", "troops",
+        "forces", "army", "military", "shelling", "ceasefire", "truce", "intervention",
+        "insurgents", "assault", "raid", "raids", "siege", "battle", "casualties",
+    }),
+    "disaster": frozenset({
+        "earthquake", "earthquakes", "quake", "quakes", "tremor", "aftershock",
+        "aftershocks", "tsunami", "flood", "floods", "flooding", "landslide", "landslides",
+        "mudslide", "storm", "storms", "hurricane", "typhoon", "cyclone", "landfall",
+        "wildfire", "wildfires", "fire", "fires", "eruption", "volcano", "drought",
+        "rescue", "rescuers", "survivors", "death", "toll", "dead", "evacuated",
+        "evacuation", "devastation", "disaster",
+    }),
+    "crisis": frozenset({
+        "crisis", "migrants", "migrant", "refugees", "refugee", "asylum", "border",
+        "borders", "influx",
+    }),
+    "protest": frozenset({
+        "protest", "protests", "protesters", "demonstration", "demonstrations", "rally",
+        "rallies", "march", "marches", "unrest", "riot", "riots",
+    }),
+    "scandal": frozenset({
+        "scandal", "violations", "violation", "emissions", "cheating", "probe",
+        "investigation", "recall", "fraud", "lawsuit", "fine", "fined",
+    }),
+})
+
+# A title word for a development, mapped to the kinds it names.
+_KIND_OF_WORD: Final = MappingProxyType({
+    "visit": ("visit",), "trip": ("visit",), "tour": ("visit",), "state visit": ("visit",),
+    "travel": ("visit",), "journey": ("visit",),
+    "summit": ("summit",), "forum": ("summit",), "conference": ("summit",),
+    "meeting": ("summit", "talks"), "talks": ("talks",), "negotiations": ("talks",),
+    "consultations": ("talks",),
+    "election": ("election",), "vote": ("election",), "referendum": ("election",),
+    "war": ("conflict",), "conflict": ("conflict",), "insurgency": ("conflict",),
+    "intervention": ("conflict",), "bombings": ("conflict",), "bombing": ("conflict",),
+    "attack": ("conflict",), "attacks": ("conflict",), "offensive": ("conflict",),
+    "earthquake": ("disaster",), "flood": ("disaster",), "floods": ("disaster",),
+    "landslide": ("disaster",), "hurricane": ("disaster",), "typhoon": ("disaster",),
+    "storm": ("disaster",), "wildfire": ("disaster",), "wildfires": ("disaster",),
+    "stampede": ("disaster",), "tsunami": ("disaster",), "cyclone": ("disaster",),
+    "crisis": ("crisis",), "protest": ("protest",), "protests": ("protest",),
+    "scandal": ("scandal",), "violations": ("scandal",),
+})
+
+
+def development_kinds(word: str) -> tuple[str, ...]:
+    """The kinds of development a (folded) title word names; empty if none."""
+    return _KIND_OF_WORD.get(word, ())
+
+
+# -- from the data package ------------------------------------------------------------
+
+
+def _capital_names(capital: str) -> list[str]:
+    out = []
+    for part in capital.split("/"):
+        name = part.strip().removesuffix(" D.C.").strip()
+        if name:
+            out.append(name)
+    return out
+
+
+def _plural(word: str) -> str:
+    return word if word.endswith(("s", "ese", "sh", "ch")) else word + "s"
+
+
+_CITIES: set[Words] = set()
+
+
+def is_city(words: Words) -> bool:
+    """Whether a gazetteer entry names a city (a capital) rather than a country."""
+    gazetteer()
+    return words in _CITIES
+
+
+@lru_cache(maxsize=1)
+def gazetteer() -> MappingProxyType[Words, PlaceKey]:
+    """Folded word sequences that name a place -> its key.
+
+    Country names, their other spellings (not their codes), capitals and demonyms
+    (singular and plural) from ``countryinfo``; then the curated regions and
+    metonyms. A capital that is also a common word (Male, Victoria) is left out.
+    """
+    from countryinfo import all_countries
+
+    table: dict[Words, PlaceKey] = {}
+
+    def put(text: str, key: PlaceKey) -> None:
+        words = folded_words(text)
+        if not words or len(words) > 5:
+            return
+        if words in _NOT_PLACES:
+            return
+        table.setdefault(words, key)
+
+    for country in all_countries():
+        info = country.info()
+        iso = info.get("ISO") or {}
+        key = iso.get("alpha2") if isinstance(iso, dict) else None
+        name = info.get("name")
+        if not key or not name:
+            continue
+        put(str(name), key)
+        for alt in info.get("altSpellings") or []:
+            alt = str(alt)
+            # Codes ("CN", "CHN") are not how prose names a country; long official
+            # names and transliterations are.
+            if alt.isupper() or "," in alt or not alt.isascii():
+                continue
+            put(alt, key)
+        for cap in _capital_names(str(info.get("capital") or "")):
+            put(cap, key)
+            _CITIES.add(folded_words(cap))
+        demonym = str(info.get("demonym") or "")
+        if demonym:
+            put(demonym, key)
+            put(_plural(demonym), key)
+    for words, key in {**REGIONS, **METONYMS}.items():
+        table[words] = key
+    return MappingProxyType(table)
+
+
+@lru_cache(maxsize=1)
+def place_names() -> MappingProxyType[PlaceKey, str]:
+    """A readable name per place key (the country's common name)."""
+    from countryinfo import all_countries
+
+    names: dict[PlaceKey, str] = {"EU": "Europe", "KURD": "Kurdistan"}
+    for country in all_countries():
+        info = country.info()
+        iso = info.get("ISO") or {}
+        key = iso.get("alpha2") if isinstance(iso, dict) else None
+        if key and info.get("name"):
+            names.setdefault(key, str(info["name"]))
+    return MappingProxyType(names)
+
+
+MAX_PLACE_WORDS = 5
+
+
+@lru_cache(maxsize=1)
+def _regions() -> MappingProxyType[PlaceKey, frozenset[PlaceKey]]:
+    from countryinfo import all_countries
+
+    europe: set[PlaceKey] = set()
+    for country in all_countries():
+        info = country.info()
+        iso = info.get("ISO") or {}
+        key = iso.get("alpha2") if isinstance(iso, dict) else None
+        if key and info.get("region") == "Europe":
+            europe.add(key)
+    return MappingProxyType({"EU": frozenset(europe)})
+
+
+def region_members(key: PlaceKey) -> frozenset[PlaceKey]:
+    """The countries a region key stands for ("EU": every European country); else empty."""
+    return _regions().get(key, frozenset())
