@@ -32,8 +32,8 @@ from bot.storylines.minilm_int8 import load_embedder
 
 GRID: dict[str, list[float]] = {
     "weight": [0.4, 0.5, 0.6, 0.7],
-    "margin": [0.0, 0.05, 0.1, 0.15],
-    "threshold": [0.15, 0.2, 0.25, 0.3],
+    "margin": [0.0],
+    "threshold": [0.25, 0.3, 0.35, 0.4],
 }
 _CACHE: dict[str, tuple[Benchmark, Any]] = {}
 _INT8 = "--float32" not in sys.argv

@@ -93,11 +93,22 @@ def build_matcher(settings: Settings) -> Matcher:
     return semantic.hybrid_matcher(scorer)
 
 
+def restore_matcher(db: Database, matcher: Matcher) -> None:
+    """Give the matcher what it had learned before (saved after every poll pass), so a
+    restart or ``poll --once`` decides as the long-running bot would; without a saved
+    state, warm its term statistics up on recent items."""
+    state = db.load_matcher_state()
+    if state is not None and matcher.restore_state(state):
+        log.info("matcher state restored (%d storylines)", len(state.get("storylines", {})))
+        return
+    matcher.observe(db.recent_items(WARM_UP_ITEMS))
+
+
 @asynccontextmanager
 async def running_poller(settings: Settings, db: Database) -> AsyncIterator[Poller]:
     """A poller with its shared HTTP client and parse pool, closed on exit."""
     matcher = build_matcher(settings)
-    matcher.observe(db.recent_items(WARM_UP_ITEMS))
+    restore_matcher(db, matcher)
     executor = parse_executor()
     fetcher = FeedFetcher(settings.file.fetch, settings.env.allow_private_networks)
     try:

@@ -145,7 +145,11 @@ def build_storyline(index: int, bs: BenchStoryline, items_by_id: dict[str, Item]
         if it is not None:
             parts += [it.title, it.summary]
     seed_text = "\n\n".join(p.strip() for p in parts if p and p.strip())
-    return Storyline(id=index, title=bs.title, seed_text=seed_text, slug=bs.id)
+    # Seeded with items of the stream: the story was in the news when the last appeared.
+    times = [t for k in bs.seed_items
+             if (it := items_by_id.get(k)) is not None and (t := it.published) is not None]
+    return Storyline(id=index, title=bs.title, seed_text=seed_text, slug=bs.id,
+                     seeded_at=max(times) if times else None)
 
 
 def first_scored(bs: BenchStoryline, bench: Benchmark) -> int:

@@ -66,6 +66,10 @@ class Storyline:
     owner: int | None = None
     """The chat that created it; None for shared and seed storylines. Storylines
     compete for an item only with storylines of the same owner."""
+    seeded_at: datetime | None = None
+    """When the news report it was seeded with appeared (a ``/track`` in reply to an
+    article): the story is in the news from then. None for a title, or a background
+    document, whose story moves only when it first matches."""
 
 
 @dataclass(frozen=True, slots=True)

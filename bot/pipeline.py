@@ -181,8 +181,15 @@ class Poller:
         feeds = await asyncio.to_thread(self._db.due_feeds, now + slack)
         storylines = await asyncio.to_thread(self._db.active_storylines)
         reports = await asyncio.gather(*(self.poll_feed(f, storylines, now) for f in feeds))
+        if any(r.new_items for r in reports):
+            async with self._matcher_lock:
+                await asyncio.to_thread(self._save_matcher_state)
         await asyncio.to_thread(self._db.set_meta, "last_poll", now.isoformat())
         return PassReport(tuple(reports))
+
+    def _save_matcher_state(self) -> None:
+        # What the matcher learned survives a restart (bootstrap.restore_matcher).
+        self._db.save_matcher_state(self._matcher.export_state())
 
     async def poll_feed(
         self, feed: Feed, storylines: Sequence[Storyline], now: datetime

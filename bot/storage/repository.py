@@ -8,18 +8,27 @@ short; async callers run them in a thread when they may block.
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
 import sqlite3
 import threading
+import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from bot.errors import ConfigError
 from bot.models import Feed, FeedState, Item, Match, Storyline
 from bot.storage.schema import migrate
+
+log = logging.getLogger(__name__)
+
+# The meta row holding the matcher's learned state (JSON, zlib, base64).
+MATCHER_STATE_KEY = "matcher_state"
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -157,6 +166,25 @@ class Database:
     def get_meta(self, key: str) -> str | None:
         rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
         return str(rows[0]["value"]) if rows else None
+
+    # -- matcher state ------------------------------------------------------
+
+    def save_matcher_state(self, state: dict[str, Any]) -> None:
+        """Keep what the matcher learned (``Matcher.export_state``), compressed."""
+        blob = base64.b64encode(zlib.compress(json.dumps(state).encode(), 6)).decode()
+        self.set_meta(MATCHER_STATE_KEY, blob)
+
+    def load_matcher_state(self) -> dict[str, Any] | None:
+        """The matcher state saved last, or None (never saved, or unreadable)."""
+        blob = self.get_meta(MATCHER_STATE_KEY)
+        if blob is None:
+            return None
+        try:
+            state = json.loads(zlib.decompress(base64.b64decode(blob)))
+        except (ValueError, zlib.error):
+            log.warning("saved matcher state is unreadable; starting from recent items")
+            return None
+        return state if isinstance(state, dict) else None
 
     # -- feeds --------------------------------------------------------------
 
@@ -422,6 +450,10 @@ class Database:
             slug=row["slug"],
             # Shared storylines form one group (owner None) whoever created them.
             owner=None if row["shared"] or row["created_by"] is None else int(row["created_by"]),
+            # A chat's /track in reply to a report seeds it with news of that moment.
+            seeded_at=_dt(row["created_at"])
+            if row["seed_text"] and row["created_by"] is not None and not row["slug"]
+            else None,
         )
 
     def add_storyline(

@@ -22,6 +22,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from rapidfuzz import fuzz, process
+
 from bot.storylines.knowledge import (
     ABBREVIATIONS,
     DEVELOPMENT_KINDS,
@@ -54,6 +56,9 @@ _NEVER_NAMES = frozenset(word_list(
     "monday tuesday wednesday thursday friday saturday sunday"
 ))
 _CONNECTORS = frozenset({"and", "of", "de", "al", "bin", "von", "van"})
+# A name spelt otherwise: rapidfuzz ratio at least this, on words at least this long.
+FUZZY_CUTOFF = 88.0
+FUZZY_MIN_LENGTH = 5
 # Evidence a learned office needs before it names a person on its own.
 ROLE_EVIDENCE = 2
 
@@ -152,6 +157,15 @@ def _name_before(text: str, toks: Sequence[_Tok], i: int) -> Words | None:
     return tuple(run) or None
 
 
+def _office_at(toks: Sequence[_Tok], i: int) -> tuple[int, str] | None:
+    """The longest office phrase starting at ``i``: (its length in words, the office)."""
+    for n in range(min(_MAX_ROLE_WORDS, len(toks) - i), 0, -1):
+        office = ROLE_PHRASES.get(tuple(t.low for t in toks[i : i + n]))
+        if office is not None:
+            return n, office
+    return None
+
+
 def _find_roles(
     text: str, toks: Sequence[_Tok], places: Sequence[tuple[int, int, PlaceKey]]
 ) -> list[RoleMention]:
@@ -160,12 +174,7 @@ def _find_roles(
     out: list[RoleMention] = []
     i = 0
     while i < len(toks):
-        hit = None
-        for n in range(min(_MAX_ROLE_WORDS, len(toks) - i), 0, -1):
-            office = ROLE_PHRASES.get(tuple(t.low for t in toks[i : i + n]))
-            if office is not None:
-                hit = (n, office)
-                break
+        hit = _office_at(toks, i)
         if hit is None:
             i += 1
             continue
@@ -306,12 +315,7 @@ def parse_title(
             close_run()
             i = place_at[i][1]
             continue
-        role = None
-        for n in range(min(_MAX_ROLE_WORDS, len(toks) - i), 0, -1):
-            office = ROLE_PHRASES.get(tuple(t.low for t in toks[i : i + n]))
-            if office is not None:
-                role = (n, office)
-                break
+        role = _office_at(toks, i)
         if role is not None and i + role[0] < len(toks) and toks[i + role[0]].capitalised:
             close_run()
             pending_role.append((None, role[1]))
@@ -510,6 +514,7 @@ class Verdict:
     satisfied: tuple[tuple[Facet, str], ...]  # each facet with the text that satisfied it
     coverage: float  # weighted share of the title's facets satisfied
     hot: bool = False  # let through as a follow-up of a story that just moved
+    near: bool = False  # one anchor and two facets: what another signal may complete
 
 
 _WEIGHT = {"who": 1.0, "where": 1.0, "what": 0.6, "word": 0.5}
@@ -519,6 +524,14 @@ def _satisfies(f: Facet, facts: ItemFacts, book: RoleBook) -> str | None:
     for form in f.forms:
         if _contains(facts.joined, form):
             return " ".join(form)
+    if f.kind == "who":
+        # Names are spelt many ways ("Poutin", "Zelenskiy"): the surname, fuzzily.
+        for form in f.forms:
+            if len(form[-1]) >= FUZZY_MIN_LENGTH:
+                hit = process.extractOne(form[-1], facts.words, scorer=fuzz.ratio,
+                                         score_cutoff=FUZZY_CUTOFF)
+                if hit is not None:
+                    return str(hit[0])
     if f.kind == "where" and f.place is not None:
         members = region_members(f.place)
         for key, text in facts.place_text:
@@ -573,7 +586,8 @@ def judge(query: Query, facts: ItemFacts, book: RoleBook) -> Verdict:
         and (not query.has_who or "who" in kinds)
         and (not query.has_where or "where" in kinds)
     )
-    return Verdict(ok, tuple(sat), coverage)
+    near = ok or (met >= 1 and len(sat) >= 2)
+    return Verdict(ok, tuple(sat), coverage, near=near)
 
 
 def explain(verdict: Verdict) -> str:

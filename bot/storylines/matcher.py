@@ -37,12 +37,13 @@ everywhere; docs/matching.md says how each knob was chosen (leave-one-file-out).
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -155,6 +156,7 @@ _K1 = 1.2  # BM25 term-frequency saturation
 _MAX_CANON = 200_000  # fuzzy-spelling cache entries kept before starting afresh
 _STALE_SLACK = 100  # storylines not shown kept before the matcher forgets them
 _RHYTHM_EVENTS = 9  # last activity times kept per storyline (start, then matches)
+_STATE_VERSION = 1  # of export_state(); a state of another version is not restored
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +168,10 @@ class Assessment:
     score: float
     matched: bool
     reason: str
+    facets_ok: bool = True
+    """Whether the item meets the storyline's facets (always True with facets off)."""
+    facets_near: bool = True
+    """Whether it meets all but one anchor of them (one anchor and two facets at least)."""
 
 
 @dataclass(slots=True)
@@ -188,6 +194,7 @@ class _State:
     matches: int = 0
     times: list[float] = field(default_factory=list)  # first shown, then matches (epoch s)
     tau: float = 0.0  # its rhythm (seconds), from ``times``; 0 until known
+    sig: str = ""  # the storyline it was learned for (restored state of an edited one is void)
 
 
 @dataclass(slots=True)
@@ -368,6 +375,63 @@ class Matcher:
             self._idf_cache[tok] = hit
         return hit
 
+    # -- state kept across restarts ---------------------------------------------
+
+    def export_state(self) -> dict[str, Any]:
+        """Everything learned from the stream, JSON-able: term statistics, how words are
+        written, offices, and per storyline its learned terms and activity. With
+        :meth:`restore_state` a restarted bot (or ``poll --once``) decides as the
+        long-running one would."""
+        return {
+            "version": _STATE_VERSION,
+            "n_docs": self._n_docs,
+            "df": dict(self._df),
+            "caps": dict(self._caps),
+            "lows": dict(self._lows),
+            "roles": self.roles.export(),
+            "watched": [list(p) for p in self.roles.watched],
+            "storylines": {
+                str(sid): {"centroid": st.centroid, "matches": st.matches,
+                           "times": st.times, "sig": st.sig}
+                for sid, st in self._states.items()
+            },
+        }
+
+    def restore_state(self, state: dict[str, Any]) -> bool:
+        """Load what :meth:`export_state` wrote; False (nothing changed) if it is not a
+        state this version understands."""
+        if not isinstance(state, dict) or state.get("version") != _STATE_VERSION:
+            return False
+        try:
+            df = Counter({str(k): int(v) for k, v in state["df"].items()})
+            caps = Counter({str(k): int(v) for k, v in state["caps"].items()})
+            lows = Counter({str(k): int(v) for k, v in state["lows"].items()})
+            roles = RoleBook()
+            roles.restore(state["roles"])
+            roles.watched = {tuple(str(w) for w in p) for p in state["watched"]}
+            states = {
+                int(sid): _State(
+                    centroid={str(t): float(w) for t, w in st["centroid"].items()},
+                    matches=int(st["matches"]),
+                    times=[float(t) for t in st["times"]],
+                    sig=str(st["sig"]),
+                )
+                for sid, st in state["storylines"].items()
+            }
+            n_docs = float(state["n_docs"])
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return False
+        for st in states.values():
+            st.tau = self._tau(st.times) if st.times else 0.0
+        for sid in list(self._entries):
+            self.forget(sid)  # profiles are rebuilt, with the restored state, when shown
+        self._df, self._n_docs, self._caps, self._lows = df, n_docs, caps, lows
+        self.roles = roles
+        self._states = states
+        self._idf_cache.clear()
+        self._norms_at = -1.0
+        return True
+
     # -- storylines ----------------------------------------------------------
 
     def profile(self, storyline: Storyline) -> Profile:
@@ -391,7 +455,22 @@ class Matcher:
         entry = _Entry(storyline, build_profile(storyline), slot)
         self._entries[storyline.id] = entry
         self._index_dirty = True
+        state = self._states.get(storyline.id)
+        if state is not None and state.sig and state.sig != _signature(storyline):
+            del self._states[storyline.id]  # restored for a storyline since edited
+        elif state is not None:
+            state.sig = _signature(storyline)
+            if state.centroid:
+                self._set_centroid(slot, state.centroid)
         return entry
+
+    def _state(self, storyline_id: int) -> _State:
+        state = self._states.get(storyline_id)
+        if state is None:
+            entry = self._entries.get(storyline_id)
+            sig = _signature(entry.storyline) if entry is not None else ""
+            state = self._states[storyline_id] = _State(sig=sig)
+        return state
 
     def forget(self, storyline_id: int) -> None:
         """Drop a storyline that is no longer tracked (frees its slot and learned state)."""
@@ -644,7 +723,7 @@ class Matcher:
                     if v.ok:
                         base = (1 - cfg.facet_mix) * base + cfg.facet_mix * v.coverage
                     elif hot[col] and nterms_all[cols[col]] >= cfg.hot_min_terms:
-                        v = Verdict(True, v.satisfied, v.coverage, hot=True)
+                        v = Verdict(True, v.satisfied, v.coverage, hot=True, near=True)
                     else:
                         base *= cfg.unmet_factor
                     verdicts[col] = v
@@ -674,7 +753,9 @@ class Matcher:
                     why = explain(verdict)
                 else:
                     why = self._reason(doc, entries[col], found.get(col, [])) if s > 0 else ""
-                out.append(Assessment(item.key, entries[col].storyline.id, s, hit, why))
+                out.append(Assessment(item.key, entries[col].storyline.id, s, hit, why,
+                                      verdict is None or verdict.ok,
+                                      verdict is None or verdict.near))
         return out
 
     def _rhythm(
@@ -682,25 +763,24 @@ class Matcher:
     ) -> tuple[FloatArray, FloatArray]:
         """Per shown storyline: time of its last activity and its rhythm (seconds).
 
-        A storyline seeded with text is first active when it is first shown an item with
-        a time; one with a title only, at its first match."""
+        A storyline seeded with a news report is first active when that report appeared
+        (``Storyline.seeded_at``); any other, at its first match."""
         n = len(entries)
         if not self._tracks_time():
             return np.zeros(n), np.zeros(n)
-        stamps = [i.published.timestamp() for i in items if i.published is not None]
-        first = min(stamps) if stamps else None
         last = np.zeros(n)
         tau = np.zeros(n)
         for col, entry in enumerate(entries):
             state = self._states.get(entry.storyline.id)
             if state is None:
-                state = self._states[entry.storyline.id] = _State()
+                state = self._state(entry.storyline.id)
             if not state.times:
-                if first is None or not entry.storyline.seed_text.strip():
-                    # A title alone is not an event: with no seed text, the clock
+                seeded = entry.storyline.seeded_at
+                if seeded is None:
+                    # A title, or a background document, is not an event: the clock
                     # starts at the storyline's first match.
                     continue
-                state.times.append(first)
+                state.times.append(seeded.timestamp())
                 state.tau = self._tau(state.times)
             last[col] = state.times[-1]
             tau[col] = state.tau
@@ -758,7 +838,7 @@ class Matcher:
         matches; a subclass that decides matches itself calls it for those."""
         if not self._tracks_time() or item.published is None:
             return
-        state = self._states.setdefault(storyline_id, _State())
+        state = self._state(storyline_id)
         t = item.published.timestamp()
         if state.times and t <= state.times[-1]:
             # Same moment (feeds that date items by the day give many) or out of order:
@@ -831,7 +911,7 @@ class Matcher:
         if entry is None:
             return
         cfg = self.config
-        state = self._states.setdefault(storyline_id, _State())
+        state = self._state(storyline_id)
         state.matches += 1
         counts = Counter(self._canonical(t) for t in raw)
         norm = math.sqrt(sum(c * c for c in counts.values())) or 1.0
@@ -865,6 +945,12 @@ class Matcher:
             if row.get(slot) != w:
                 row[slot] = w
                 self._post_dirty.add(tok)
+
+
+def _signature(storyline: Storyline) -> str:
+    """What a storyline's learned state depends on: its title, seed, aliases, keywords."""
+    text = repr((storyline.title, storyline.seed_text, storyline.aliases, storyline.keywords))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _item_tokens(item: Item) -> list[str]:

@@ -538,6 +538,10 @@ class HybridConfig:
     """A storyline must beat every other storyline scored for the item by this much."""
     threshold: float = 0.25
     """A pair whose blended, gated score reaches this is a match."""
+    rescue: float = 1.01
+    """A pair one anchor short of the title's facets ("Moscow's strongman at the Silk Road
+    forum" for Putin's Belt and Road trip) is let through when its cosine reaches this
+    (above 1: never)."""
 
 
 DEFAULT_HYBRID = HybridConfig()
@@ -563,7 +567,7 @@ def combine_row(
     own reference point, learnt from nothing but the item itself.
     """
     blended = [combine(lx, sm, config.weight) for lx, sm in zip(lexical, semantic, strict=True)]
-    if len(blended) < 2:
+    if len(blended) < 2 or config.margin <= 0:
         return blended
     order = sorted(range(len(blended)), key=blended.__getitem__, reverse=True)
     best, second = blended[order[0]], blended[order[1]]
@@ -615,15 +619,19 @@ class HybridMatcher(Matcher):
             fresh = freshness[row]
             final = [0.0] * m
             for cols in groups.values():
+                # Meaning re-ranks within what the title's facets allow: a pair whose
+                # facets are not met gets no score from it (issue: the extra must never
+                # make a file worse than words alone).
                 gated = combine_row(
                     [pairs[c].score for c in cols],
-                    [sem[row][c] * fresh[c] for c in cols],
+                    [sem[row][c] * fresh[c] if self._allowed(pairs[c], sem[row][c]) else 0.0
+                     for c in cols],
                     self.hybrid,
                 )
                 for c, v in zip(cols, gated, strict=True):
                     final[c] = v
             for a, cos, score in zip(pairs, sem[row], final, strict=True):
-                matched = score >= self.hybrid.threshold
+                matched = self._allowed(a, cos) and score >= self.hybrid.threshold
                 why = f"{a.reason}; meaning {cos:.2f}" if a.reason else f"meaning {cos:.2f}"
                 out.append(Assessment(a.item_key, a.storyline_id, score, matched, why))
                 if matched:
@@ -632,6 +640,11 @@ class HybridMatcher(Matcher):
                 if a.matched and a.score >= learn_at:
                     self.learn(a.storyline_id, item)
         return out
+
+    def _allowed(self, a: Assessment, cosine: float) -> bool:
+        """Whether meaning may count for this pair: the title's facets are met, or all
+        but one anchor of them and the meaning is close enough to stand for it."""
+        return a.facets_ok or (a.facets_near and cosine >= self.hybrid.rescue)
 
     def match(self, items: Sequence[Item], storylines: Sequence[Storyline]) -> list[Match]:
         """Observe ``items`` and return the pairs over the threshold, with reasons."""

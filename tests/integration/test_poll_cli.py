@@ -213,3 +213,39 @@ def test_broken_setup_exits_non_zero_with_a_clear_message(env: Env, tmp_path: Pa
     env.vars["STORYWATCH_CONFIG"] = str(env.config)
     result = env.run("poll", "--once")
     assert result.returncode == 2 and "fetch.concurrency" in result.stderr
+
+
+@pytest.mark.parametrize("keep_state", [True, False], ids=["state kept", "state deleted"])
+def test_what_the_matcher_learned_survives_between_runs(env: Env, keep_state: bool) -> None:
+    # One run reads an apposition (Treasury Secretary Janet Yellen); the next run, a new
+    # process, knows who "the US Treasury chief" is: from the saved state, or, when that
+    # is gone, by reading the stored items again at start.
+    added = env.run("storylines", "add", "Yellen visit to China")
+    assert added.returncode == 0, added.stderr
+    env.server.set_route("/rss", Route(body=rss_document("Wire", [
+        {"guid": "urn:wire:1", "title": "Markets steady after jobs data",
+         "link": "https://wire.example.test/1", "pubDate": "Mon, 18 Sep 2023 09:00:00 GMT",
+         "description": "Treasury Secretary Janet Yellen said the economy was strong."}]),
+        etag='"s1"'))
+    env.run("poll", "--once")
+    from bot.storage.repository import Database
+
+    db = Database.open(env.data / "storywatch.db")
+    state = db.load_matcher_state()
+    db.close()
+    assert state is not None
+    assert ["yellen"] in [person for person, _ in state["roles"]]
+    if not keep_state:
+        conn = sqlite3.connect(env.data / "storywatch.db")
+        with conn:
+            conn.execute("DELETE FROM meta WHERE key = 'matcher_state'")
+        conn.close()
+    env.server.set_route("/rss", Route(body=rss_document("Wire", [
+        {"guid": "urn:wire:2", "title": "US Treasury chief lands in China",
+         "link": "https://wire.example.test/2", "pubDate": "Tue, 19 Sep 2023 09:00:00 GMT",
+         "description": "Her first visit since taking office."}]), etag='"s2"'))
+    result = env.poll()
+    matched = env.query("SELECT s.title, m.reason FROM matches m JOIN items i ON i.id = m.item_id"
+                        " JOIN storylines s ON s.id = m.storyline_id WHERE i.key = 'g:urn:wire:2'")
+    assert [t for t, _ in matched] == ["Yellen visit to China"], result.stdout
+    assert 'Yellen (as "US Treasury chief")' in matched[0][1]

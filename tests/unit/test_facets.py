@@ -169,3 +169,35 @@ def test_judge_names_the_facets_satisfied() -> None:
     assert {f.label for f, _ in v.satisfied} >= {"Putin", "China"}
     v = judge(q, read_item("Russian president lands in Ankara"), RoleBook())
     assert not v.ok
+
+
+def test_a_restored_matcher_decides_as_the_one_that_never_stopped() -> None:
+    """Half a stream, export, restore into a fresh matcher, the other half: the same
+    decisions and scores as one matcher that saw it all (what a restart does)."""
+    import json
+
+    storylines = [Storyline(10, "Yellen visit to China"), Storyline(11, "Blinken visit to China"),
+                  Storyline(12, "Japan earthquake", "A strong earthquake hit Japan.")]
+    texts = [
+        ("Treasury Secretary Janet Yellen meets Chinese officials", ""),
+        ("Blinken to travel to Beijing", "The US secretary of state will visit China."),
+        ("Quake shakes Tokyo", "Japan's weather agency said the earthquake was strong."),
+        ("Markets rise", "Stocks in Tokyo and New York rose."),
+        ("US Treasury chief lands in China", "The visit is her first."),
+        ("US top diplomat arrives in Beijing", "The secretary of state met Xi."),
+        ("Aftershocks rattle northern Japan", "Rescuers searched the rubble."),
+    ]
+    items = [_item(f"i{n}", t, s, days=n) for n, (t, s) in enumerate(texts)]
+    whole = Matcher()
+    expected = [(a.item_key, a.storyline_id, round(a.score, 9), a.matched)
+                for it in items for a in whole.assess([it], storylines)]
+    first = Matcher()
+    got = [(a.item_key, a.storyline_id, round(a.score, 9), a.matched)
+           for it in items[:4] for a in first.assess([it], storylines)]
+    second = Matcher()
+    assert second.restore_state(json.loads(json.dumps(first.export_state())))
+    got += [(a.item_key, a.storyline_id, round(a.score, 9), a.matched)
+            for it in items[4:] for a in second.assess([it], storylines)]
+    assert got == expected
+    assert any(m for *_, m in expected[-9:])  # the second half did match something
+    assert not Matcher().restore_state({"version": -1})
