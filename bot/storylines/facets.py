@@ -528,10 +528,10 @@ def _satisfies(f: Facet, facts: ItemFacts, book: RoleBook) -> str | None:
         # Names are spelt many ways ("Poutin", "Zelenskiy"): the surname, fuzzily.
         for form in f.forms:
             if len(form[-1]) >= FUZZY_MIN_LENGTH:
-                hit = process.extractOne(form[-1], facts.words, scorer=fuzz.ratio,
-                                         score_cutoff=FUZZY_CUTOFF)
-                if hit is not None:
-                    return str(hit[0])
+                near = process.extractOne(form[-1], facts.words, scorer=fuzz.ratio,
+                                          score_cutoff=FUZZY_CUTOFF)
+                if near is not None:
+                    return str(near[0])
     if f.kind == "where" and f.place is not None:
         members = region_members(f.place)
         for key, text in facts.place_text:
@@ -540,9 +540,9 @@ def _satisfies(f: Facet, facts: ItemFacts, book: RoleBook) -> str | None:
         return None
     if f.kind == "what":
         for kind in f.kinds:
-            hit = DEVELOPMENT_KINDS[kind] & facts.word_set
-            if hit:
-                return min(hit)
+            words = DEVELOPMENT_KINDS[kind] & facts.word_set
+            if words:
+                return min(words)
         return None
     if f.kind == "who" and facts.roles:
         known = list(f.roles)

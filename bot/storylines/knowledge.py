@@ -20,16 +20,18 @@ countries ("EU") have keys of their own.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 from types import MappingProxyType
 from typing import Final
 
-from bot.storylines.text import fold
+from bot.storylines.folding import fold
 
 PlaceKey = str
 Words = tuple[str, ...]
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
+MAX_PLACE_WORDS = 5
 
 
 def folded_words(text: str) -> Words:
@@ -213,13 +215,55 @@ def development_kinds(word: str) -> tuple[str, ...]:
 # -- from the data package ------------------------------------------------------------
 
 
-def _capital_names(capital: str) -> list[str]:
+# Adjectives of countries that the data package's demonym field does not give (it says
+# "Icelander"), by ISO code.
+ADJECTIVES: Final = MappingProxyType({
+    "icelandic": "IS", "philippine": "PH", "saudi": "SA", "saudis": "SA",
+})
+
+
+@dataclass(frozen=True, slots=True)
+class CountryRecord:
+    """One country as the data package describes it."""
+
+    iso: PlaceKey
+    name: str
+    demonym: str
+    alt_names: tuple[str, ...]  # other names in prose (codes and non-Latin scripts left out)
+    capitals: tuple[str, ...]
+    population: int
+    region: str
+
+
+@lru_cache(maxsize=1)
+def country_records() -> tuple[CountryRecord, ...]:
+    """Every country of ``countryinfo``, most populous first (so that a name two of
+    them share, like the demonym "Chinese" of China and Macau, goes to the larger)."""
+    from countryinfo import all_countries
+
     out = []
-    for part in capital.split("/"):
-        name = part.strip().removesuffix(" D.C.").strip()
-        if name:
-            out.append(name)
-    return out
+    for country in all_countries():
+        info = country.info()
+        iso = info.get("ISO") or {}
+        key = iso.get("alpha2") if isinstance(iso, dict) else None
+        if not key or not info.get("name"):
+            continue
+        alts = tuple(
+            str(a) for a in info.get("altSpellings") or []
+            # Codes ("CN", "CHN") are not how prose names a country; long official
+            # names are, and so are transliterations in Latin letters.
+            if not str(a).isupper() and "," not in str(a) and str(a).isascii()
+        )
+        capitals = tuple(
+            c.strip().removesuffix(" D.C.").strip()
+            for c in str(info.get("capital") or "").split("/") if c.strip()
+        )
+        out.append(CountryRecord(
+            key, str(info["name"]), str(info.get("demonym") or ""), alts, capitals,
+            int(info.get("population") or 0), str(info.get("region") or ""),
+        ))
+    out.sort(key=lambda r: -r.population)
+    return tuple(out)
 
 
 def _plural(word: str) -> str:
@@ -239,44 +283,29 @@ def is_city(words: Words) -> bool:
 def gazetteer() -> MappingProxyType[Words, PlaceKey]:
     """Folded word sequences that name a place -> its key.
 
-    Country names, their other spellings (not their codes), capitals and demonyms
-    (singular and plural) from ``countryinfo``; then the curated regions and
-    metonyms. A capital that is also a common word (Male, Victoria) is left out.
+    Country names, their other spellings, capitals and demonyms (singular and plural)
+    from ``countryinfo``; then the curated adjectives, regions and metonyms. A capital
+    that is also a common word (Male, Victoria) is left out.
     """
-    from countryinfo import all_countries
-
     table: dict[Words, PlaceKey] = {}
 
     def put(text: str, key: PlaceKey) -> None:
         words = folded_words(text)
-        if not words or len(words) > 5:
-            return
-        if words in _NOT_PLACES:
-            return
-        table.setdefault(words, key)
+        if words and len(words) <= MAX_PLACE_WORDS and words not in _NOT_PLACES:
+            table.setdefault(words, key)
 
-    for country in all_countries():
-        info = country.info()
-        iso = info.get("ISO") or {}
-        key = iso.get("alpha2") if isinstance(iso, dict) else None
-        name = info.get("name")
-        if not key or not name:
-            continue
-        put(str(name), key)
-        for alt in info.get("altSpellings") or []:
-            alt = str(alt)
-            # Codes ("CN", "CHN") are not how prose names a country; long official
-            # names and transliterations are.
-            if alt.isupper() or "," in alt or not alt.isascii():
-                continue
-            put(alt, key)
-        for cap in _capital_names(str(info.get("capital") or "")):
-            put(cap, key)
+    for rec in country_records():
+        put(rec.name, rec.iso)
+        for alt in rec.alt_names:
+            put(alt, rec.iso)
+        for cap in rec.capitals:
+            put(cap, rec.iso)
             _CITIES.add(folded_words(cap))
-        demonym = str(info.get("demonym") or "")
-        if demonym:
-            put(demonym, key)
-            put(_plural(demonym), key)
+        if rec.demonym:
+            put(rec.demonym, rec.iso)
+            put(_plural(rec.demonym), rec.iso)
+    for word, key in ADJECTIVES.items():
+        table.setdefault((word,), key)
     for words, key in {**REGIONS, **METONYMS}.items():
         table[words] = key
     return MappingProxyType(table)
@@ -285,33 +314,17 @@ def gazetteer() -> MappingProxyType[Words, PlaceKey]:
 @lru_cache(maxsize=1)
 def place_names() -> MappingProxyType[PlaceKey, str]:
     """A readable name per place key (the country's common name)."""
-    from countryinfo import all_countries
-
     names: dict[PlaceKey, str] = {"EU": "Europe", "KURD": "Kurdistan"}
-    for country in all_countries():
-        info = country.info()
-        iso = info.get("ISO") or {}
-        key = iso.get("alpha2") if isinstance(iso, dict) else None
-        if key and info.get("name"):
-            names.setdefault(key, str(info["name"]))
+    for rec in country_records():
+        names.setdefault(rec.iso, rec.name)
     return MappingProxyType(names)
 
-
-MAX_PLACE_WORDS = 5
 
 
 @lru_cache(maxsize=1)
 def _regions() -> MappingProxyType[PlaceKey, frozenset[PlaceKey]]:
-    from countryinfo import all_countries
-
-    europe: set[PlaceKey] = set()
-    for country in all_countries():
-        info = country.info()
-        iso = info.get("ISO") or {}
-        key = iso.get("alpha2") if isinstance(iso, dict) else None
-        if key and info.get("region") == "Europe":
-            europe.add(key)
-    return MappingProxyType({"EU": frozenset(europe)})
+    europe = frozenset(r.iso for r in country_records() if r.region == "Europe")
+    return MappingProxyType({"EU": europe})
 
 
 def region_members(key: PlaceKey) -> frozenset[PlaceKey]:

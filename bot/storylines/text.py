@@ -8,9 +8,11 @@ demonyms) so that nothing depends on any particular data set.
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
+
+from bot.storylines.folding import fold as fold  # re-exported: text readers fold too
+from bot.storylines.knowledge import ADJECTIVES, country_records
 
 
 def word_list(text: str) -> list[str]:
@@ -57,148 +59,73 @@ TITLE_WORDS: frozenset[str] = frozenset(
     """)
 )
 
-# Country and region names with their demonyms/adjectives. Mapping both to one
-# canonical token makes "Russian" match "Russia" and "Chinese" match "China".
-_DEMONYMS: dict[str, tuple[str, ...]] = {
-    "afghanistan": ("afghan", "afghans", "afghani"),
-    "albania": ("albanian", "albanians"),
-    "algeria": ("algerian", "algerians"),
-    "america": ("american", "americans"),
-    "argentina": ("argentine", "argentinian", "argentinians", "argentines"),
-    "armenia": ("armenian", "armenians"),
-    "australia": ("australian", "australians", "aussie"),
-    "austria": ("austrian", "austrians"),
-    "azerbaijan": ("azerbaijani", "azeri", "azeris", "azerbaijanis"),
-    "bahrain": ("bahraini", "bahrainis"),
-    "bangladesh": ("bangladeshi", "bangladeshis"),
-    "belarus": ("belarusian", "belarussian", "belarusians"),
-    "belgium": ("belgian", "belgians"),
-    "bolivia": ("bolivian", "bolivians"),
-    "bosnia": ("bosnian", "bosnians"),
-    "brazil": ("brazilian", "brazilians"),
-    "britain": ("british", "briton", "britons", "uk"),
-    "bulgaria": ("bulgarian", "bulgarians"),
-    "burkina": ("burkinabe", "burkinabes"),
-    "burma": ("burmese",),
-    "cambodia": ("cambodian", "cambodians"),
-    "cameroon": ("cameroonian", "cameroonians"),
-    "canada": ("canadian", "canadians"),
-    "chile": ("chilean", "chileans"),
-    "china": ("chinese", "prc"),
-    "colombia": ("colombian", "colombians"),
-    "congo": ("congolese",),
-    "croatia": ("croatian", "croatians", "croat", "croats"),
-    "cuba": ("cuban", "cubans"),
-    "cyprus": ("cypriot", "cypriots"),
-    "czech": ("czechs", "czechia"),
-    "denmark": ("danish", "dane", "danes"),
-    "ecuador": ("ecuadorian", "ecuadorians"),
-    "egypt": ("egyptian", "egyptians"),
-    "emirates": ("emirati", "emiratis", "uae"),
-    "england": ("english",),
-    "eritrea": ("eritrean", "eritreans"),
-    "estonia": ("estonian", "estonians"),
-    "ethiopia": ("ethiopian", "ethiopians"),
-    "europe": ("european", "europeans"),
-    "finland": ("finnish", "finn", "finns"),
-    "france": ("french",),
-    "georgia": ("georgian", "georgians"),
-    "germany": ("german", "germans"),
-    "ghana": ("ghanaian", "ghanaians"),
-    "greece": ("greek", "greeks"),
-    "guatemala": ("guatemalan", "guatemalans"),
-    "haiti": ("haitian", "haitians"),
-    "hungary": ("hungarian", "hungarians"),
-    "iceland": ("icelandic", "icelander", "icelanders"),
-    "india": ("indian", "indians"),
-    "indonesia": ("indonesian", "indonesians"),
-    "iran": ("iranian", "iranians"),
-    "iraq": ("iraqi", "iraqis"),
-    "ireland": ("irish",),
-    "israel": ("israeli", "israelis"),
-    "italy": ("italian", "italians"),
-    "japan": ("japanese",),
-    "jordan": ("jordanian", "jordanians"),
-    "kazakhstan": ("kazakh", "kazakhs"),
-    "kenya": ("kenyan", "kenyans"),
-    "korea": ("korean", "koreans"),
-    "kosovo": ("kosovar", "kosovars"),
-    "kurdistan": ("kurdish", "kurd", "kurds"),
-    "kuwait": ("kuwaiti", "kuwaitis"),
-    "latvia": ("latvian", "latvians"),
-    "lebanon": ("lebanese",),
-    "libya": ("libyan", "libyans"),
-    "lithuania": ("lithuanian", "lithuanians"),
-    "macedonia": ("macedonian", "macedonians"),
-    "malaysia": ("malaysian", "malaysians"),
-    "mali": ("malian", "malians"),
-    "mexico": ("mexican", "mexicans"),
-    "moldova": ("moldovan", "moldovans"),
-    "mongolia": ("mongolian", "mongolians"),
-    "morocco": ("moroccan", "moroccans"),
-    "myanmar": ("myanmarese",),
-    "nepal": ("nepalese", "nepali"),
-    "netherlands": ("dutch",),
-    "nigeria": ("nigerian", "nigerians"),
-    "norway": ("norwegian", "norwegians"),
-    "oman": ("omani", "omanis"),
-    "pakistan": ("pakistani", "pakistanis"),
-    "palestine": ("palestinian", "palestinians"),
-    "peru": ("peruvian", "peruvians"),
-    "philippines": ("filipino", "filipinos", "philippine"),
-    "poland": ("polish", "pole", "poles"),
-    "portugal": ("portuguese",),
-    "qatar": ("qatari", "qataris"),
-    "romania": ("romanian", "romanians"),
-    "russia": ("russian", "russians"),
-    "rwanda": ("rwandan", "rwandans"),
-    "arabia": ("arabian",),
-    "scotland": ("scottish", "scots"),
-    "senegal": ("senegalese",),
-    "serbia": ("serbian", "serbians", "serb", "serbs"),
-    "singapore": ("singaporean", "singaporeans"),
-    "slovakia": ("slovak", "slovaks"),
-    "slovenia": ("slovenian", "slovenians", "slovene"),
-    "somalia": ("somali", "somalis"),
-    "spain": ("spanish", "spaniard", "spaniards"),
-    "sudan": ("sudanese",),
-    "sweden": ("swedish", "swede", "swedes"),
-    "switzerland": ("swiss",),
-    "syria": ("syrian", "syrians"),
-    "taiwan": ("taiwanese",),
-    "tajikistan": ("tajik", "tajiks"),
-    "tanzania": ("tanzanian", "tanzanians"),
-    "thailand": ("thai", "thais"),
-    "tunisia": ("tunisian", "tunisians"),
-    "turkey": ("turkish", "turk", "turks"),
-    "uganda": ("ugandan", "ugandans"),
-    "ukraine": ("ukrainian", "ukrainians"),
-    "uzbekistan": ("uzbek", "uzbeks"),
-    "venezuela": ("venezuelan", "venezuelans"),
-    "vietnam": ("vietnamese",),
-    "wales": ("welsh",),
-    "yemen": ("yemeni", "yemenis"),
-    "zimbabwe": ("zimbabwean", "zimbabweans"),
-}
-
-DEMONYM_TO_PLACE: dict[str, str] = {
-    demonym: place for place, demonyms in _DEMONYMS.items() for demonym in demonyms
-}
-PLACE_TO_DEMONYM: dict[str, str] = {
-    place: demonyms[0] for place, demonyms in _DEMONYMS.items() if demonyms
-}
-
 _WORD_RE = re.compile(r"[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
 _SENTENCE_RE = re.compile(r"(?<=[.!?])\s+|\n+")
 _YEAR_RE = re.compile(r"^(1[89]|20)\d\d$")
 
 
-def fold(text: str) -> str:
-    """Lower-case and strip accents: "Diendéré" and "Diendere" become one spelling."""
-    if text.isascii():
-        return text.casefold()  # nothing to strip: the common case, and much faster
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
+# Regions and nations that no country entry names in one word, and other one-word names
+# of countries, with their demonyms. Countries themselves come from the countryinfo data
+# package (:func:`_country_words`); entries here add to them.
+_REGIONS: dict[str, tuple[str, ...]] = {
+    "europe": ("european", "europeans"),
+    "american": ("america", "usa"),
+    "british": ("britain", "briton", "britons", "uk"),
+    "england": ("english",),
+    "scotland": ("scottish", "scots"),
+    "wales": ("welsh",),
+    "kurdistan": ("kurdish", "kurd", "kurds"),
+    "palestine": ("palestinian", "palestinians"),
+    "arabia": ("arabian",),
+    "korea": ("korean", "koreans"),
+}
+
+
+def _country_words() -> dict[str, tuple[str, ...]]:
+    """One canonical word per country (its common name, or its demonym when the name has
+    several words: "american") with every one-word name and demonym that means it.
+
+    Territories share demonyms with their countries (Macau's people are "Chinese"):
+    the most populous country takes a shared word."""
+    out: dict[str, list[str]] = {}
+    canon_of: dict[str, str] = {}
+    taken: set[str] = set()
+    for rec in country_records():  # most populous first
+        name, demonym = fold(rec.name), fold(rec.demonym)
+        canon = name if name.isalpha() else demonym if demonym.isalpha() else ""
+        if not canon or canon in taken:
+            continue
+        taken.add(canon)
+        canon_of[rec.iso] = canon
+        forms = out.setdefault(canon, [])
+        spellings = [name, demonym, *(fold(a) for a in rec.alt_names)]
+        if demonym.isalpha():
+            spellings.append(_plural(demonym))
+        for w in spellings:
+            if w.isascii() and w.isalpha() and w not in taken:
+                taken.add(w)
+                forms.append(w)
+    for word, iso in ADJECTIVES.items():
+        if iso in canon_of and word not in taken:
+            out[canon_of[iso]].append(word)
+    for canon, words in _REGIONS.items():
+        forms = out.setdefault(canon, [])
+        forms += [w for w in words if w not in forms]
+    return {canon: tuple(forms) for canon, forms in out.items()}
+
+
+def _plural(word: str) -> str:
+    return word if word.endswith(("s", "ese", "sh", "ch")) else word + "s"
+
+
+_DEMONYMS: dict[str, tuple[str, ...]] = _country_words()
+
+DEMONYM_TO_PLACE: dict[str, str] = {
+    demonym: place for place, demonyms in _DEMONYMS.items() for demonym in demonyms
+}
+PLACE_TO_DEMONYM: dict[str, str] = {
+    place: demonyms[0] if demonyms else place for place, demonyms in _DEMONYMS.items()
+}
 
 
 @lru_cache(maxsize=200_000)

@@ -46,7 +46,10 @@ def test_explicit_aliases_are_entities() -> None:
 def test_text_normalisation() -> None:
     assert stem("Putin's".casefold()) == "putin"
     assert tokens("Russian forces in Syria's north") == ["russia", "force", "syria", "north"]
-    assert tokens("Burkinabé coup") == ["burkina", "coup"]
+    # One word per country, whichever of its names or demonyms the text uses.
+    assert tokens("Burkinabé coup") == tokens("Burkinabe coup") == ["burkinabe", "coup"]
+    assert tokens("Icelandic Iceland") == ["iceland", "iceland"]
+    assert tokens("Chinese China French France") == ["china", "china", "france", "france"]
     spans = [s.text for s in capitalised_spans("Yuri Ushakov, Russia's adviser, met Lavrov.")]
     assert spans == ["Yuri Ushakov", "Russia", "Lavrov"]
 
