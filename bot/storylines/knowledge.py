@@ -174,16 +174,19 @@ DEVELOPMENT_KINDS: Final = MappingProxyType({
         "evacuation", "devastation", "disaster",
     }),
     "crisis": frozenset({
-        "crisis", "migrants", "migrant", "refugees", "refugee", "asylum", "border",
-        "borders", "influx",
+        "crisis", "emergency", "shortage", "shortages", "collapse",
+    }),
+    "migration": frozenset({
+        "migrants", "migrant", "refugees", "refugee", "asylum", "migration", "smugglers",
+        "boat", "boats", "deported", "deportation",
     }),
     "protest": frozenset({
         "protest", "protests", "protesters", "demonstration", "demonstrations", "rally",
         "rallies", "march", "marches", "unrest", "riot", "riots",
     }),
     "scandal": frozenset({
-        "scandal", "violations", "violation", "emissions", "cheating", "probe",
-        "investigation", "recall", "fraud", "lawsuit", "fine", "fined",
+        "scandal", "probe", "investigation", "inquiry", "fraud", "lawsuit", "fine", "fined",
+        "charges", "charged", "allegations", "recall",
     }),
 })
 
@@ -203,7 +206,9 @@ _KIND_OF_WORD: Final = MappingProxyType({
     "storm": ("disaster",), "wildfire": ("disaster",), "wildfires": ("disaster",),
     "stampede": ("disaster",), "tsunami": ("disaster",), "cyclone": ("disaster",),
     "crisis": ("crisis",), "protest": ("protest",), "protests": ("protest",),
-    "scandal": ("scandal",), "violations": ("scandal",),
+    "migrant": ("migration",), "migrants": ("migration",), "refugee": ("migration",),
+    "refugees": ("migration",), "migration": ("migration",),
+    "scandal": ("scandal",), "investigation": ("scandal",), "probe": ("scandal",),
 })
 
 

@@ -534,8 +534,9 @@ class HybridConfig:
 
     weight: float = 0.6
     """Share of the semantic cosine in the blend; the lexical score has the rest."""
-    margin: float = 0.05
-    """A storyline must beat every other storyline scored for the item by this much."""
+    margin: float = 0.0
+    """A storyline must beat every other storyline scored for the item by this much (0:
+    no competition; an item may belong to several storylines)."""
     threshold: float = 0.25
     """A pair whose blended, gated score reaches this is a match."""
     rescue: float = 1.01
