@@ -632,7 +632,9 @@ class HybridMatcher(Matcher):
                 for c, v in zip(cols, gated, strict=True):
                     final[c] = v
             for a, cos, score in zip(pairs, sem[row], final, strict=True):
-                matched = self._allowed(a, cos) and score >= self.hybrid.threshold
+                # Meaning only adds: a pair the words match stays matched.
+                matched = a.matched or (self._allowed(a, cos) and score >= self.hybrid.threshold)
+                score = max(score, a.score) if a.matched else score
                 why = f"{a.reason}; meaning {cos:.2f}" if a.reason else f"meaning {cos:.2f}"
                 out.append(Assessment(a.item_key, a.storyline_id, score, matched, why))
                 if matched:
