@@ -170,18 +170,18 @@ class NameEvidence:
 def marks(title: str, evidence: NameEvidence) -> frozenset[str]:
     """The names and numbers a title gives, as tokens.
 
-    Numbers always count ("5.1", "14"); so do countries, capitals' countries and
-    demonyms the text module knows. Other words count when capitalised where case
+    Numbers always count ("5.1", "14"); so do the countries and demonyms the text
+    module knows. Other words count when capitalised where case
     means something, or, where it does not, when ``evidence`` says they are names.
     Generic roles ("President") name a kind of person, not a person, and do not.
     """
     out = {n.replace(",", "") for n in _NUMBER_RE.findall(title)}
     for ws, headline in _clauses(title):
         for i, w in enumerate(ws):
-            if not _is_word(w) or is_title_word(w):
+            if not _is_word(w):
                 continue
             tok = _token(w)
-            if tok is None:
+            if tok is None or is_title_word(tok):  # the stem: "President's", "Ministers"
                 continue
             # Case means something after a clause's first word of a sentence-case title.
             as_name = _capitalised(w) and ((i > 0 and not headline) or evidence.is_name(tok))

@@ -179,3 +179,8 @@ def test_a_duplicate_far_down_a_large_poll_still_finds_its_original() -> None:
     found = find_duplicates(poll, []).duplicate_of
     assert found[:600] == (None,) * 600
     assert found[600] == 7
+
+
+def test_roles_are_not_names_in_any_form() -> None:
+    got = _marks("Minister Lavrov meets Ministers of Kherson and President's aide Ushakov")
+    assert got == {"lavrov", "kherson", "ushakov"}
