@@ -74,10 +74,10 @@ class DedupeConfig:
     text_ratio: float = 75.0
     """...``token_sort_ratio`` of processed title+summary at least this, or..."""
     same_names: int = 3
-    """...at least this many shared marks (Putin, Beijing, Belt and Road): two can be
+    """...at least this many shared names (Putin, Beijing, Belt, Road): two can be
     one person in one place doing something else ("arrives" / "wins election")..."""
     same_names_share: float = 0.75
-    """...making at least this share of all the marks of both titles."""
+    """...making at least this share of all the names of both titles."""
     max_recent: int = 500
     """Earlier alerts considered per storyline, the newest: a storyline with more
     alerts than this in one window is a firehose, and a rewrite of an older alert
@@ -128,8 +128,9 @@ def _clauses(title: str) -> tuple[tuple[tuple[str, ...], bool], ...]:
     for clause in _CLAUSE_RE.split(title):
         ws = tuple(words(clause))
         content = [w for w in ws[1:] if _is_word(w) and fold(w) not in STOPWORDS]
-        capitals = sum(1 for w in content if _capitalised(w))
-        headline = len(content) >= 3 and capitals >= 0.8 * len(content)
+        # Title Case capitalises every content word; one in lower case ("Kremlin says
+        # Putin will receive Wang Yi in Moscow") means the capitals are names.
+        headline = len(content) >= 2 and all(_capitalised(w) for w in content)
         out.append((ws, headline))
     return tuple(out)
 
@@ -167,27 +168,41 @@ class NameEvidence:
         return self._upper[tok] > self._lower[tok]
 
 
-def marks(title: str, evidence: NameEvidence) -> frozenset[str]:
-    """The names and numbers a title gives, as tokens.
+def mark_spans(title: str, evidence: NameEvidence) -> tuple[frozenset[str], ...]:
+    """The names and numbers a title gives, one token set per name ("Wang Yi").
 
     Numbers always count ("5.1", "14"); so do the countries and demonyms the text
-    module knows. Other words count when capitalised where case
-    means something, or, where it does not, when ``evidence`` says they are names.
-    Generic roles ("President") name a kind of person, not a person, and do not.
+    module knows. Other words count when capitalised where case means something, or,
+    where it does not, when ``evidence`` says they are names. Generic roles
+    ("President") name a kind of person, not a person, and do not. Adjacent name
+    words make one name, up to a possessive ("Russia's Putin": two).
     """
-    out = {n.replace(",", "") for n in _NUMBER_RE.findall(title)}
+    spans: list[frozenset[str]] = [
+        frozenset({n.replace(",", "")}) for n in _NUMBER_RE.findall(title)
+    ]
     for ws, headline in _clauses(title):
+        run: list[str] = []
         for i, w in enumerate(ws):
-            if not _is_word(w):
-                continue
-            tok = _token(w)
-            if tok is None or is_title_word(tok):  # the stem: "President's", "Ministers"
-                continue
-            # Case means something after a clause's first word of a sentence-case title.
-            as_name = _capitalised(w) and ((i > 0 and not headline) or evidence.is_name(tok))
-            if as_name or is_demonym_or_place(tok):
-                out.add(tok)
-    return frozenset(out)
+            tok = _token(w) if _is_word(w) else None
+            # The stem is checked for roles: "President's", "Ministers". Case means
+            # something after a clause's first word of a sentence-case title.
+            name = tok is not None and not is_title_word(tok) and (
+                is_demonym_or_place(tok)
+                or (_capitalised(w) and ((i > 0 and not headline) or evidence.is_name(tok)))
+            )
+            if name and tok is not None:
+                run.append(tok)
+            if run and (not name or w.endswith(("'s", "’s", "'", "’"))):
+                spans.append(frozenset(run))
+                run = []
+        if run:
+            spans.append(frozenset(run))
+    return tuple(spans)
+
+
+def marks(title: str, evidence: NameEvidence) -> frozenset[str]:
+    """Every token of :func:`mark_spans`: the names and numbers a title gives."""
+    return frozenset(tok for span in mark_spans(title, evidence) for tok in span)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +219,9 @@ class Prepared:
     mentions: frozenset[str]
     """Every token and number of the title: what it mentions at all."""
     marks: frozenset[str]
+    """Its names' and numbers' tokens (:func:`marks`)."""
+    names: tuple[frozenset[str], ...]
+    """The same, one set per name (:func:`mark_spans`)."""
 
 
 def prepare(report: Report, evidence: NameEvidence, config: DedupeConfig = DEFAULT_DEDUPE
@@ -211,7 +229,8 @@ def prepare(report: Report, evidence: NameEvidence, config: DedupeConfig = DEFAU
     """Process ``report`` for comparison."""
     title_tokens = tokens(report.title)
     text = normalise_for_compare(f"{report.title} {report.summary}").split()[: config.text_tokens]
-    found = marks(report.title, evidence)
+    names = mark_spans(report.title, evidence)
+    found = frozenset(tok for span in names for tok in span)
     numbers = {n for n in found if n[:1].isdigit()}
     return Prepared(
         report=report,
@@ -220,6 +239,7 @@ def prepare(report: Report, evidence: NameEvidence, config: DedupeConfig = DEFAU
         text_sorted=" ".join(sorted(text)),
         mentions=frozenset(title_tokens) | numbers,
         marks=found,
+        names=names,
     )
 
 
@@ -233,10 +253,10 @@ def different_events(a: Prepared, b: Prepared) -> bool:
 
 
 def _same_names(a: Prepared, b: Prepared, config: DedupeConfig) -> bool:
-    shared = len(a.marks & b.marks)
-    return shared >= config.same_names and shared >= config.same_names_share * len(
-        a.marks | b.marks
-    )
+    """Whether both titles give the same names: "Wang Yi" is one name, not two."""
+    shared = min(sum(1 for n in a.names if n <= b.marks), sum(1 for n in b.names if n <= a.marks))
+    union = len(a.names) + len(b.names) - shared
+    return shared >= config.same_names and shared >= config.same_names_share * union
 
 
 def same_development(

@@ -11,6 +11,7 @@ from bot.storylines.dedupe import (
     Report,
     find_duplicate,
     find_duplicates,
+    mark_spans,
     marks,
 )
 
@@ -184,3 +185,22 @@ def test_a_duplicate_far_down_a_large_poll_still_finds_its_original() -> None:
 def test_roles_are_not_names_in_any_form() -> None:
     got = _marks("Minister Lavrov meets Ministers of Kherson and President's aide Ushakov")
     assert got == {"lavrov", "kherson", "ushakov"}
+
+
+def test_a_two_word_name_is_one_name() -> None:
+    # "Wang Yi" and Moscow are two names, too few to ignore what else each says
+    # (the third title shows the window that Wang and Yi are written as names).
+    developments = [
+        Report("Wang Yi and Lavrov sign energy agreement during Moscow visit", published=T0),
+        Report("Wang Yi ends Moscow visit with joint statement on grain exports",
+               published=T0 + timedelta(hours=3)),
+        Report("Kremlin says Putin will receive Wang Yi on Thursday in Moscow", published=T0),
+    ]
+    assert find_duplicates(developments, []).duplicate_of == (None, None, None)
+    spans = mark_spans("Russia's Putin meets Chinese Foreign Minister Wang Yi", NameEvidence([]))
+    assert spans == ({"russia"}, {"putin"}, {"china"}, {"wang", "yi"})
+
+
+def test_a_name_dense_sentence_case_title_is_not_title_case() -> None:
+    assert _marks("Kremlin says Putin will receive Wang Yi on Thursday in Moscow") == {
+        "putin", "wang", "yi", "moscow"}
