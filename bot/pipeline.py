@@ -150,8 +150,9 @@ async def collapse_matches(
 ) -> list[MatchToStore]:
     """:func:`collapse` against the alerts of the window, both off the event loop.
 
-    A poll of hundreds of matching items against a busy window is seconds of
-    CPU at worst; in a worker thread it never delays commands or other feeds.
+    A poll of hundreds of matching items against a busy window costs a few
+    hundred ms of CPU (bench/bench_collapse.py); in a worker thread it never
+    delays commands or other feeds.
     """
     ids = sorted({m.storyline_id for m in matches})
     recent = await asyncio.to_thread(
