@@ -24,7 +24,7 @@ from bot.models import Feed, Item, Match, Storyline
 from bot.parsing.feeds import ParsedFeed, parse_feed
 from bot.settings import Settings
 from bot.storage.repository import Database, MatchToStore, RecentMatch
-from bot.storylines.dedupe import Report, find_duplicate
+from bot.storylines.dedupe import DEFAULT_DEDUPE, DedupeConfig, Report, find_duplicates
 from bot.storylines.matcher import Matcher
 
 log = logging.getLogger(__name__)
@@ -114,33 +114,51 @@ def body_digest(body: bytes) -> str:
 
 
 def collapse(
-    matches: Sequence[Match], items: dict[str, Item], recent: Sequence[RecentMatch]
+    matches: Sequence[Match], items: dict[str, Item], recent: Sequence[RecentMatch],
+    config: DedupeConfig = DEFAULT_DEDUPE,
 ) -> list[MatchToStore]:
     """Pair each match with the earlier alerted item it repeats, if any.
 
-    Matches of this batch also count as "earlier" for later ones, so two
-    outlets in one feed body make one alert.
+    ``recent`` is oldest first. Matches of this batch also count as "earlier"
+    for later ones, so two outlets in one feed body make one alert. CPU-bound:
+    async callers use :func:`collapse_matches`.
     """
-    by_storyline: dict[int, list[tuple[Report, Item]]] = {}
+    earlier: dict[int, list[Item]] = {}
     for r in recent:
-        by_storyline.setdefault(r.storyline_id, []).append((_report(r.item), r.item))
-    out: list[MatchToStore] = []
+        earlier.setdefault(r.storyline_id, []).append(r.item)
+    fresh: dict[int, list[Match]] = {}
     for m in matches:
-        item = items[m.item_key]
-        earlier = by_storyline.setdefault(m.storyline_id, [])
-        report = _report(item)
-        dup = find_duplicate(report, [rep for rep, _ in earlier])
-        if dup is None:
-            earlier.append((report, item))
-            out.append(MatchToStore(m))
-        else:
-            original = next(it for rep, it in earlier if rep is dup)
-            out.append(MatchToStore(m, duplicate_of_key=(original.feed_id, original.key)))
-    return out
+        fresh.setdefault(m.storyline_id, []).append(m)
+    original: dict[int, Item] = {}  # id() of a match -> the item it repeats
+    for storyline_id, ms in fresh.items():
+        old = earlier.get(storyline_id, [])
+        new = [items[m.item_key] for m in ms]
+        found = find_duplicates([Report.of(i) for i in new], [Report.of(i) for i in old], config)
+        pool = [*old, *new]
+        for m, position in zip(ms, found.duplicate_of, strict=True):
+            if position is not None:
+                original[id(m)] = pool[position]
+    return [
+        MatchToStore(m) if id(m) not in original
+        else MatchToStore(m, duplicate_of_key=(original[id(m)].feed_id, original[id(m)].key))
+        for m in matches
+    ]
 
 
-def _report(item: Item) -> Report:
-    return Report(item.title, item.summary, item.published, item.source, item.key)
+async def collapse_matches(
+    db: Database, matches: Sequence[Match], items: dict[str, Item], now: datetime
+) -> list[MatchToStore]:
+    """:func:`collapse` against the alerts of the window, both off the event loop.
+
+    A poll of hundreds of matching items against a busy window costs a few
+    hundred ms of CPU (bench/bench_collapse.py); in a worker thread it never
+    delays commands or other feeds.
+    """
+    ids = sorted({m.storyline_id for m in matches})
+    recent = await asyncio.to_thread(
+        db.recent_matches, ids, now - COLLAPSE_WINDOW, per_storyline=DEFAULT_DEDUPE.max_recent
+    )
+    return await asyncio.to_thread(collapse, matches, items, recent)
 
 
 class Poller:
@@ -233,11 +251,7 @@ class Poller:
             async with self._matcher_lock:
                 found = await asyncio.to_thread(self._matcher.match, new, storylines)
             if found:
-                ids = sorted({m.storyline_id for m in found})
-                recent = await asyncio.to_thread(
-                    self._db.recent_matches, ids, now - COLLAPSE_WINDOW
-                )
-                to_store = collapse(found, items, recent)
+                to_store = await collapse_matches(self._db, found, items, now)
         elif new:
             async with self._matcher_lock:
                 await asyncio.to_thread(self._matcher.observe, new)

@@ -403,16 +403,23 @@ class Database:
             written += cur.rowcount
         return written
 
-    def recent_matches(self, storyline_ids: Sequence[int], since: datetime) -> list[RecentMatch]:
-        """Items matched to these storylines since ``since``, oldest first."""
+    def recent_matches(
+        self, storyline_ids: Sequence[int], since: datetime, *, per_storyline: int | None = None
+    ) -> list[RecentMatch]:
+        """Items matched (not as duplicates) to these storylines since ``since``,
+        oldest first; with ``per_storyline``, only that many newest of each."""
         if not storyline_ids:
             return []
         marks = ",".join("?" * len(storyline_ids))
         rows = self._query(
-            "SELECT m.storyline_id, i.* FROM matches m JOIN items i ON i.id = m.item_id "  # noqa: S608
+            "SELECT * FROM (SELECT m.storyline_id, m.created_at AS matched_at, i.*, "  # noqa: S608
+            "ROW_NUMBER() OVER (PARTITION BY m.storyline_id "
+            "ORDER BY m.created_at DESC, i.id DESC) AS newest "
+            "FROM matches m JOIN items i ON i.id = m.item_id "
             f"WHERE m.storyline_id IN ({marks}) AND m.created_at >= ? "
-            "AND m.duplicate_of IS NULL ORDER BY m.created_at, i.id",
-            (*storyline_ids, _ts(since)),
+            "AND m.duplicate_of IS NULL) WHERE ? IS NULL OR newest <= ? "
+            "ORDER BY matched_at, id, storyline_id",
+            (*storyline_ids, _ts(since), per_storyline, per_storyline),
         )
         return [RecentMatch(r["storyline_id"], self._item(r), r["id"]) for r in rows]
 
