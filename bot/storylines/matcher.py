@@ -753,9 +753,11 @@ class Matcher:
                     why = explain(verdict)
                 else:
                     why = self._reason(doc, entries[col], found.get(col, [])) if s > 0 else ""
+                # A pair never judged shared nothing with the title: its facets are unmet.
+                judged = verdict is not None or not cfg.facets
                 out.append(Assessment(item.key, entries[col].storyline.id, s, hit, why,
-                                      verdict is None or verdict.ok,
-                                      verdict is None or verdict.near))
+                                      judged and (verdict is None or verdict.ok),
+                                      judged and (verdict is None or verdict.near)))
         return out
 
     def _rhythm(

@@ -20,6 +20,7 @@ import pytest
 
 from bot.models import Item, Storyline
 from bot.storylines import semantic
+from bot.storylines.matcher import MatcherConfig
 from bot.storylines.semantic import (
     DIM,
     MiniLMEmbedder,
@@ -280,20 +281,25 @@ def test_hybrid_gate_is_per_owner() -> None:
     s2 = Storyline(id=2, title="beta story", owner=2)
     s3 = Storyline(id=3, title="gamma story", owner=1)
     scorer: Any = _FixedScorer({1: 0.9, 2: 0.9, 3: 0.5})
-    m = semantic.HybridMatcher(scorer)
+    # The margin gate alone (off by default; facets off so that meaning decides here).
+    gate = semantic.HybridConfig(margin=0.05)
+    words = MatcherConfig(facets=False)
+    m = semantic.HybridMatcher(scorer, gate, words)
     found = {f.storyline_id for f in m.match([item], [s1, s2, s3])}
     # Chat 1's best storyline and chat 2's only one; chat 2 does not suppress chat 1.
     assert found == {1, 2}
     # One owner: the tie leaves no storyline a clear winner, so nothing matches.
     shared = [Storyline(id=s.id, title=s.title) for s in (s1, s2, s3)]
-    assert semantic.HybridMatcher(scorer).match([item], shared) == []
+    assert semantic.HybridMatcher(scorer, gate, words).match([item], shared) == []
+    # By default an item that meets none of a title's facets gets nothing from meaning.
+    assert semantic.HybridMatcher(scorer).match([item], [s1, s2, s3]) == []
 
 
 def test_hybrid_matcher_is_a_matcher_with_reasons() -> None:
     from bot.storylines.matcher import Matcher
 
     scorer: Any = _FixedScorer({1: 0.8, 2: 0.1})
-    m = semantic.HybridMatcher(scorer)
+    m = semantic.HybridMatcher(scorer, lexical=MatcherConfig(facets=False))
     assert isinstance(m, Matcher)
     out = m.assess([_item("a", "x")], [Storyline(id=1, title="t"), Storyline(id=2, title="u")])
     assert [a.matched for a in out] == [True, False]
