@@ -31,8 +31,8 @@ from bot.storylines.minilm_int8 import load_embedder
 
 GRID: dict[str, list[float]] = {
     "weight": [0.5],
-    "threshold": [0.3, 0.35, 0.4, 0.45],
-    "rescue": [0.7, 1.01],
+    "threshold": [0.35],
+    "rescue": [0.7, 0.75, 0.8, 0.85, 1.01],
 }
 _CACHE: dict[str, tuple[Benchmark, Any]] = {}
 _INT8 = "--float32" not in sys.argv
