@@ -82,8 +82,8 @@ class OutboxEntry:
     reason: str
     parent_message_id: int | None
     parent_id: int | None
-    item_id: int
-    message_id: int | None = None
+    item_id: int  # rows of one chat, item and kind go out as one message
+    message_id: int | None = None  # the Telegram message that delivered it, once sent
 
 
 @dataclass(frozen=True, slots=True)
