@@ -5,6 +5,9 @@ tags emitted are ``b``, ``i`` and ``a href`` from Telegram's HTML subset; links
 are kept only for http(s) URLs. A message never exceeds Telegram's 4,096
 characters: the summary is cut first, then the explanation, then the title.
 The plain-text variant is the fallback when Telegram refuses our HTML.
+
+An item that matched several storylines a chat follows is ONE message: its
+header names every storyline with its id, and each gets its own "Why" line.
 """
 
 from __future__ import annotations
@@ -20,17 +23,40 @@ from bot.models import Item
 MAX_MESSAGE_CHARS = 4096
 SUMMARY_CHARS = 400  # a teaser, not the article
 MORE_CHARS = 300
+NAME_CHARS = 100  # each storyline's title in a header naming several
 ELLIPSIS = "…"
 
 
 @dataclass(frozen=True, slots=True)
+class Hit:
+    """One storyline an alert's item matched, and why."""
+
+    title: str
+    reason: str
+    storyline_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class AlertView:
-    """What an alert message shows."""
+    """What an alert message shows: an item, the storyline it matched (and ``also``
+    the chat's other storylines it matched), and later reports of it (``more``)."""
 
     storyline_title: str
     item: Item
     reason: str
     more: tuple[Item, ...] = ()
+    also: tuple[Hit, ...] = ()
+    storyline_id: int | None = None
+
+    @property
+    def hits(self) -> tuple[Hit, ...]:
+        return (Hit(self.storyline_title, self.reason, self.storyline_id), *self.also)
+
+    @classmethod
+    def of(cls, hits: Sequence[Hit], item: Item, more: Sequence[Item] = ()) -> AlertView:
+        """The view of ``item`` matching every storyline of ``hits`` (at least one)."""
+        first, *rest = hits
+        return cls(first.title, item, first.reason, tuple(more), tuple(rest), first.storyline_id)
 
 
 def safe_link(url: str | None) -> str | None:
@@ -108,15 +134,35 @@ def _esc(text: str) -> str:
     return html.escape(" ".join(text.split()), quote=False)
 
 
+def _names(hits: Sequence[Hit]) -> list[tuple[str, str]]:
+    """(title, id suffix) per storyline for the header, raw text. One storyline is
+    named as it always was; several are each clipped and told apart by their ids."""
+    if len(hits) == 1:
+        return [(" ".join(hits[0].title.split()), "")]
+    return [(_clip(h.title, NAME_CHARS),
+             "" if h.storyline_id is None else f" (#{h.storyline_id})") for h in hits]
+
+
+def _why_labels(hits: Sequence[Hit]) -> list[str]:
+    """"Why" for one storyline; "Why (#3)" per storyline when there are several."""
+    if len(hits) == 1:
+        return ["Why"]
+    return [f"Why (#{h.storyline_id})" if h.storyline_id is not None
+            else f"Why ({_clip(h.title, 40)})" for h in hits]
+
+
 def render_html(view: AlertView, limit: int = MAX_MESSAGE_CHARS) -> str:
     """The alert in Telegram HTML, at most ``limit`` characters."""
     item = view.item
     link = safe_link(item.link)
+    hits = view.hits
+    names = " + ".join(f"<b>{_esc(t)}</b>{suffix}" for t, suffix in _names(hits))
+    labels = _why_labels(hits)
 
     def head(title_html: str) -> str:
         if link is not None:
             title_html = f'<a href="{html.escape(link, quote=True)}">{title_html}</a>'
-        return f"📰 <b>{_esc(view.storyline_title)}</b>\n{title_html}"
+        return f"📰 {names}\n{title_html}"
 
     meta = _esc(" · ".join(p for p in (item.source, format_time(item.published)) if p))
     more = more_line(view.more)
@@ -124,36 +170,40 @@ def render_html(view: AlertView, limit: int = MAX_MESSAGE_CHARS) -> str:
 
     title_raw = item.title or "(untitled)"
     summary_raw = _clip(item.summary, SUMMARY_CHARS) if item.summary else ""
-    why_raw = view.reason
+    whys_raw = [h.reason for h in hits]
+    no_whys = [""] * len(hits)
 
-    def assemble(title: str, why: str, summary: str) -> str:
+    def assemble(title: str, whys: Sequence[str], summary: str) -> str:
         parts = [head(title)]
         if meta:
             parts.append(meta)
-        if why:
-            parts.append(f"<i>Why: {why}</i>")
+        parts += [f"<i>{_esc(label)}: {why}</i>" for label, why in zip(labels, whys, strict=True)
+                  if why]
         if summary:
             parts.append(summary)
         return "\n".join(parts) + tail
 
-    title_h, why_h, summary_h = _esc(title_raw), _esc(why_raw), _esc(summary_raw)
-    text = assemble(title_h, why_h, summary_h)
+    title_h, summary_h = _esc(title_raw), _esc(summary_raw)
+    whys_h = [_esc(w) for w in whys_raw]
+    text = assemble(title_h, whys_h, summary_h)
     if tg_len(text) <= limit:
         return text
-    # Too long: shrink the summary, then the explanation, then the title.
-    fixed = tg_len(assemble(title_h, why_h, ""))
+    # Too long: shrink the summary, then the explanations (an equal share each),
+    # then the title.
+    fixed = tg_len(assemble(title_h, whys_h, ""))
     summary_h = _fit_escaped(summary_raw, limit - fixed - 1)
-    text = assemble(title_h, why_h, summary_h)
+    text = assemble(title_h, whys_h, summary_h)
     if tg_len(text) <= limit:
         return text
-    fixed = tg_len(assemble(title_h, "", ""))
-    why_h = _fit_escaped(why_raw, limit - fixed - len("\n<i>Why: </i>"))
-    text = assemble(title_h, why_h, "")
+    share = (limit - tg_len(assemble(title_h, no_whys, ""))) // len(hits)
+    whys_h = [_fit_escaped(w, share - tg_len(f"\n<i>{_esc(label)}: </i>"))
+              for w, label in zip(whys_raw, labels, strict=True)]
+    text = assemble(title_h, whys_h, "")
     if tg_len(text) <= limit:
         return text
-    fixed = tg_len(assemble("", "", ""))
+    fixed = tg_len(assemble("", no_whys, ""))
     title_h = _fit_escaped(title_raw, limit - fixed) or _esc(ELLIPSIS)
-    text = assemble(title_h, "", "")
+    text = assemble(title_h, no_whys, "")
     if tg_len(text) <= limit:
         return text
     # What is left to blame is a huge link or storyline title: drop the link,
@@ -167,14 +217,17 @@ def render_plain(view: AlertView, limit: int = MAX_MESSAGE_CHARS) -> str:
     """The same alert as plain text (no parse mode), at most ``limit`` characters."""
     item = view.item
     link = safe_link(item.link)
-    lines = [f"📰 {' '.join(view.storyline_title.split())}", " ".join(item.title.split())]
+    hits = view.hits
+    names = " + ".join(t + suffix for t, suffix in _names(hits))
+    lines = [f"📰 {names}", " ".join(item.title.split())]
     if link:
         lines.append(link)
     meta = " · ".join(p for p in (item.source, format_time(item.published)) if p)
     if meta:
         lines.append(meta)
-    if view.reason:
-        lines.append(f"Why: {' '.join(view.reason.split())}")
+    for label, hit in zip(_why_labels(hits), hits, strict=True):
+        if hit.reason:
+            lines.append(f"{label}: {' '.join(hit.reason.split())}")
     more = more_line(view.more)
     if item.summary:
         lines.append(_clip(item.summary, SUMMARY_CHARS))

@@ -1,7 +1,12 @@
 """The sender: drains the durable outbox to Telegram, within Telegram's limits.
 
 Rows are claimed in batches (``claim_due_alerts`` marks them 'sending'), one
-worker per chat sends them in order, and every outcome is written back:
+worker per chat sends them in order, and every outcome is written back.
+
+The unit is a message, not a row: the rows of one chat, item and kind (an item
+that matched several storylines the chat follows) are claimed together and go
+out as ONE message naming every storyline; each outcome below is written for
+all of them at once (sent with the same message id, retried, failed, given back):
 
 - sent -> ``mark_sent`` (an 'edit' row edits its parent's message to add
   "+N more: Source1, Source2" instead of sending a new message);
@@ -27,7 +32,7 @@ import contextlib
 import logging
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -46,7 +51,8 @@ from telegram.error import (
 )
 
 from bot.delivery.ratelimit import SendLimiter
-from bot.delivery.render import AlertView, render_html, render_plain
+from bot.delivery.render import AlertView, Hit, render_html, render_plain
+from bot.models import Item
 from bot.storage.repository import Database, OutboxEntry
 
 log = logging.getLogger(__name__)
@@ -86,6 +92,25 @@ def _may_have_arrived(exc: NetworkError) -> bool:
     """
     cause = exc.__cause__
     return isinstance(cause, (httpx.ReadError, httpx.RemoteProtocolError))
+
+
+def messages_of(rows: Sequence[OutboxEntry]) -> list[list[OutboxEntry]]:
+    """Claimed rows grouped into the messages that deliver them, in the order of
+    each message's first row: one per chat, item and kind, and for an edit per
+    message it edits (rows edit one message only if their parents share it)."""
+    groups: dict[tuple[int, int, str, int | None], list[OutboxEntry]] = {}
+    for e in rows:
+        edits = e.parent_message_id if e.kind == "edit" else None
+        groups.setdefault((e.chat_id, e.item_id, e.kind, edits), []).append(e)
+    return list(groups.values())
+
+
+def view_of(rows: Sequence[OutboxEntry], more: Sequence[Item] = ()) -> AlertView:
+    """The alert naming every storyline of ``rows`` (rows of one item), each once."""
+    hits: dict[int, Hit] = {}
+    for e in rows:
+        hits.setdefault(e.storyline_id, Hit(e.storyline_title, e.reason, e.storyline_id))
+    return AlertView.of(list(hits.values()), rows[0].item, more)
 
 
 def _is_entity_error(exc: BadRequest) -> bool:
@@ -170,31 +195,34 @@ class Sender:
         )
         if not entries:
             return 0
-        by_chat: dict[int, list[OutboxEntry]] = {}
-        for e in entries:
-            by_chat.setdefault(e.chat_id, []).append(e)
-        await asyncio.gather(*(self._chat_worker(rows) for rows in by_chat.values()))
+        by_chat: dict[int, list[list[OutboxEntry]]] = {}
+        for group in messages_of(entries):
+            by_chat.setdefault(group[0].chat_id, []).append(group)
+        await asyncio.gather(*(self._chat_worker(groups) for groups in by_chat.values()))
         return len(entries)
 
-    async def _chat_worker(self, rows: list[OutboxEntry]) -> None:
-        for index, entry in enumerate(rows):
+    async def _chat_worker(self, groups: list[list[OutboxEntry]]) -> None:
+        for index, group in enumerate(groups):
             try:
-                keep_going = await self._deliver(entry)
-            except Exception as exc:  # a bug must not leave the row 'sending' forever
-                log.exception("unexpected error delivering outbox row %s", entry.id)
-                await self._retry_or_fail(entry, f"internal error: {type(exc).__name__}")
+                keep_going = await self._deliver(group)
+            except Exception as exc:  # a bug must not leave the rows 'sending' forever
+                log.exception("unexpected error delivering outbox rows %s", _ids(group))
+                await self._retry_or_fail(group, f"internal error: {type(exc).__name__}")
                 keep_going = True
             if not keep_going:
                 # Keep the chat's order: its later rows wait as long as the limiter says.
-                rest = rows[index + 1 :]
-                wait = self._limiter.delay(entry.chat_id, self._mono())
+                rest = [e for later in groups[index + 1 :] for e in later]
+                wait = self._limiter.delay(group[0].chat_id, self._mono())
                 await self._give_back(rest, wait, "held: an earlier alert to this chat waits")
                 return
 
     async def _give_back(self, rows: list[OutboxEntry], delay: float, why: str) -> None:
+        if not rows:
+            return
         not_before = self._now() + timedelta(seconds=delay)
-        for e in rows:
-            await asyncio.to_thread(self._db.release_claim, e.id, not_before=not_before, error=why)
+        await asyncio.to_thread(
+            self._db.release_claim, _ids(rows), not_before=not_before, error=why
+        )
 
     async def _wait_turn(self, chat_id: int) -> float:
         """Wait for the limiter; 0.0 when granted, else how long the caller should defer."""
@@ -206,30 +234,32 @@ class Sender:
                 return wait
             await asyncio.sleep(wait)
 
-    # -- one row ------------------------------------------------------------
+    # -- one message ----------------------------------------------------------
 
-    async def _deliver(self, entry: OutboxEntry) -> bool:
-        """Deliver one row; False means: stop this chat's worker for this batch."""
+    async def _deliver(self, group: list[OutboxEntry]) -> bool:
+        """Deliver one message (the rows of ``group``); False means: stop this chat's
+        worker for this batch."""
+        entry = group[0]
+        ids = _ids(group)
         if self._stopping:
-            await self._give_back([entry], 0.0, "held: shutting down")
+            await self._give_back(group, 0.0, "held: shutting down")
             return False
         wait = await self._wait_turn(entry.chat_id)
         if wait > 0:
-            await self._give_back([entry], wait, "held: rate limit")
+            await self._give_back(group, wait, "held: rate limit")
             return False
 
         edit_of: int | None = None
+        view = view_of(group)
         if entry.kind == "edit" and entry.parent_id is not None:
-            parent = await asyncio.to_thread(self._db.outbox_entry, entry.parent_id)
-            more = await asyncio.to_thread(self._db.duplicates_of, entry.parent_id)
-            if parent is not None and entry.parent_message_id is not None:
-                view = AlertView(parent.storyline_title, parent.item, parent.reason, tuple(more))
+            # The parent's message may name several storylines: redraw all of them,
+            # with every item collapsed into any of them.
+            parents = await asyncio.to_thread(self._db.message_rows, entry.parent_id)
+            if parents and entry.parent_message_id is not None:
+                more = await asyncio.to_thread(self._db.duplicates_of, _ids(parents))
+                view = view_of(parents, more)
                 edit_of = entry.parent_message_id
-            else:
-                # The parent never reached the chat (failed): tell this one as a new alert.
-                view = AlertView(entry.storyline_title, entry.item, entry.reason)
-        else:
-            view = AlertView(entry.storyline_title, entry.item, entry.reason)
+            # else the parent never reached the chat (failed): tell this as a new alert.
 
         chat_id = entry.chat_id
         as_html = True
@@ -244,7 +274,7 @@ class Sender:
                 secs = retry_after_seconds(exc) + 0.5
                 self._limiter.block(chat_id, self._mono() + secs)
                 log.info("429 for chat %s: waiting %.1fs", chat_id, secs)
-                await self._give_back([entry], secs, f"429: retry after {secs:.0f}s")
+                await self._give_back(group, secs, f"429: retry after {secs:.0f}s")
                 return False
             except ChatMigrated as exc:
                 log.info("chat %s migrated to %s", chat_id, exc.new_chat_id)
@@ -252,7 +282,7 @@ class Sender:
                 chat_id = exc.new_chat_id
                 if edit_of is not None:  # message ids do not carry over
                     await asyncio.to_thread(
-                        self._db.mark_failed, entry.id, "chat migrated; cannot edit"
+                        self._db.mark_failed, ids, "chat migrated; cannot edit"
                     )
                     return False
                 continue
@@ -267,28 +297,28 @@ class Sender:
                     log.warning("Telegram refused our HTML (%s); sending plain text", exc.message)
                     as_html = False
                     continue
-                return await self._bad_request(entry, chat_id, edit_of, exc)
+                return await self._bad_request(group, chat_id, edit_of, exc)
             except TimedOut:
-                await self._uncertain(entry)
+                await self._uncertain(group)
                 return True
             except NetworkError as exc:
                 if _may_have_arrived(exc):
-                    await self._uncertain(entry)
+                    await self._uncertain(group)
                 else:
-                    await self._retry_or_fail(entry, f"network: {exc.message}")
+                    await self._retry_or_fail(group, f"network: {exc.message}")
                 return True
             except TelegramError as exc:
-                await self._retry_or_fail(entry, f"telegram: {exc.message}")
+                await self._retry_or_fail(group, f"telegram: {exc.message}")
                 return True
             finally:
                 if self._on_send is not None:
                     self._on_send(ok, self._mono() - started)
             await asyncio.to_thread(
-                self._db.mark_sent, entry.id, now=self._now(), message_id=message_id
+                self._db.mark_sent, ids, now=self._now(), message_id=message_id
             )
             self.sent_count += 1
             return True
-        await self._retry_or_fail(entry, "gave up after migration and plain-text fallback")
+        await self._retry_or_fail(group, "gave up after migration and plain-text fallback")
         return True
 
     async def _call(self, chat_id: int, text: str, as_html: bool, edit_of: int | None) -> int:
@@ -308,30 +338,32 @@ class Sender:
         return msg.message_id
 
     async def _bad_request(
-        self, entry: OutboxEntry, chat_id: int, edit_of: int | None, exc: BadRequest
+        self, group: list[OutboxEntry], chat_id: int, edit_of: int | None, exc: BadRequest
     ) -> bool:
         m = exc.message.lower()
+        ids = _ids(group)
         if edit_of is not None and "not modified" in m:
             # A later edit already showed this (or more): nothing to change.
-            await asyncio.to_thread(self._db.mark_sent, entry.id, now=self._now(),
+            await asyncio.to_thread(self._db.mark_sent, ids, now=self._now(),
                                     message_id=edit_of)
             return True
         if "chat not found" in m:
             await asyncio.to_thread(self._db.deactivate_chat, chat_id, f"400: {exc.message}")
             return False
-        log.warning("outbox row %s refused: %s", entry.id, exc.message)
-        await asyncio.to_thread(self._db.mark_failed, entry.id, f"400: {exc.message}"[:300])
+        log.warning("outbox rows %s refused: %s", ids, exc.message)
+        await asyncio.to_thread(self._db.mark_failed, ids, f"400: {exc.message}"[:300])
         return True
 
-    async def _uncertain(self, entry: OutboxEntry) -> None:
+    async def _uncertain(self, group: list[OutboxEntry]) -> None:
         """A send timed out or lost its answer: it may have arrived. Retry once after a
-        delay, never more."""
-        key = UNCERTAIN_KEY.format(id=entry.id)
+        delay, never more. The message is on record under its first row's id."""
+        ids = _ids(group)
+        key = UNCERTAIN_KEY.format(id=ids[0])
         seen = await asyncio.to_thread(self._db.get_meta, key)
         if seen is not None:
-            log.warning("outbox row %s timed out again; not resending", entry.id)
+            log.warning("outbox rows %s timed out again; not resending", ids)
             await asyncio.to_thread(
-                self._db.mark_failed, entry.id,
+                self._db.mark_failed, ids,
                 "uncertain: timed out twice; it may have been delivered",
             )
             return
@@ -341,24 +373,29 @@ class Sender:
             await asyncio.to_thread(
                 self._db.set_meta, UNCERTAIN_TOTAL_KEY, str(int(total or 0) + 1)
             )
-        log.warning("outbox row %s timed out; one retry in %.0fs", entry.id,
+        log.warning("outbox rows %s timed out; one retry in %.0fs", ids,
                     self.options.uncertain_delay)
         await asyncio.to_thread(
-            self._db.mark_retry, entry.id,
+            self._db.mark_retry, ids,
             not_before=self._now() + timedelta(seconds=self.options.uncertain_delay),
             error="uncertain: send timed out and may have been delivered; retrying once",
         )
 
-    async def _retry_or_fail(self, entry: OutboxEntry, error: str) -> None:
+    async def _retry_or_fail(self, group: list[OutboxEntry], error: str) -> None:
         error = error[:300]
-        if entry.attempts >= self.options.max_attempts:
-            log.warning("outbox row %s failed after %d attempts: %s", entry.id,
-                        entry.attempts, error)
-            await asyncio.to_thread(self._db.mark_failed, entry.id, error)
+        ids = _ids(group)
+        attempts = max(e.attempts for e in group)
+        if attempts >= self.options.max_attempts:
+            log.warning("outbox rows %s failed after %d attempts: %s", ids, attempts, error)
+            await asyncio.to_thread(self._db.mark_failed, ids, error)
             return
         delay = min(self.options.backoff_max,
-                    self.options.backoff_base * 2 ** max(0, entry.attempts - 1))
+                    self.options.backoff_base * 2 ** max(0, attempts - 1))
         await asyncio.to_thread(
-            self._db.mark_retry, entry.id,
+            self._db.mark_retry, ids,
             not_before=self._now() + timedelta(seconds=delay), error=error,
         )
+
+
+def _ids(rows: Sequence[OutboxEntry]) -> list[int]:
+    return [e.id for e in rows]

@@ -39,6 +39,15 @@ def _dt(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
 
 
+def _ids(outbox_ids: int | Sequence[int]) -> list[int]:
+    """One outbox id, or the ids of the rows one message carries, as a list."""
+    return [outbox_ids] if isinstance(outbox_ids, int) else list(outbox_ids)
+
+
+def _marks(values: Sequence[object]) -> str:
+    return ",".join("?" * len(values))
+
+
 @dataclass(frozen=True, slots=True)
 class StorylineRow:
     """A storyline as listed for a chat."""
@@ -82,6 +91,8 @@ class OutboxEntry:
     reason: str
     parent_message_id: int | None
     parent_id: int | None
+    item_id: int  # rows of one chat, item and kind go out as one message
+    message_id: int | None = None  # the Telegram message that delivered it, once sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,7 +297,7 @@ class Database:
         known: set[str] = set()
         for start in range(0, len(keys), 500):
             chunk = list(keys[start : start + 500])
-            marks = ",".join("?" * len(chunk))
+            marks = _marks(chunk)
             rows = self._query(
                 f"SELECT key FROM items WHERE feed_id = ? AND key IN ({marks})",  # noqa: S608
                 (feed_id, *chunk),
@@ -410,7 +421,7 @@ class Database:
         oldest first; with ``per_storyline``, only that many newest of each."""
         if not storyline_ids:
             return []
-        marks = ",".join("?" * len(storyline_ids))
+        marks = _marks(storyline_ids)
         rows = self._query(
             "SELECT * FROM (SELECT m.storyline_id, m.created_at AS matched_at, i.*, "  # noqa: S608
             "ROW_NUMBER() OVER (PARTITION BY m.storyline_id "
@@ -627,7 +638,8 @@ class Database:
 
     # Everything rendering needs about an outbox row; callers add WHERE/ORDER.
     _ENTRY_SELECT = (
-        "SELECT o.id, o.chat_id, o.kind, o.attempts, o.storyline_id, o.parent_id, "
+        "SELECT o.id, o.chat_id, o.kind, o.attempts, o.storyline_id, o.parent_id, o.item_id, "
+        "o.message_id, "
         "s.title AS storyline_title, i.key, i.title, i.summary, i.link, i.published, "
         "i.source, i.feed_id, m.score, m.reason, p.message_id AS parent_message_id "
         "FROM outbox o JOIN storylines s ON s.id = o.storyline_id "
@@ -651,7 +663,15 @@ class Database:
             reason=r["reason"],
             parent_message_id=r["parent_message_id"],
             parent_id=r["parent_id"],
+            item_id=r["item_id"],
+            message_id=r["message_id"],
         )
+
+    # A row the sender may hand out: still wanted, and (for an edit) its parent settled.
+    _CLAIMABLE = (
+        "o.status = 'pending' AND ch.active = 1 AND s.active = 1 "
+        "AND (o.kind = 'send' OR p.status IN ('sent', 'failed', 'dropped')) "
+    )
 
     def claim_due_alerts(self, now: datetime, limit: int) -> list[OutboxEntry]:
         """Mark up to ``limit`` due alerts as being sent and return them, oldest first.
@@ -659,18 +679,32 @@ class Database:
         An edit waits until its parent alert was sent (it needs the message id).
         Alerts of a chat that blocked the bot, or of a storyline that was
         removed, are never handed out (they were dropped when that happened).
+
+        The rows of one chat, item and kind (the item matched several storylines
+        the chat follows) go out as ONE message, so they are claimed together:
+        the siblings of every row taken are taken too, even past ``limit``.
         """
         with self.transaction() as c:
             c.row_factory = sqlite3.Row
             try:
                 rows = c.execute(
-                    self._ENTRY_SELECT
-                    + "WHERE o.status = 'pending' AND ch.active = 1 AND s.active = 1 "
-                    "AND (o.not_before IS NULL OR o.not_before <= ?) "
-                    "AND (o.kind = 'send' OR p.status IN ('sent', 'failed', 'dropped')) "
-                    "ORDER BY o.id LIMIT ?",
+                    self._ENTRY_SELECT + "WHERE " + self._CLAIMABLE
+                    + "AND (o.not_before IS NULL OR o.not_before <= ?) ORDER BY o.id LIMIT ?",
                     (_ts(now), limit),
                 ).fetchall()
+                taken = {r["id"] for r in rows}
+                for chat_id, item_id, kind in {(r["chat_id"], r["item_id"], r["kind"])
+                                               for r in rows}:
+                    # Siblings share their status and not_before (every write below
+                    # treats a message's rows together), so they are due as well.
+                    siblings = c.execute(
+                        self._ENTRY_SELECT + "WHERE " + self._CLAIMABLE
+                        + "AND o.chat_id = ? AND o.item_id = ? AND o.kind = ?",
+                        (chat_id, item_id, kind),
+                    ).fetchall()
+                    rows.extend(r for r in siblings if r["id"] not in taken)
+                    taken.update(r["id"] for r in siblings)
+                rows.sort(key=lambda r: int(r["id"]))
                 c.executemany(
                     "UPDATE outbox SET status = 'sending', attempts = attempts + 1 WHERE id = ?",
                     [(r["id"],) for r in rows],
@@ -685,36 +719,63 @@ class Database:
         rows = self._query(self._ENTRY_SELECT + "WHERE o.id = ?", (outbox_id,))
         return self._entry(rows[0], attempts=rows[0]["attempts"]) if rows else None
 
-    def duplicates_of(self, outbox_id: int) -> list[Item]:
-        """Items collapsed into the alert ``outbox_id`` (its edits), oldest first."""
+    def message_rows(self, outbox_id: int) -> list[OutboxEntry]:
+        """The rows delivered by the same message as ``outbox_id`` (itself included),
+        oldest first; just that row if it has no message; [] if there is no such row.
+
+        An edit redraws its parent's whole message: every storyline it named."""
         rows = self._query(
-            "SELECT i.* FROM outbox o JOIN items i ON i.id = o.item_id "
-            "WHERE o.parent_id = ? AND o.kind = 'edit' ORDER BY o.id",
+            self._ENTRY_SELECT + "JOIN outbox x ON x.id = ? WHERE o.id = x.id "
+            "OR (x.message_id IS NOT NULL AND o.message_id = x.message_id "
+            "AND o.chat_id = x.chat_id AND o.item_id = x.item_id AND o.kind = x.kind) "
+            "ORDER BY o.id",
             (outbox_id,),
+        )
+        return [self._entry(r, attempts=r["attempts"]) for r in rows]
+
+    def duplicates_of(self, outbox_ids: int | Sequence[int]) -> list[Item]:
+        """Items collapsed into the alert ``outbox_ids`` (its edits), oldest first,
+        each once (one message may carry several rows that absorbed the same item)."""
+        ids = _ids(outbox_ids)
+        rows = self._query(
+            "SELECT i.*, MIN(o.id) AS first FROM outbox o JOIN items i ON i.id = o.item_id "  # noqa: S608
+            f"WHERE o.parent_id IN ({_marks(ids)}) AND o.kind = 'edit' "
+            "GROUP BY i.id ORDER BY first",
+            ids,
         )
         return [self._item(r) for r in rows]
 
-    def mark_sent(self, outbox_id: int, *, now: datetime, message_id: int | None) -> None:
+    # The writes below take one id or the ids of the rows one message carries,
+    # and change them in one transaction: a message is sent, retried or failed whole.
+
+    def mark_sent(
+        self, outbox_id: int | Sequence[int], *, now: datetime, message_id: int | None
+    ) -> None:
+        ids = _ids(outbox_id)
         with self.transaction() as c:
             c.execute(
-                "UPDATE outbox SET status = 'sent', sent_at = ?, message_id = ?, last_error = NULL "
-                "WHERE id = ?",
-                (_ts(now), message_id, outbox_id),
+                "UPDATE outbox SET status = 'sent', sent_at = ?, message_id = ?, last_error = NULL "  # noqa: S608
+                f"WHERE id IN ({_marks(ids)})",
+                (_ts(now), message_id, *ids),
             )
 
-    def mark_retry(self, outbox_id: int, *, not_before: datetime, error: str) -> None:
+    def mark_retry(
+        self, outbox_id: int | Sequence[int], *, not_before: datetime, error: str
+    ) -> None:
+        ids = _ids(outbox_id)
         with self.transaction() as c:
             c.execute(
-                "UPDATE outbox SET status = 'pending', not_before = ?, last_error = ? "
-                "WHERE id = ? AND status = 'sending'",
-                (_ts(not_before), error, outbox_id),
+                "UPDATE outbox SET status = 'pending', not_before = ?, last_error = ? "  # noqa: S608
+                f"WHERE id IN ({_marks(ids)}) AND status = 'sending'",
+                (_ts(not_before), error, *ids),
             )
 
-    def mark_failed(self, outbox_id: int, error: str) -> None:
+    def mark_failed(self, outbox_id: int | Sequence[int], error: str) -> None:
+        ids = _ids(outbox_id)
         with self.transaction() as c:
             c.execute(
-                "UPDATE outbox SET status = 'failed', last_error = ? WHERE id = ?",
-                (error, outbox_id),
+                f"UPDATE outbox SET status = 'failed', last_error = ? WHERE id IN ({_marks(ids)})",  # noqa: S608
+                (error, *ids),
             )
 
     def recover_in_flight(self) -> int:
@@ -734,14 +795,18 @@ class Database:
         counts.update({r["status"]: int(r["n"]) for r in rows})
         return counts
 
-    def release_claim(self, outbox_id: int, *, not_before: datetime, error: str) -> None:
+    def release_claim(
+        self, outbox_id: int | Sequence[int], *, not_before: datetime, error: str
+    ) -> None:
         """Give back a claimed alert that was not really attempted (held by our own
         rate limiter, refused with 429, or cut short by shutdown): pending again,
         and the claim's attempt is not counted, so a long 429 storm never pushes
         an alert over the failure limit."""
+        ids = _ids(outbox_id)
         with self.transaction() as c:
             c.execute(
-                "UPDATE outbox SET status = 'pending', not_before = ?, last_error = ?, "
-                "attempts = MAX(attempts - 1, 0) WHERE id = ? AND status = 'sending'",
-                (_ts(not_before), error, outbox_id),
+                "UPDATE outbox SET status = 'pending', not_before = ?, last_error = ?, "  # noqa: S608
+                f"attempts = MAX(attempts - 1, 0) WHERE id IN ({_marks(ids)}) "
+                "AND status = 'sending'",
+                (_ts(not_before), error, *ids),
             )

@@ -220,3 +220,34 @@ def test_command_flood_gets_one_polite_answer(tmp_path: Path, fake: FakeTelegram
         assert len(spammer.texts()) == 4  # three answers and one warning, then quiet
     finally:
         process.close()
+
+
+def test_item_of_two_followed_storylines_is_one_message_naming_both(
+    bot: BotProcess, fake: FakeTelegram, news: Feed
+) -> None:
+    alice, bob, carol = Chat(fake, 1101), Chat(fake, 1102), Chat(fake, 1103)
+    wang = alice.say("/track Wang Yi visit to Russia").split("#")[1].split(":")[0]
+    putin = bob.say("/track Putin trip to China").split("#")[1].split(":")[0]
+    carol.say("/start")
+    for sid in (wang, putin):
+        assert "Following" in carol.say(f"/subscribe {sid}")
+    sentinel = bob.say(f"/track {SENTINEL_STORY}").split("#")[1].split(":")[0]
+    carol.say(f"/subscribe {sentinel}")
+
+    both = "Putin tells Wang Yi he looks forward to his October trip to Beijing"
+    news.publish(both)
+    wait_until(lambda: all(count(c, both) for c in (alice, bob, carol)), what="the alerts")
+    # A later item: each chat's alerts go out in order, so once it arrives in a
+    # chat, anything more about ``both`` would have arrived before it.
+    news.publish(SENTINEL)
+    wait_until(lambda: count(carol, SENTINEL) and count(bob, SENTINEL), what="the sentinel")
+    print("\n[carol follows both storylines; the fake Bot API received in her chat:]")
+    for m in fake.messages(carol.chat_id):
+        print(f"-- sendMessage #{m.message_id} (parse_mode={m.parse_mode}):\n{m.current}")
+    [one] = [t for t in carol.alerts() if both in t]
+    assert one.split("\n")[0] == (f"📰 <b>Wang Yi visit to Russia</b> (#{wang}) + "
+                                  f"<b>Putin trip to China</b> (#{putin})")
+    assert f"<i>Why (#{wang}): " in one and f"<i>Why (#{putin}): " in one
+    assert validate_telegram_html(one) is None
+    assert count(alice, both) == 1 and "(#" not in alice.alerts()[0]
+    assert count(bob, both) == 1

@@ -49,9 +49,19 @@ class World:
             db.subscribe(c, self.story.id, now=now)
         self.n = 0
 
+    def add_story(self, title: str, chats: list[int]) -> Storyline:
+        """Another storyline, followed by ``chats`` (already known)."""
+        story = self.db.add_storyline(Storyline(0, title), now=datetime.now(UTC),
+                                      created_by=chats[0])
+        for c in chats:
+            self.db.subscribe(c, story.id, now=datetime.now(UTC))
+        return story
+
     def publish(
-        self, count: int = 1, *, source: str = "Src", dup_of: str | None = None
+        self, count: int = 1, *, source: str = "Src", dup_of: str | None = None,
+        stories: list[Storyline] | None = None,
     ) -> list[str]:
+        """``count`` new items, each matching ``stories`` (the first storyline by default)."""
         now = datetime.now(UTC)
         items, matches = [], []
         for _ in range(count):
@@ -60,7 +70,8 @@ class World:
             items.append(Item(key, f"Headline {self.n} <&>", "Summary & more", f"https://e.org/{key}",
                               now, source, self.feed.id))
             dup = (self.feed.id, dup_of) if dup_of else None
-            matches.append(MatchToStore(Match(key, self.story.id, 1.0, "Wang Yi, visit"), dup))
+            for story in stories or [self.story]:
+                matches.append(MatchToStore(Match(key, story.id, 1.0, f"why {story.id}"), dup))
         self.db.commit_poll(self.feed.id, FeedState(), now=now, title="Feed", items=items,
                             matches=matches)
         return [i.key for i in items]
@@ -241,3 +252,65 @@ async def test_stop_gives_back_unsent_rows(fake: FakeTelegram, db: Database, bot
     await run_sender(Sender(db, bot, options=FAST), lambda: db.outbox_counts()["sent"] == 5,
                      "the rest after restart")
     assert len(set(fake.texts(95))) == 5 == len(fake.texts(95))
+
+
+def _one_message_naming_both(fake: FakeTelegram, chat: int, world: World,
+                             other: Storyline) -> str:
+    [msg] = fake.messages(chat)
+    head = msg.current.split("\n")[0]
+    assert head == (f"📰 <b>{world.story.title}</b> (#{world.story.id}) + "
+                    f"<b>{other.title}</b> (#{other.id})")
+    assert f"Why (#{world.story.id}): why {world.story.id}" in msg.current
+    assert f"Why (#{other.id}): why {other.id}" in msg.current
+    assert validate_telegram_html(msg.current) is None
+    return msg.current
+
+
+async def test_item_of_two_followed_storylines_is_one_message_naming_both(
+    fake: FakeTelegram, db: Database, bot: Bot
+) -> None:
+    w = World(db, [111, 112])
+    other = w.add_story("Putin trip to China", [111])
+    w.publish(1, stories=[w.story, other])
+    # batch=1: the claim still takes chat 111's two rows together.
+    opts = SenderOptions(send_timeout=2.0, idle_poll=0.1, batch=1)
+    await run_sender(Sender(db, bot, options=opts), lambda: db.outbox_counts()["sent"] == 3,
+                     "3 rows sent")
+    _one_message_naming_both(fake, 111, w, other)
+    [only] = fake.texts(112)
+    assert only.startswith(f"📰 <b>{w.story.title}</b>\n") and other.title not in only
+    rows = db.message_rows(1)  # the first row written: chat 111's, first storyline
+    assert [(r.chat_id, r.storyline_id) for r in rows] == [(111, w.story.id), (111, other.id)]
+    assert rows[0].message_id == rows[1].message_id == fake.messages(111)[0].message_id
+
+
+async def test_a_429_or_a_crash_mid_message_never_splits_or_doubles_it(
+    fake: FakeTelegram, db: Database, bot: Bot
+) -> None:
+    w = World(db, [121])
+    other = w.add_story("Putin trip to China", [121])
+    w.publish(1, stories=[w.story, other])
+    db.claim_due_alerts(datetime.now(UTC), 1)  # a crash right after the claim...
+    assert db.recover_in_flight() == 2  # ...puts the whole message back
+    fake.rate_limit(1, times=2)
+    await run_sender(Sender(db, bot, options=FAST), lambda: db.outbox_counts()["sent"] == 2,
+                     "sent after two 429s")
+    assert len([r for r in fake.refused if r[2] == 429]) == 2
+    _one_message_naming_both(fake, 121, w, other)
+
+
+async def test_later_report_edits_the_message_naming_both(
+    fake: FakeTelegram, db: Database, bot: Bot
+) -> None:
+    w = World(db, [131])
+    other = w.add_story("Putin trip to China", [131])
+    [first] = w.publish(1, source="Reuters", stories=[w.story, other])
+    await run_sender(Sender(db, bot, options=FAST), lambda: db.outbox_counts()["sent"] == 2,
+                     "the alert")
+    w.publish(1, source="AP", dup_of=first, stories=[w.story, other])
+    await run_sender(Sender(db, bot, options=FAST), lambda: db.outbox_counts()["sent"] == 4,
+                     "the edit")
+    text = _one_message_naming_both(fake, 131, w, other)
+    assert text.endswith("<i>+1 more: AP</i>")
+    [msg] = fake.messages(131)
+    assert len(msg.edits) == 1  # both edit rows went out as one edit

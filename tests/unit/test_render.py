@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from bot.delivery.render import (
     MAX_MESSAGE_CHARS,
     AlertView,
+    Hit,
     more_line,
     render_html,
     render_plain,
@@ -130,3 +131,43 @@ def test_any_text_renders_valid_telegram_html(
     assert tg_len(text) <= MAX_MESSAGE_CHARS
     assert validate_telegram_html(text) is None, text
     assert tg_len(render_plain(v)) <= MAX_MESSAGE_CHARS
+
+
+TWO = (Hit("Wang Yi visit to Russia", "Wang Yi; Russia", 3),
+       Hit("Putin trip to China", "Putin; China; trip", 4))
+
+
+def test_item_of_two_storylines_names_both_with_ids_and_each_reason() -> None:
+    text = render_html(AlertView.of(TWO, item()))
+    assert validate_telegram_html(text) is None
+    head, linked = text.split("\n")[:2]
+    assert head == "📰 <b>Wang Yi visit to Russia</b> (#3) + <b>Putin trip to China</b> (#4)"
+    assert linked.startswith('<a href="https://example.org/a?x=1&amp;y=2">')
+    assert "<i>Why (#3): Wang Yi; Russia</i>\n<i>Why (#4): Putin; China; trip</i>" in text
+    plain = render_plain(AlertView.of(TWO, item()))
+    assert plain.startswith("📰 Wang Yi visit to Russia (#3) + Putin trip to China (#4)\n")
+    assert "Why (#3): Wang Yi; Russia\nWhy (#4): Putin; China; trip" in plain
+
+
+def test_one_storyline_reads_as_it_always_did() -> None:
+    assert render_html(AlertView.of(TWO[:1], item())) == render_html(
+        AlertView("Wang Yi visit to Russia", item(), "Wang Yi; Russia"))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    hits=st.lists(st.tuples(st.text(max_size=300), st.text(max_size=2000)), min_size=2,
+                  max_size=50),
+    title=st.text(max_size=3000),
+    summary=st.text(max_size=3000),
+)
+def test_many_storylines_still_fit_in_valid_html(
+    hits: list[tuple[str, str]], title: str, summary: str
+) -> None:
+    v = AlertView.of([Hit(t or "x", r, n) for n, (t, r) in enumerate(hits, 1)],
+                     item(title=title, summary=summary),
+                     more=tuple(item(key=str(i), source=f"S{i}") for i in range(20)))
+    text = render_html(v)
+    assert tg_len(text) <= MAX_MESSAGE_CHARS
+    assert validate_telegram_html(text) is None, text
+    assert 0 < tg_len(render_plain(v)) <= MAX_MESSAGE_CHARS

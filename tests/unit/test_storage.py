@@ -186,14 +186,20 @@ def test_storylines_for_chat(db: Database) -> None:
     assert db.get_storyline(story.id) is None
 
 
-def test_removed_storyline_or_unsubscribed_chat_gets_no_queued_alert(db: Database) -> None:
+def _two_storylines_one_item(db: Database) -> tuple[int, Storyline, Storyline]:
+    """Chat 1 follows both storylines, chat 2 only the first; item "b" matches both."""
     feed_id, story = _setup(db)
-    other = db.add_storyline(Storyline(id=0, title="Putin in China"), now=NOW)
+    other = db.add_storyline(Storyline(id=0, title="Putin trip to China"), now=NOW)
     db.subscribe(1, other.id, now=NOW)
     db.commit_poll(feed_id, FeedState(), now=NOW, title=None, items=[], matches=[])
     db.commit_poll(feed_id, FeedState(), now=NOW, title=None, items=[item("b")],
-                   matches=[MatchToStore(Match("b", story.id, 0.9, "r")),
-                            MatchToStore(Match("b", other.id, 0.9, "r"))])
+                   matches=[MatchToStore(Match("b", story.id, 0.9, "Wang Yi")),
+                            MatchToStore(Match("b", other.id, 0.8, "Putin"))])
+    return feed_id, story, other
+
+
+def test_removed_storyline_or_unsubscribed_chat_gets_no_queued_alert(db: Database) -> None:
+    _, story, other = _two_storylines_one_item(db)
     assert db.unsubscribe(2, story.id)
     assert db.deactivate_storyline(other.id)
     claimed = db.claim_due_alerts(NOW, 10)
@@ -226,3 +232,33 @@ def test_storyline_owner_is_the_creating_chat_and_none_when_shared(db: Database)
         Storyline(id=0, title="Putin in China", slug="putin-china", shared=True), now=NOW
     )
     assert seeded.owner is None
+
+
+
+def test_rows_of_one_chat_and_item_are_claimed_together_past_the_limit(db: Database) -> None:
+    _, story, other = _two_storylines_one_item(db)
+    first = db.claim_due_alerts(NOW, 1)
+    assert [(e.chat_id, e.storyline_id) for e in first] == [(1, story.id), (1, other.id)]
+    assert first[0].item_id == first[1].item_id
+    assert [(e.chat_id, e.storyline_id) for e in db.claim_due_alerts(NOW, 1)] == [(2, story.id)]
+
+
+def test_a_message_is_marked_and_redrawn_as_a_whole(db: Database) -> None:
+    feed_id, story, other = _two_storylines_one_item(db)
+    rows = [e for e in db.claim_due_alerts(NOW, 10) if e.chat_id == 1]
+    ids = [e.id for e in rows]
+    db.release_claim(ids, not_before=NOW + timedelta(seconds=5), error="429")
+    assert db.claim_due_alerts(NOW, 10) == []
+    again = db.claim_due_alerts(NOW + timedelta(seconds=6), 10)
+    assert [e.id for e in again] == ids and {e.attempts for e in again} == {1}
+    db.mark_sent(ids, now=NOW, message_id=42)
+    assert [(e.storyline_id, e.message_id) for e in db.message_rows(ids[1])] == [
+        (story.id, 42), (other.id, 42)]
+    # A later report of the same development for both storylines: two edit rows,
+    # one more item for the message.
+    db.commit_poll(feed_id, FeedState(), now=NOW, title=None, items=[item("c")],
+                   matches=[MatchToStore(Match("c", s.id, 0.9, "r"), (feed_id, "b"))
+                            for s in (story, other)])
+    edits = [e for e in db.claim_due_alerts(NOW, 10) if e.chat_id == 1]
+    assert {(e.kind, e.parent_message_id) for e in edits} == {("edit", 42)} and len(edits) == 2
+    assert [i.key for i in db.duplicates_of(ids)] == ["c"]
