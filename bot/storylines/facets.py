@@ -545,9 +545,13 @@ def _satisfies(f: Facet, facts: ItemFacts, book: RoleBook) -> str | None:
                 return min(words)
         return None
     if f.kind == "who" and facts.roles:
-        known = list(f.roles)
-        if f.person is not None:
-            known += book.offices(f.person)
+        learned = book.offices(f.person) if f.person is not None else []
+        # An office the title gives ("King Charles") is held in the country the stream
+        # says it is, once it says so: "the French leader" is then someone else.
+        home = {o: p for p, o in learned if p is not None}
+        known = [(p if p is not None else next(
+            (h for o2, h in home.items() if roles_compatible(o, o2)), None), o)
+            for p, o in f.roles] + learned
         for r in facts.roles:
             if r.owner is not None and (f.person is None or not _owner_is(r.owner, f.person)):
                 continue  # the office is someone else's
@@ -588,6 +592,22 @@ def judge(query: Query, facts: ItemFacts, book: RoleBook) -> Verdict:
     )
     near = ok or (met >= 1 and len(sat) >= 2)
     return Verdict(ok, tuple(sat), coverage, near=near)
+
+
+def elsewhere(query: Query, verdict: Verdict, facts: ItemFacts) -> bool:
+    """Whether the item is placed somewhere the title is not: the title names a place,
+    the item names neither it nor its country, and names another country (other than as
+    someone's: "the British king" says who, not where)."""
+    table = gazetteer()
+    # A city's country is not elsewhere ("India" for a New Delhi summit).
+    wanted = {f.place if f.place is not None else table.get(min(f.forms), None)
+              for f in query.facets if f.kind == "where"}
+    if not wanted or facts.places & wanted or any(
+        f.kind == "where" for f, _ in verdict.satisfied
+    ):
+        return False
+    whose = {r.place for r in facts.roles}
+    return bool(facts.places - wanted - whose)
 
 
 def explain(verdict: Verdict) -> str:

@@ -55,6 +55,7 @@ from bot.storylines.facets import (
     Query,
     RoleBook,
     Verdict,
+    elsewhere,
     explain,
     facet_keys,
     item_keys,
@@ -99,6 +100,9 @@ class MatcherConfig:
     threshold on words alone: follow-ups of a story in the news. Never needed to match:
     the facets alone always suffice, however long the storyline was quiet (0: off)."""
     hot_min_terms: int = 2
+    hot_place_guard: bool = True
+    """A follow-up placed elsewhere (the title names a place, the item another) is not
+    let through as a follow-up: a visit to Germany is not the next report of one to France."""
     name_min_seen: int = 3
     """A title word is read as a name unless the stream has written it in lower case at
     least this many times and more often than capitalised."""
@@ -719,10 +723,12 @@ class Matcher:
                 b, found[col] = self._bonus(doc, entries[col])
                 base = (float(word[col]) + b) * float(fresh[col])
                 if cfg.facets:
-                    v = judge(self._query(entries[col]), facts[row], self.roles)
+                    query = self._query(entries[col])
+                    v = judge(query, facts[row], self.roles)
                     if v.ok:
                         base = (1 - cfg.facet_mix) * base + cfg.facet_mix * v.coverage
-                    elif hot[col] and nterms_all[cols[col]] >= cfg.hot_min_terms:
+                    elif (hot[col] and nterms_all[cols[col]] >= cfg.hot_min_terms
+                          and not (cfg.hot_place_guard and elsewhere(query, v, facts[row]))):
                         v = Verdict(True, v.satisfied, v.coverage, hot=True, near=True)
                     else:
                         base *= cfg.unmet_factor
@@ -802,7 +808,9 @@ class Matcher:
         hours = self.config.hot_hours
         if hours <= 0 or item.published is None:
             return np.zeros(len(last), dtype=np.bool_)
-        dt = item.published.timestamp() - last
+        # Either side of the activity: a report from just before the seed is as much the
+        # same news as one just after; one from a year before is not.
+        dt = np.abs(item.published.timestamp() - last)
         out: npt.NDArray[np.bool_] = (last > 0) & (dt <= hours * 3600.0)
         return out
 
