@@ -541,7 +541,7 @@ class HybridConfig:
     no competition; an item may belong to several storylines)."""
     threshold: float = 0.35
     """A pair whose blended, gated score reaches this is a match."""
-    rescue: float = 0.75
+    rescue: float = 0.85
     """A pair one anchor short of the title's facets ("Moscow's strongman at the Silk Road
     forum" for Putin's Belt and Road trip) is let through when its cosine reaches this
     (above 1: never)."""
