@@ -94,7 +94,7 @@ class MatcherConfig:
     is the word score)."""
     unmet_factor: float = 0.5
     """A pair whose facets are not met keeps this share of its word score (never a match)."""
-    hot_hours: float = 12.0
+    hot_hours: float = 24.0
     """A storyline that moved (matched, or was seeded with text) this recently also takes
     items that miss a facet but share at least ``hot_min_terms`` of its terms and reach the
     threshold on words alone: follow-ups of a story in the news. Never needed to match:
