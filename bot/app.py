@@ -6,7 +6,9 @@ One process, one event loop:
   command handlers (``bot.telegram.handlers``);
 - its ``JobQueue`` (APScheduler 3) runs a poll pass every
   ``STORYWATCH_POLL_INTERVAL`` seconds and a Telegram heartbeat;
-- the ``Sender`` drains the outbox the poll passes fill.
+- the ``Sender`` drains the outbox the poll passes fill, and the ``Replier``
+  sends command replies; both wait their turn on one ``SendLimiter``, so
+  replies and alerts share Telegram's limits.
 
 SIGTERM and SIGINT stop the updater first (no new commands), then cancel a
 running poll pass (what it committed stays, the rest is polled next time),
@@ -28,6 +30,8 @@ from telegram.ext import Application, ApplicationBuilder, ContextTypes
 from telegram.request import HTTPXRequest
 
 from bot.bootstrap import open_database, running_poller
+from bot.delivery.ratelimit import SendLimiter
+from bot.delivery.replies import Replier
 from bot.delivery.sender import Sender
 from bot.errors import ConfigError
 from bot.health import TELEGRAM_OK_KEY
@@ -37,7 +41,7 @@ from bot.observability.server import ObservabilityServer, database_health, start
 from bot.pipeline import PassReport, Poller
 from bot.settings import Settings
 from bot.storage.repository import Database
-from bot.telegram.handlers import Handlers, bot_commands
+from bot.telegram.handlers import Handlers, register_menus
 from bot.telegram.service import ChatService
 
 log = logging.getLogger(__name__)
@@ -49,6 +53,8 @@ log = logging.getLogger(__name__)
 POLL_JOB_KWARGS = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
 HEARTBEAT_SECONDS = 60.0
 LONG_POLL_SECONDS = 10
+# Updates the handlers use: commands, the ⟨ ⟩ buttons, the bot joining or leaving a chat.
+ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member"]
 
 
 def run(settings: Settings) -> int:
@@ -110,14 +116,16 @@ async def _main(settings: Settings, token: str) -> int:
     try:
         async with running_poller(settings, db) as poller:
             app = build_application(settings, token)
+            limiter = SendLimiter()
+            replier = Replier(app.bot, limiter)
             service = ChatService(db, poller, settings)
             Handlers(
-                service, commands_per_minute=settings.file.limits.commands_per_minute
+                service, replier, commands_per_minute=settings.file.limits.commands_per_minute
             ).install(app)
             if not await _initialize(app, stop):
                 return 0
             try:
-                await _serve(app, settings, db, poller, stop)
+                await _serve(app, settings, db, poller, stop, limiter, replier)
             finally:
                 await app.shutdown()
     finally:
@@ -132,11 +140,10 @@ async def _serve(
     db: Database,
     poller: Poller,
     stop: asyncio.Event,
+    limiter: SendLimiter,
+    replier: Replier,
 ) -> None:
-    try:
-        await app.bot.set_my_commands(bot_commands())
-    except TelegramError as exc:
-        log.warning("could not register the command menu (setMyCommands): %s", exc)
+    await register_menus(app.bot, sorted(settings.env.admins))
 
     recovered = await asyncio.to_thread(db.recover_in_flight)
     if recovered:
@@ -156,7 +163,9 @@ async def _serve(
             database_health(settings.database_path, settings.env.poll_interval),
             on_scrape=refresh_pending,
         )
-    sender = Sender(db, app.bot, on_send=metrics.record_send if metrics else None)
+    sender = Sender(
+        db, app.bot, limiter=limiter, on_send=metrics.record_send if metrics else None
+    )
     sender.start()
 
     passes: set[asyncio.Task[PassReport]] = set()
@@ -210,7 +219,7 @@ async def _serve(
     assert updater is not None
     await updater.start_polling(
         timeout=LONG_POLL_SECONDS,
-        allowed_updates=["message"],
+        allowed_updates=ALLOWED_UPDATES,
         drop_pending_updates=False,
     )
     await app.start()
@@ -229,6 +238,7 @@ async def _serve(
         await asyncio.gather(*passes, return_exceptions=True)
         if app.running:
             await app.stop()
+        await replier.stop()
         await sender.stop()
         if endpoint is not None:
             endpoint.stop()

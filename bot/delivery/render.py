@@ -12,8 +12,9 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.models import Item
 
@@ -31,6 +32,7 @@ class AlertView:
     item: Item
     reason: str
     more: tuple[Item, ...] = ()
+    tz: str | None = None  # the chat's IANA time zone; None is UTC
 
 
 def safe_link(url: str | None) -> str | None:
@@ -49,13 +51,24 @@ def safe_link(url: str | None) -> str | None:
     return url
 
 
-def format_time(value: datetime | None) -> str | None:
+def zone(name: str | None) -> tzinfo:
+    """The time zone called ``name`` (IANA, e.g. ``Europe/Paris``); UTC for None or unknown."""
+    if not name:
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return UTC
+
+
+def format_time(value: datetime | None, tz: str | None = None) -> str | None:
     if value is None:
         return None
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    value = value.astimezone(UTC)
-    return f"{value:%H:%M} UTC, {value.day} {value:%b %Y}"
+    local = value.astimezone(zone(tz))
+    label = local.strftime("%Z") or "UTC"
+    return f"{local:%H:%M} {label}, {local.day} {local:%b %Y}"
 
 
 def more_line(more: Sequence[Item]) -> str | None:
@@ -118,7 +131,7 @@ def render_html(view: AlertView, limit: int = MAX_MESSAGE_CHARS) -> str:
             title_html = f'<a href="{html.escape(link, quote=True)}">{title_html}</a>'
         return f"📰 <b>{_esc(view.storyline_title)}</b>\n{title_html}"
 
-    meta = _esc(" · ".join(p for p in (item.source, format_time(item.published)) if p))
+    meta = _esc(" · ".join(p for p in (item.source, format_time(item.published, view.tz)) if p))
     more = more_line(view.more)
     tail = f"\n<i>{_esc(_clip(more, MORE_CHARS))}</i>" if more else ""
 
@@ -170,7 +183,7 @@ def render_plain(view: AlertView, limit: int = MAX_MESSAGE_CHARS) -> str:
     lines = [f"📰 {' '.join(view.storyline_title.split())}", " ".join(item.title.split())]
     if link:
         lines.append(link)
-    meta = " · ".join(p for p in (item.source, format_time(item.published)) if p)
+    meta = " · ".join(p for p in (item.source, format_time(item.published, view.tz)) if p)
     if meta:
         lines.append(meta)
     if view.reason:

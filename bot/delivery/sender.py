@@ -223,13 +223,14 @@ class Sender:
             parent = await asyncio.to_thread(self._db.outbox_entry, entry.parent_id)
             more = await asyncio.to_thread(self._db.duplicates_of, entry.parent_id)
             if parent is not None and entry.parent_message_id is not None:
-                view = AlertView(parent.storyline_title, parent.item, parent.reason, tuple(more))
+                view = AlertView(parent.storyline_title, parent.item, parent.reason, tuple(more),
+                                 entry.tz)
                 edit_of = entry.parent_message_id
             else:
                 # The parent never reached the chat (failed): tell this one as a new alert.
-                view = AlertView(entry.storyline_title, entry.item, entry.reason)
+                view = AlertView(entry.storyline_title, entry.item, entry.reason, tz=entry.tz)
         else:
-            view = AlertView(entry.storyline_title, entry.item, entry.reason)
+            view = AlertView(entry.storyline_title, entry.item, entry.reason, tz=entry.tz)
 
         chat_id = entry.chat_id
         as_html = True
