@@ -103,6 +103,42 @@ class _TelegramHTML(HTMLParser):
         self._fail("declarations are not allowed")
 
 
+def _short(text: str, limit: int = 400) -> str:
+    text = text.replace("\n", " ⏎ ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _describe_update(u: dict[str, Any]) -> str:
+    if "message" in u:
+        m = u["message"]
+        chat, who = m["chat"]["id"], m["from"]["id"]
+        for key in ("migrate_to_chat_id", "migrate_from_chat_id"):
+            if key in m:
+                return f"→ [{chat}] service message: {key} {m[key]}"
+        quoted = ""
+        if "reply_to_message" in m:
+            quoted = f" (replying to “{_short(m['reply_to_message']['text'], 60)}”)"
+        return f"→ [{chat}] user {who} (msg {m['message_id']}): {_short(m['text'])}{quoted}"
+    if "callback_query" in u:
+        q = u["callback_query"]
+        return (f"→ [{q['message']['chat']['id']}] user {q['from']['id']} presses a button "
+                f"under msg {q['message']['message_id']}: {q['data']}")
+    if "my_chat_member" in u:
+        c = u["my_chat_member"]
+        return (f"→ [{c['chat']['id']}] user {c['from']['id']} changes the bot's membership: "
+                f"{c['old_chat_member']['status']} → {c['new_chat_member']['status']}")
+    return f"→ {_short(json.dumps(u))}"
+
+
+def _describe_sent(mark: str, m: Sent) -> str:
+    quote = f" ↩ msg {m.reply_to}" if m.reply_to else ""
+    buttons = ""
+    if m.markup:
+        labels = [b["text"] for row in m.markup.get("inline_keyboard", []) for b in row]
+        buttons = f" [buttons: {' '.join(labels)}]"
+    return f"{mark} [{m.chat_id}] msg {m.message_id}{quote}: {_short(m.current)}{buttons}"
+
+
 def _json(value: Any) -> Any:
     """A JSON parameter as PTB sends it: a string in form posts, a value in JSON bodies."""
     return json.loads(value) if isinstance(value, str) else value
@@ -192,6 +228,8 @@ class FakeTelegram:
         self.chat_admins: dict[int, set[int]] = {}  # group id -> user ids that administer it
         self.answered_callbacks: list[dict[str, Any]] = []
         self.flood_limits = False
+        self.events: list[tuple[float, str]] = []  # what came in and went out, for transcripts
+        self.allowed_updates: list[str] = []  # as last set by getUpdates; [] = default kinds
         self._flood_times: list[tuple[float, int]] = []  # (arrival, chat) of accepted sends
         self._next_callback_id = 1
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -265,6 +303,7 @@ class FakeTelegram:
 
     def _push(self, update: dict[str, Any]) -> None:
         """Queue one update (the caller holds the lock)."""
+        self.events.append((time.time(), _describe_update(update)))
         self._updates.append({"update_id": self._next_update_id, **update})
         self._next_update_id += 1
         self._lock.notify_all()
@@ -327,6 +366,13 @@ class FakeTelegram:
                     "from": {"id": 1, "is_bot": False, "first_name": "Admin"},
                     key: value,
                 }})
+
+    def transcript(self) -> str:
+        """Every update given to the bot and every message it sent, edited or was refused,
+        in order: → in, ← out, ✎ edited, ✗ refused."""
+        with self._lock:
+            events = sorted(self.events, key=lambda e: e[0])
+        return "\n".join(line for _, line in events)
 
     def count_429(self) -> int:
         """How many times this server answered 429 Too Many Requests."""
@@ -457,6 +503,11 @@ class FakeTelegram:
             return self._edit(p)
         return 404, {"ok": False, "error_code": 404, "description": "Not Found: method not found"}
 
+    def _allowed(self, update: dict[str, Any]) -> bool:
+        if not self.allowed_updates:  # Telegram's default: all but these
+            return not any(k in update for k in ("chat_member", "message_reaction"))
+        return any(k in update for k in self.allowed_updates)
+
     @staticmethod
     def _scope(p: dict[str, Any]) -> str:
         scope = _json(p.get("scope")) if p.get("scope") else {"type": "default"}
@@ -503,12 +554,19 @@ class FakeTelegram:
         limit = int(p.get("limit", 100) or 100)
         deadline = time.monotonic() + min(timeout, 10.0)
         with self._lock:
+            if p.get("allowed_updates") is not None:
+                # Like Telegram: the last list given stays in force, and updates of
+                # other kinds are never delivered.
+                self.allowed_updates = list(_json(p["allowed_updates"]))
             if offset:
                 # Like Telegram: asking with an offset confirms every earlier update.
                 self.confirmed_offset = max(self.confirmed_offset, offset)
                 self._updates = [u for u in self._updates if u["update_id"] >= offset]
             while True:
-                ready = [u for u in self._updates if u["update_id"] >= offset][:limit]
+                ready = [
+                    u for u in self._updates
+                    if u["update_id"] >= offset and self._allowed(u)
+                ][:limit]
                 left = deadline - time.monotonic()
                 if ready or left <= 0:
                     return ready
@@ -586,6 +644,7 @@ class FakeTelegram:
                     markup=_json(p["reply_markup"]) if p.get("reply_markup") else None,
                 )
             )
+            self.events.append((time.time(), _describe_sent("←", self.sent[-1])))
             self._lock.notify_all()
         if fault is not None:  # delivered, but the client times out or is hung up on
             time.sleep(fault.delay)
@@ -627,6 +686,7 @@ class FakeTelegram:
             if text != target.current:
                 target.edits.append(text)
             target.markup = markup
+            self.events.append((time.time(), _describe_sent("✎", target)))
             self._lock.notify_all()
         return 200, {"ok": True, "result": self._message(chat_id, mid, text)}
 
@@ -667,6 +727,7 @@ class FakeTelegram:
     ) -> tuple[int, dict[str, Any]]:
         with self._lock:
             self.refused.append((method, chat_id, status, description))
+            self.events.append((time.time(), f"✗ [{chat_id}] {method}: {status} {description}"))
         return self._error(status, description, parameters)
 
     @staticmethod
