@@ -235,6 +235,11 @@ class Database:
         with self.transaction() as c:
             return c.execute("DELETE FROM feeds WHERE id = ?", (feed_id,)).rowcount > 0
 
+    def make_all_due(self) -> None:
+        """Every feed due now (``poll --once --force``); HTTP validators are kept."""
+        with self.transaction() as c:
+            c.execute("UPDATE feeds SET next_check = NULL")
+
     def due_feeds(self, now: datetime) -> list[Feed]:
         rows = self._query(
             "SELECT * FROM feeds WHERE next_check IS NULL OR next_check <= ? "

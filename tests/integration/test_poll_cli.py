@@ -213,3 +213,65 @@ def test_broken_setup_exits_non_zero_with_a_clear_message(env: Env, tmp_path: Pa
     env.vars["STORYWATCH_CONFIG"] = str(env.config)
     result = env.run("poll", "--once")
     assert result.returncode == 2 and "fetch.concurrency" in result.stderr
+
+
+# -- issue 13: the command line to match the bot ---------------------------------------------
+
+
+def test_poll_with_nothing_due_says_when_each_feed_is_next_due_and_force_polls(
+    env: Env,
+) -> None:
+    env.vars["STORYWATCH_POLL_INTERVAL"] = "600"  # nothing comes due again during the test
+    env.run("poll", "--once")
+    result = env.run("poll", "--once")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 5 and all(": next due 20" in line for line in lines[:4]), lines
+    assert lines[-1] == (
+        "total: nothing due yet, 0 of 4 feeds polled; --force polls them all now"
+    )
+    forced = env.run("poll", "--once", "--force")
+    assert "total: 4 feeds polled, 1 failed, 0 new items" in forced.stdout, forced.stdout
+    assert env.server.requests_for("/rss")[-1].headers.get("if-none-match") == '"r1"'
+
+
+def test_matches_shows_what_matched_and_why(env: Env) -> None:
+    env.run("poll", "--once")
+    items = rss_items("Wang Yi to visit Russia for security talks", "Football results")
+    items.append({"guid": "urn:wire:9", "title": "Wang Yi arrives in Moscow for talks with Lavrov",
+                  "link": "https://wire.example.test/9"})
+    env.server.set_route("/rss", Route(body=rss_document("Wire", items), etag='"r2"'))
+    env.poll()
+    (sid,), = env.query("SELECT m.storyline_id FROM matches m JOIN items i ON i.id = m.item_id "
+                        "WHERE i.key = 'g:urn:wire:9'")
+    shown = env.run("matches", "--since", "1d")
+    assert shown.returncode == 0, shown.stderr
+    assert "Wang Yi arrives in Moscow for talks with Lavrov — Wire" in shown.stdout
+    assert f"#{sid} " in shown.stdout and "    why: " in shown.stdout
+    other = env.run("matches", "--storyline", str(int(str(sid)) + 100))
+    assert other.stdout.startswith(f"no matches for storyline {int(str(sid)) + 100}")
+    bad = env.run("matches", "--since", "soon")
+    assert bad.returncode == 2 and bad.stderr.startswith("storywatch: error: “soon” is not")
+
+
+def test_storylines_remove(env: Env) -> None:
+    added = env.run("storylines", "add", "Grain deal talks in Istanbul")
+    sid = added.stdout.split()[2].rstrip(":")
+    removed = env.run("storylines", "remove", sid)
+    assert removed.returncode == 0 and removed.stdout.startswith(
+        f"removed storyline {sid}: Grain deal talks in Istanbul (0 chat(s) followed it")
+    assert "Grain deal" not in env.run("storylines", "list").stdout
+    again = env.run("storylines", "remove", sid)
+    assert again.returncode == 1
+    assert again.stderr == (
+        f"storywatch: error: no storyline with id {sid}; see: storywatch storylines list\n"
+    )
+
+
+def test_loopback_refusal_names_the_setting_that_allows_it(env: Env) -> None:
+    del env.vars["STORYWATCH_ALLOW_PRIVATE_NETWORKS"]
+    result = env.run("feeds", "add", env.server.url("/not-yet-watched"))
+    assert result.returncode == 1
+    assert result.stderr.startswith("storywatch: error: not added: ")
+    assert "127.0.0.1 is a loopback address (STORYWATCH_ALLOW_PRIVATE_NETWORKS=true allows" \
+        in result.stderr
