@@ -126,13 +126,20 @@ def test_second_poll_adds_nothing_and_sends_conditional_requests(env: Env) -> No
     assert atom[-1].headers.get("if-modified-since") == "Mon, 18 Sep 2023 08:00:00 GMT"
 
 
-def test_changed_title_keeps_identity_and_new_item_matches(env: Env) -> None:
+def poll_with_wang_yi_arriving(env: Env, first_title: str) -> subprocess.CompletedProcess[str]:
+    """A first poll, then the wire adds "Wang Yi arrives in Moscow..." (urn:wire:9),
+    with ``first_title`` as its first item's headline, and is polled again."""
     env.run("poll", "--once")
-    items = rss_items("Wang Yi to visit Russia for strategic security talks", "Football results")
+    items = rss_items(first_title, "Football results")
     items.append({"guid": "urn:wire:9", "title": "Wang Yi arrives in Moscow for talks with Lavrov",
                   "link": "https://wire.example.test/9"})
     env.server.set_route("/rss", Route(body=rss_document("Wire", items), etag='"r2"'))
-    result = env.poll()
+    return env.poll()
+
+
+def test_changed_title_keeps_identity_and_new_item_matches(env: Env) -> None:
+    result = poll_with_wang_yi_arriving(
+        env, "Wang Yi to visit Russia for strategic security talks")
     assert "Wire: 1 new item, 1 match," in result.stdout
     titles = [r[0] for r in env.query("SELECT title FROM items WHERE key = 'g:urn:wire:0'")]
     assert titles == ["Wang Yi to visit Russia for strategic security talks"]
@@ -236,12 +243,7 @@ def test_poll_with_nothing_due_says_when_each_feed_is_next_due_and_force_polls(
 
 
 def test_matches_shows_what_matched_and_why(env: Env) -> None:
-    env.run("poll", "--once")
-    items = rss_items("Wang Yi to visit Russia for security talks", "Football results")
-    items.append({"guid": "urn:wire:9", "title": "Wang Yi arrives in Moscow for talks with Lavrov",
-                  "link": "https://wire.example.test/9"})
-    env.server.set_route("/rss", Route(body=rss_document("Wire", items), etag='"r2"'))
-    env.poll()
+    poll_with_wang_yi_arriving(env, "Wang Yi to visit Russia for security talks")
     (sid,), = env.query("SELECT m.storyline_id FROM matches m JOIN items i ON i.id = m.item_id "
                         "WHERE i.key = 'g:urn:wire:9'")
     shown = env.run("matches", "--since", "1d")
