@@ -34,6 +34,8 @@ from bot.delivery.ratelimit import SendLimiter
 from bot.delivery.replies import Replier
 from bot.delivery.sender import Sender
 from bot.errors import ConfigError
+from bot.fetching.article import ArticleReader
+from bot.fetching.client import FeedFetcher
 from bot.health import TELEGRAM_OK_KEY
 from bot.observability.logs import configure_logging
 from bot.observability.metrics import Metrics
@@ -113,12 +115,15 @@ async def _main(settings: Settings, token: str) -> int:
         loop.add_signal_handler(sig, stop.set)
 
     db = await asyncio.to_thread(open_database, settings)
+    # /track URL reads pages through its own fetcher: the feeds' SSRF rules, size cap
+    # and deadline, without taking the feeds' connection slots.
+    page_fetcher = FeedFetcher(settings.file.fetch, settings.env.allow_private_networks)
     try:
-        async with running_poller(settings, db) as poller:
+        async with running_poller(settings, db) as poller, page_fetcher:
             app = build_application(settings, token)
             limiter = SendLimiter()
             replier = Replier(app.bot, limiter)
-            service = ChatService(db, poller, settings)
+            service = ChatService(db, poller, settings, pages=ArticleReader(page_fetcher))
             Handlers(
                 service, replier, commands_per_minute=settings.file.limits.commands_per_minute
             ).install(app)

@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 from bot.delivery.render import format_time, tg_len
 from bot.errors import BlockedAddressError, ConfigError, FetchError, HTTPStatusError, ParseError
 from bot.models import Feed, Storyline
+from bot.parsing.article import strip_bylines
 from bot.pipeline import ProbeResult
 from bot.settings import Settings
 from bot.storage.repository import Database, DuplicateError, StorylineRow
@@ -47,7 +48,8 @@ class FeedAdder(Protocol):
 
 
 class PageReader(Protocol):
-    """Reads an article's title and main text from its address (``bot.fetching.article``)."""
+    """Reads an article's title and main text from its address (``bot.fetching.article``);
+    raises FetchError or ParseError with a message a user can read."""
 
     async def read(self, url: str) -> tuple[str, str]: ...
 
@@ -247,7 +249,7 @@ class ChatService:
                     f"This chat already tracks #{existing.id}: {existing.title}. "
                     f"Alerts for it come here; /untrack {existing.id} stops it."
                 )
-        seed = (who.reply_text or "").strip()[:MAX_SEED_CHARS]
+        seed = strip_bylines((who.reply_text or "").strip()[:MAX_SEED_CHARS])
         if title is None and (url := c.link_in(seed)) is not None:
             title = c.Link(url)
         source = "the message you replied to"

@@ -22,6 +22,7 @@ from bot.models import FeedState, Storyline
 from bot.storage.repository import Database
 from tests.e2e.conftest import ADMIN, BotProcess, Chat, Feed, wait_until, write_config
 from tests.support.fake_telegram import FakeTelegram, utf16_len, validate_plain
+from tests.support.feed_server import Route
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -287,6 +288,43 @@ def test_long_lists_page_with_buttons_and_every_page_fits(
     fake.press(user.chat_id, msg.message_id, back, user_id=user.user_id)
     fake.wait_for(lambda: msg.current != pages[-1], what="the previous page")
     assert msg.current == pages[-2]
+
+
+# -- 6. track from a link ----------------------------------------------------------------
+
+ARTICLE = """<html><head><title>Wang Yi visits Moscow for talks with Lavrov | Example News</title>
+</head><body><nav>Home · World · Sport · www.example.com</nav><article>
+<h1>Wang Yi visits Moscow for talks with Lavrov</h1><p>By Jane Doe</p>
+<p>MOSCOW (AP) — Chinese Foreign Minister Wang Yi arrived in Moscow on Monday for talks with
+Sergei Lavrov on the war in Ukraine and on trade between China and Russia, officials said.</p>
+<p>It is his first visit since Vladimir Putin met Xi Jinping in Beijing.</p></article>
+<footer>Copyright Example News</footer></body></html>"""
+
+
+def test_track_a_link_reads_the_page_title_and_text(
+    bot: BotProcess, fake: FakeTelegram, news: Feed
+) -> None:
+    news.server.set_route("/article.html", Route(body=ARTICLE.encode(), content_type="text/html"))
+    news.server.set_route("/gone.html", Route(body=b"no", status=404, content_type="text/html"))
+    user = Chat(fake, 2601)
+    link = news.server.url("/article.html") + "#comments"
+    reply = user.say(f"/track {link}")
+    assert reply.startswith("Tracking #") and (
+        ": Wang Yi visits Moscow for talks with Lavrov (seeded from the page at that link)"
+        in reply.split("\n", 1)[0]), reply
+    looks_for = reply.split("I'll look for:\n", 1)[1].split("\n\n", 1)[0].lower()
+    for junk in ("www", "com", "http", "127", "comments", "article", "html", "jane", "ap"):
+        assert not re.search(rf"\b{junk}\b", looks_for), (junk, looks_for)
+    assert "wang yi" in looks_for and "moscow" in looks_for
+
+    other = Chat(fake, 2602)
+    seeded = other.say("/track", reply_to_text=news.server.url("/article.html"))
+    assert "Wang Yi visits Moscow for talks with Lavrov (seeded from the page" in seeded
+    assert user.say(f"/track {news.server.url('/gone.html')}") == (
+        "Couldn't read that page: the server answered HTTP 404."
+    )
+    assert user.say(f"/track {news.url}").startswith(
+        "Couldn't read that page: that link is not a web page")
 
 
 # -- 7. titles ----------------------------------------------------------------------------
