@@ -136,13 +136,12 @@ class BotProcess:
 
 
 @pytest.fixture(autouse=True)
-def save_transcript(request: pytest.FixtureRequest) -> Iterator[None]:
+def save_transcript(request: pytest.FixtureRequest, fake: FakeTelegram) -> Iterator[None]:
     """With STORYWATCH_TRANSCRIPTS=DIR, write what the fake Bot API saw in each test
     (updates in, messages out) to DIR/<test>.txt."""
     yield
     where = os.environ.get("STORYWATCH_TRANSCRIPTS")
-    if where and "fake" in request.fixturenames:
-        fake: FakeTelegram = request.getfixturevalue("fake")
+    if where:
         out = Path(where)
         out.mkdir(parents=True, exist_ok=True)
         (out / f"{request.node.name}.txt").write_text(fake.transcript() + "\n", encoding="utf-8")
@@ -194,10 +193,16 @@ class Chat:
         return self.last_id
 
     def say(self, text: str, reply_to_text: str | None = None, timeout: float = 30) -> str:
-        """Send ``text`` and return the bot's reply."""
+        """Send ``text`` and return the bot's reply (the next message that is not an alert:
+        replies and alerts share the chat's send budget, so an alert may come first)."""
         before = len(self.fake.messages(self.chat_id))
         self.send(text, reply_to_text)
-        return self.fake.wait_reply(self.chat_id, before, timeout)
+
+        def replies() -> list[str]:
+            return [t for t in self.fake.texts(self.chat_id)[before:] if not t.startswith("📰")]
+
+        self.fake.wait_for(lambda: bool(replies()), timeout, f"a reply in chat {self.chat_id}")
+        return replies()[0]
 
     def texts(self) -> list[str]:
         return self.fake.texts(self.chat_id)

@@ -224,6 +224,13 @@ def test_groups_welcome_admins_change_everyone_reads_migration_keeps_storylines(
     assert not [r for r in fake.refused if r[1] == old]  # never sent to the old id
     assert super_admin.say(f"/untrack {sid}") == f"Removed storyline #{sid}: {STORY}."
 
+    fake.bot_membership(new, old="member", new="kicked", by_user=boss, chat_type="supergroup")
+    db = database(bot)
+    try:
+        wait_until(lambda: not db.chat_is_active(new), what="the group to be marked inactive")
+    finally:
+        db.close()
+
 
 # -- 5. long lists ------------------------------------------------------------------------
 

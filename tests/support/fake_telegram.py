@@ -338,14 +338,18 @@ class FakeTelegram:
         self, chat_id: int, *, old: str, new: str, by_user: int, chat_type: str = "group"
     ) -> None:
         """Telegram's ``my_chat_member`` update: the bot's status in a chat changed."""
-        member = {"user": BOT_USER}
+        member: dict[str, Any] = {"user": BOT_USER}
+
+        def status(name: str) -> dict[str, Any]:
+            return {**member, "status": name, **({"until_date": 0} if name == "kicked" else {})}
+
         with self._lock:
             self._push({"my_chat_member": {
                 "chat": self._chat(chat_id, chat_type),
                 "from": {"id": by_user, "is_bot": False, "first_name": f"User{by_user}"},
                 "date": int(time.time()),
-                "old_chat_member": {**member, "status": old},
-                "new_chat_member": {**member, "status": new},
+                "old_chat_member": status(old),
+                "new_chat_member": status(new),
             }})
 
     def migrate_group(self, old_id: int, new_id: int) -> None:
