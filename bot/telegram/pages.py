@@ -58,13 +58,14 @@ def paginate(
     per_page: int = PER_PAGE,
     limit: int = MAX_MESSAGE,
 ) -> Page:
-    """Page ``page`` (1-based) of ``lines`` under ``header``, above ``footer``."""
-    marker_room = len(" (page 999/999)")
+    """Page ``page`` (1-based) of ``lines`` under ``header`` (which gets ", page 2 of 4:"
+    or ":"), above ``footer``."""
+    marker_room = len(", page 999 of 999:")
     room = limit - tg_len(header) - tg_len(footer) - marker_room - 4
     pages = split_pages(lines, room=room, per_page=per_page)
     count = len(pages)
     number = min(max(page, 1), count)
-    head = f"{header} (page {number}/{count})" if count > 1 else header
+    head = f"{header}, page {number} of {count}:" if count > 1 else f"{header}:"
     parts = [head, *pages[number - 1]]
     if footer:
         parts += ["", footer]

@@ -363,7 +363,7 @@ class ChatService:
                 "this chat's" if r.created_by == who.chat_id else "followed")
             lines.append(f"{mark} #{r.storyline.id} {r.storyline.title} ({kind})")
         page = paginate(
-            "storylines", f"Storylines (✓ = this chat follows it), {len(rows)} in all:", lines,
+            "storylines", f"Storylines (✓ = this chat follows it), {len(rows)} in all", lines,
             "/subscribe ID to follow, /unsubscribe ID to stop.", number,
         )
         return Reply(page.text, page.buttons)
@@ -477,7 +477,7 @@ class ChatService:
                 state = "not polled yet"
             lines.append(f"#{f.id} {f.title or '(no title)'} — {f.url} — {state}")
         page = paginate(
-            "feeds", f"{len(feeds)} feed(s):", lines,
+            "feeds", f"{len(feeds)} feed(s)", lines,
             "/removefeed ID removes one; /addfeed URL adds one.", number,
         )
         return Reply(page.text, page.buttons)

@@ -279,7 +279,8 @@ def test_long_lists_page_with_buttons_and_every_page_fits(
     assert listed == ids  # all 50, in order, each once
     for n, page in enumerate(pages, 1):
         assert validate_plain(page) is None and utf16_len(page) <= 4096
-        assert f"(page {n}/{len(pages)})" in page.split("\n", 1)[0]
+        assert page.split("\n", 1)[0] == (
+            f"Storylines (✓ = this chat follows it), 50 in all, page {n} of {len(pages)}:")
         assert page.endswith("/subscribe ID to follow, /unsubscribe ID to stop.")
     assert len(fake.answered_callbacks) == len(pages) - 1
 
