@@ -203,9 +203,11 @@ class Handlers:
             log.info("removed from chat %s (%s)", chat.id, new)
             await self._service.leave(chat.id, f"bot {new}")
             return
-        if new in PRESENT and old not in PRESENT and chat.type != Chat.PRIVATE:
+        if new in PRESENT and old not in PRESENT:
+            # Back in the chat (added to a group, or unblocked in private): deliver again.
             await self._service.register(Caller(chat.id, None, chat.type, chat.title))
-            self._replier.send(Outgoing(chat.id, self._service.welcome(group=True)))
+            if chat.type != Chat.PRIVATE:
+                self._replier.send(Outgoing(chat.id, self._service.welcome(group=True)))
 
     async def on_migrate(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         msg = update.message

@@ -232,6 +232,26 @@ def test_groups_welcome_admins_change_everyone_reads_migration_keeps_storylines(
         db.close()
 
 
+def test_a_user_who_blocks_then_unblocks_the_bot_gets_alerts_again(
+    bot: BotProcess, fake: FakeTelegram, news: Feed
+) -> None:
+    user = Chat(fake, 2451)
+    user.say(f"/track {STORY}")
+    db = database(bot)
+    try:
+        fake.bot_membership(user.chat_id, old="member", new="kicked", by_user=user.user_id,
+                            chat_type="private")
+        wait_until(lambda: not db.chat_is_active(user.chat_id), what="blocked")
+        fake.bot_membership(user.chat_id, old="kicked", new="member", by_user=user.user_id,
+                            chat_type="private")
+        wait_until(lambda: db.chat_is_active(user.chat_id), what="unblocked")
+    finally:
+        db.close()
+    news.publish(NEWS)
+    wait_until(lambda: alerts(fake, user.chat_id, NEWS) == 1, what="the alert")
+    assert not any(t.startswith("Welcome") for t in user.texts())  # no welcome in private
+
+
 # -- 5. long lists ------------------------------------------------------------------------
 
 
@@ -273,6 +293,9 @@ def test_long_lists_page_with_buttons_and_every_page_fits(
     finally:
         db.close()
 
+    # Button presses reach the bot only because it asks for them (Telegram, and the
+    # fake, deliver no update kind left out of allowed_updates).
+    assert {"message", "callback_query", "my_chat_member"} <= set(fake.allowed_updates)
     pages = _walk_pages(fake, user, "/storylines")
     assert len(pages) > 1
     listed = [int(i) for p in pages for i in re.findall(r"^[✓·] #(\d+) ", p, re.M)]
