@@ -232,6 +232,13 @@ def parse_title(args: str, *, has_reply: bool) -> str | Link | None:
         if len(url) > MAX_URL_CHARS:
             raise UsageError("That address is too long.")
         return Link(url)
+    if any(link_in(word) or "://" in word for word in title.split()):
+        # A link inside a title would make its host, path and fragment look like words
+        # of the story ("www", "com", "http").
+        raise UsageError(
+            "Give either a title or one link, not both: /track Putin trip to China, or "
+            "/track https://example.org/article"
+        )
     if len(title) > MAX_TITLE_CHARS:
         raise UsageError(
             f"That title is {len(title)} characters; keep it under {MAX_TITLE_CHARS}. "

@@ -79,6 +79,9 @@ def test_track_a_link() -> None:
         "track", Link("https://news.example.org/a/b.html#top")
     )
     assert p("/track <http://example.org/x>") == cmd("track", Link("http://example.org/x"))
+    for mixed in ("/track Putin visit https://example.org/a#frag", "/track see ftp://x.org/a"):
+        with pytest.raises(UsageError, match="either a title or one link"):
+            p(mixed)
 
 
 def test_settings() -> None:
