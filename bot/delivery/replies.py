@@ -81,9 +81,14 @@ class Replier:
         self.sent = 0
         self.rate_limited = 0
 
-    def send(self, out: Outgoing) -> None:
-        """Queue ``out`` behind the chat's earlier messages; returns at once."""
-        self._queues.setdefault(out.chat_id, deque()).append(out)
+    def send(self, out: Outgoing, *, first: bool = False) -> None:
+        """Queue ``out`` behind the chat's earlier messages (``first``: right after the
+        one being sent, for a notice that must not wait behind a backlog); returns at once."""
+        queue = self._queues.setdefault(out.chat_id, deque())
+        if first and queue:
+            queue.insert(1, out)  # queue[0] is in flight: the worker removes it when sent
+        else:
+            queue.append(out)
         if out.chat_id not in self._workers:
             self._workers[out.chat_id] = asyncio.create_task(
                 self._work(out.chat_id), name=f"storywatch-replies-{out.chat_id}"

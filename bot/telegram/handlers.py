@@ -93,10 +93,11 @@ class Handlers:
         app.add_error_handler(self.on_error)
 
     def _say(self, chat: Chat, text: str, msg: Message | None = None,
-             reply: Reply | None = None) -> None:
+             reply: Reply | None = None, *, first: bool = False) -> None:
         # In groups a reply quotes the command it answers: several people talk there.
         quote = msg.message_id if msg is not None and chat.type != Chat.PRIVATE else None
-        self._replier.send(Outgoing(chat.id, text, quote, reply.buttons if reply else ()))
+        self._replier.send(Outgoing(chat.id, text, quote, reply.buttons if reply else ()),
+                           first=first)
 
     def _lock(self, chat_id: int) -> asyncio.Lock:
         lock = self._locks.get(chat_id)
@@ -109,8 +110,10 @@ class Handlers:
         verdict = self._limiter.check(chat.id, self._mono())
         if verdict == "warn":
             wait = max(1, round(self._limiter.retry_in(chat.id, self._mono())))
-            self._say(chat, "You're sending commands faster than I can take them. "
-                            f"Please wait about {wait} s and try again.", msg)
+            # Ahead of the backlog: the flooder learns now, not after every queued reply.
+            self._say(chat, "You're sending commands faster than I can take them. I'll answer "
+                            f"the ones I took; please wait about {wait} s before sending more.",
+                      msg, first=True)
         return verdict == "allow"
 
     async def on_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

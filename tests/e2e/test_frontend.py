@@ -95,6 +95,7 @@ def test_reply_flood_every_reply_arrives_and_telegram_never_says_429(
     confirmations = [t for t in flood if t.startswith("Tracking #")]
     warnings = [t for t in flood if "faster than I can take them" in t]
     assert len(confirmations) == 30 and len(warnings) == 1 and len(flood) == 31
+    assert flood.index(warnings[0]) < flood.index(confirmations[-1])  # told early, not last
     db = database(roomy_bot)
     try:
         assert db.count_storylines_created_by(flooder.chat_id) == len(confirmations)
