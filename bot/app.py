@@ -6,7 +6,9 @@ One process, one event loop:
   command handlers (``bot.telegram.handlers``);
 - its ``JobQueue`` (APScheduler 3) runs a poll pass every
   ``STORYWATCH_POLL_INTERVAL`` seconds and a Telegram heartbeat;
-- the ``Sender`` drains the outbox the poll passes fill.
+- the ``Sender`` drains the outbox the poll passes fill, and the ``Replier``
+  sends command replies; both wait their turn on one ``SendLimiter``, so
+  replies and alerts share Telegram's limits.
 
 SIGTERM and SIGINT stop the updater first (no new commands), then cancel a
 running poll pass (what it committed stays, the rest is polled next time),
@@ -28,8 +30,12 @@ from telegram.ext import Application, ApplicationBuilder, ContextTypes
 from telegram.request import HTTPXRequest
 
 from bot.bootstrap import open_database, running_poller
+from bot.delivery.ratelimit import SendLimiter
+from bot.delivery.replies import Replier
 from bot.delivery.sender import Sender
 from bot.errors import ConfigError
+from bot.fetching.article import ArticleReader
+from bot.fetching.client import FeedFetcher
 from bot.health import TELEGRAM_OK_KEY
 from bot.observability.logs import configure_logging
 from bot.observability.metrics import Metrics
@@ -37,7 +43,7 @@ from bot.observability.server import ObservabilityServer, database_health, start
 from bot.pipeline import PassReport, Poller
 from bot.settings import Settings
 from bot.storage.repository import Database
-from bot.telegram.handlers import Handlers, bot_commands
+from bot.telegram.handlers import Handlers, register_menus
 from bot.telegram.service import ChatService
 
 log = logging.getLogger(__name__)
@@ -49,6 +55,8 @@ log = logging.getLogger(__name__)
 POLL_JOB_KWARGS = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
 HEARTBEAT_SECONDS = 60.0
 LONG_POLL_SECONDS = 10
+# Updates the handlers use: commands, the ⟨ ⟩ buttons, the bot joining or leaving a chat.
+ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member"]
 
 
 def run(settings: Settings) -> int:
@@ -107,17 +115,22 @@ async def _main(settings: Settings, token: str) -> int:
         loop.add_signal_handler(sig, stop.set)
 
     db = await asyncio.to_thread(open_database, settings)
+    # /track URL reads pages through its own fetcher: the feeds' SSRF rules, size cap
+    # and deadline, without taking the feeds' connection slots.
+    page_fetcher = FeedFetcher(settings.file.fetch, settings.env.allow_private_networks)
     try:
-        async with running_poller(settings, db) as poller:
+        async with running_poller(settings, db) as poller, page_fetcher:
             app = build_application(settings, token)
-            service = ChatService(db, poller, settings)
+            limiter = SendLimiter()
+            replier = Replier(app.bot, limiter)
+            service = ChatService(db, poller, settings, pages=ArticleReader(page_fetcher))
             Handlers(
-                service, commands_per_minute=settings.file.limits.commands_per_minute
+                service, replier, commands_per_minute=settings.file.limits.commands_per_minute
             ).install(app)
             if not await _initialize(app, stop):
                 return 0
             try:
-                await _serve(app, settings, db, poller, stop)
+                await _serve(app, settings, db, poller, stop, limiter, replier)
             finally:
                 await app.shutdown()
     finally:
@@ -132,11 +145,10 @@ async def _serve(
     db: Database,
     poller: Poller,
     stop: asyncio.Event,
+    limiter: SendLimiter,
+    replier: Replier,
 ) -> None:
-    try:
-        await app.bot.set_my_commands(bot_commands())
-    except TelegramError as exc:
-        log.warning("could not register the command menu (setMyCommands): %s", exc)
+    await register_menus(app.bot, sorted(settings.env.admins))
 
     recovered = await asyncio.to_thread(db.recover_in_flight)
     if recovered:
@@ -156,7 +168,9 @@ async def _serve(
             database_health(settings.database_path, settings.env.poll_interval),
             on_scrape=refresh_pending,
         )
-    sender = Sender(db, app.bot, on_send=metrics.record_send if metrics else None)
+    sender = Sender(
+        db, app.bot, limiter=limiter, on_send=metrics.record_send if metrics else None
+    )
     sender.start()
 
     passes: set[asyncio.Task[PassReport]] = set()
@@ -210,7 +224,7 @@ async def _serve(
     assert updater is not None
     await updater.start_polling(
         timeout=LONG_POLL_SECONDS,
-        allowed_updates=["message"],
+        allowed_updates=ALLOWED_UPDATES,
         drop_pending_updates=False,
     )
     await app.start()
@@ -229,6 +243,7 @@ async def _serve(
         await asyncio.gather(*passes, return_exceptions=True)
         if app.running:
             await app.stop()
+        await replier.stop()
         await sender.stop()
         if endpoint is not None:
             endpoint.stop()

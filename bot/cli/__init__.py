@@ -7,20 +7,21 @@ Each module defines ``register(subparsers)``, which adds its subcommand and sets
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
 import bot.cli.eval as eval_cmd
 import bot.cli.feeds as feeds
 import bot.cli.health as health
+import bot.cli.matches as matches
 import bot.cli.poll as poll
 import bot.cli.run as run
 import bot.cli.seed as seed
 import bot.cli.storylines as storylines
 from bot import __version__
+from bot.cli.common import fail
 from bot.errors import ConfigError
 
-_MODULES = (run, poll, feeds, storylines, seed, eval_cmd, health)
+_MODULES = (run, poll, feeds, storylines, matches, seed, eval_cmd, health)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,8 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
     except ConfigError as exc:
-        print(f"storywatch: error: {exc}", file=sys.stderr)
-        return 2
+        return fail(str(exc), 2)
     except KeyboardInterrupt:
         return 130
     return code

@@ -6,7 +6,7 @@ import argparse
 import asyncio
 
 from bot.bootstrap import normalise_feed_url, running_poller
-from bot.cli.common import settings_and_db
+from bot.cli.common import fail, settings_and_db
 from bot.errors import FetchError, ParseError
 from bot.pipeline import ProbeResult
 from bot.settings import Settings
@@ -39,11 +39,9 @@ def _add(args: argparse.Namespace) -> int:
         probe = asyncio.run(_probe_and_add(settings, db, url))
         feed = db.find_feed(url)
     except DuplicateError as exc:
-        print(f"not added: {exc}")
-        return 1
+        return fail(f"not added: {exc}")
     except (FetchError, ParseError) as exc:
-        print(f"not added: {url}: {exc}")
-        return 1
+        return fail(f"not added: {url}: {exc}")
     finally:
         db.close()
     assert feed is not None
@@ -80,7 +78,6 @@ def _remove(args: argparse.Namespace) -> int:
     finally:
         db.close()
     if not removed:
-        print(f"no feed with id {args.feed_id}; see: storywatch feeds list")
-        return 1
+        return fail(f"no feed with id {args.feed_id}; see: storywatch feeds list")
     print(f"removed feed {args.feed_id}")
     return 0

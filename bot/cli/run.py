@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
+from bot.cli.common import fail
 from bot.errors import ConfigError
 from bot.settings import load_settings
 
@@ -24,13 +24,12 @@ def _run(args: argparse.Namespace) -> int:
     try:
         settings.bot_token()
     except ConfigError as exc:
-        print(
-            f"storywatch run: {exc}\n"
+        return fail(
+            f"{exc}\n"
             "set TELEGRAM_BOT_TOKEN to the token @BotFather gave you, e.g.\n"
             "  TELEGRAM_BOT_TOKEN=123456:ABC... storywatch run",
-            file=sys.stderr,
+            2,
         )
-        return 2
     from bot.app import run  # PTB and the pipeline load only for this command
 
     return run(settings)

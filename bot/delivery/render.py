@@ -15,8 +15,9 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.models import Item
 
@@ -57,6 +58,7 @@ class AlertView:
         """The view of ``item`` matching every storyline of ``hits`` (at least one)."""
         first, *rest = hits
         return cls(first.title, item, first.reason, tuple(more), tuple(rest), first.storyline_id)
+    tz: str | None = None  # the chat's IANA time zone; None is UTC
 
 
 def safe_link(url: str | None) -> str | None:
@@ -75,13 +77,24 @@ def safe_link(url: str | None) -> str | None:
     return url
 
 
-def format_time(value: datetime | None) -> str | None:
+def zone(name: str | None) -> tzinfo:
+    """The time zone called ``name`` (IANA, e.g. ``Europe/Paris``); UTC for None or unknown."""
+    if not name:
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return UTC
+
+
+def format_time(value: datetime | None, tz: str | None = None) -> str | None:
     if value is None:
         return None
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    value = value.astimezone(UTC)
-    return f"{value:%H:%M} UTC, {value.day} {value:%b %Y}"
+    local = value.astimezone(zone(tz))
+    label = local.strftime("%Z") or "UTC"
+    return f"{local:%H:%M} {label}, {local.day} {local:%b %Y}"
 
 
 def more_line(more: Sequence[Item]) -> str | None:
@@ -164,7 +177,7 @@ def render_html(view: AlertView, limit: int = MAX_MESSAGE_CHARS) -> str:
             title_html = f'<a href="{html.escape(link, quote=True)}">{title_html}</a>'
         return f"📰 {names}\n{title_html}"
 
-    meta = _esc(" · ".join(p for p in (item.source, format_time(item.published)) if p))
+    meta = _esc(" · ".join(p for p in (item.source, format_time(item.published, view.tz)) if p))
     more = more_line(view.more)
     tail = f"\n<i>{_esc(_clip(more, MORE_CHARS))}</i>" if more else ""
 
@@ -222,7 +235,7 @@ def render_plain(view: AlertView, limit: int = MAX_MESSAGE_CHARS) -> str:
     lines = [f"📰 {names}", " ".join(item.title.split())]
     if link:
         lines.append(link)
-    meta = " · ".join(p for p in (item.source, format_time(item.published)) if p)
+    meta = " · ".join(p for p in (item.source, format_time(item.published, view.tz)) if p)
     if meta:
         lines.append(meta)
     for label, hit in zip(_why_labels(hits), hits, strict=True):

@@ -33,7 +33,7 @@ import logging
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -260,6 +260,8 @@ class Sender:
                 view = view_of(parents, more)
                 edit_of = entry.parent_message_id
             # else the parent never reached the chat (failed): tell this as a new alert.
+        # Times in the alert are the chat's own (/settings tz).
+        view = replace(view, tz=entry.tz)
 
         chat_id = entry.chat_id
         as_html = True

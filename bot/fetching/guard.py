@@ -183,8 +183,12 @@ def default_policy(ip: IPAddress, port: int) -> str | None:
 
 
 def refusal_message(ip: IPAddress, reason: str) -> str:
-    """The user-facing sentence for a refused address."""
-    return f"refused: {ip} is {reason}"
+    """The user-facing sentence for a refused address; for loopback and private ones it
+    names the setting that allows them (a feed on the same host or an intranet)."""
+    hint = ""
+    if "loopback" in reason or "private" in reason:
+        hint = " (STORYWATCH_ALLOW_PRIVATE_NETWORKS=true allows loopback and private addresses)"
+    return f"refused: {ip} is {reason}{hint}"
 
 
 # --- URL checks ----------------------------------------------------------------------

@@ -134,6 +134,33 @@ def _entry_summary(entry: Mapping[str, Any]) -> str:
     return plain_text(raw, limit=SUMMARY_LIMIT)
 
 
+def _author_organisation(entry: Mapping[str, Any]) -> str | None:
+    """"Jane Doe, Associated Press" -> "Associated Press". A single word after the
+    comma is taken only in capitals (AP, AFP): "Doe, Jane" is a name, not an outlet."""
+    detail = entry.get("author_detail")
+    name = _text(detail.get("name")) if isinstance(detail, Mapping) else None
+    if not name or "," not in name:
+        return None
+    org = name.rsplit(",", 1)[1].strip()
+    return org if len(org.split()) >= 2 or (org.isupper() and len(org) >= 2) else None
+
+
+def item_outlet(entry: Mapping[str, Any]) -> str | None:
+    """The outlet that published this item, when the feed says so: an aggregator's
+    ``<source>``, ``dc:publisher``, or the author's organisation."""
+    src = entry.get("source")
+    candidates = [
+        _text(src.get("title")) if isinstance(src, Mapping) else None,
+        _text(entry.get("publisher")),
+        _author_organisation(entry),
+    ]
+    for raw in candidates:
+        name = plain_text(raw, limit=SOURCE_LIMIT) if raw else ""
+        if name:
+            return name
+    return None
+
+
 def _to_item(entry: Mapping[str, Any], *, base: str, source: str, now: datetime) -> Item | None:
     raw_title = _text(entry.get("title"))
     summary = _entry_summary(entry)
@@ -152,7 +179,7 @@ def _to_item(entry: Mapping[str, Any], *, base: str, source: str, now: datetime)
         summary=summary,
         link=link,
         published=published,
-        source=source,
+        source=item_outlet(entry) or source,
     )
 
 

@@ -93,6 +93,31 @@ class OutboxEntry:
     parent_id: int | None
     item_id: int  # rows of one chat, item and kind go out as one message
     message_id: int | None = None  # the Telegram message that delivered it, once sent
+    tz: str | None = None  # the chat's time zone for the alert's times
+
+
+@dataclass(frozen=True, slots=True)
+class ChatFigures:
+    """One chat's own numbers for /status."""
+
+    following: int
+    created: int
+    sent: int
+    pending: int
+    failed: int
+
+
+@dataclass(frozen=True, slots=True)
+class MatchRow:
+    """A stored match with its item, for ``storywatch matches``."""
+
+    storyline_id: int
+    storyline_title: str
+    score: float
+    reason: str
+    created_at: datetime
+    item: Item
+    duplicate: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +273,11 @@ class Database:
     def remove_feed(self, feed_id: int) -> bool:
         with self.transaction() as c:
             return c.execute("DELETE FROM feeds WHERE id = ?", (feed_id,)).rowcount > 0
+
+    def make_all_due(self) -> None:
+        """Every feed due now (``poll --once --force``); HTTP validators are kept."""
+        with self.transaction() as c:
+            c.execute("UPDATE feeds SET next_check = NULL")
 
     def due_feeds(self, now: datetime) -> list[Feed]:
         rows = self._query(
@@ -550,6 +580,44 @@ class Database:
         )
         return int(rows[0][0])
 
+    def find_storyline_by_title(self, chat_id: int, title: str) -> Storyline | None:
+        """An active storyline this chat created with the same title, case aside."""
+        rows = self._query(
+            "SELECT * FROM storylines WHERE active = 1 AND created_by = ? "
+            "AND lower(title) = lower(?) ORDER BY id LIMIT 1",
+            (chat_id, title),
+        )
+        return self._storyline(rows[0]) if rows else None
+
+    def set_shared(self, storyline_id: int) -> bool:
+        """List a storyline for every chat; False if it was shared already or is gone."""
+        with self.transaction() as c:
+            return c.execute(
+                "UPDATE storylines SET shared = 1 WHERE id = ? AND active = 1 AND shared = 0",
+                (storyline_id,),
+            ).rowcount > 0
+
+    def matches(
+        self, *, since: datetime, storyline_id: int | None = None, limit: int = 200
+    ) -> list[MatchRow]:
+        """Stored matches since ``since``, newest first (what matched and why)."""
+        rows = self._query(
+            "SELECT m.storyline_id, s.title AS storyline_title, m.score, m.reason, "
+            "m.created_at AS matched_at, m.duplicate_of, i.* FROM matches m "
+            "JOIN storylines s ON s.id = m.storyline_id JOIN items i ON i.id = m.item_id "
+            "WHERE m.created_at >= ? AND (? IS NULL OR m.storyline_id = ?) "
+            "ORDER BY m.created_at DESC, i.id DESC LIMIT ?",
+            (_ts(since), storyline_id, storyline_id, limit),
+        )
+        return [
+            MatchRow(
+                r["storyline_id"], r["storyline_title"], r["score"], r["reason"],
+                datetime.fromisoformat(r["matched_at"]), self._item(r),
+                r["duplicate_of"] is not None,
+            )
+            for r in rows
+        ]
+
     def deactivate_storyline(self, storyline_id: int) -> bool:
         """Remove a storyline; alerts still queued for it are dropped with it."""
         with self.transaction() as c:
@@ -594,12 +662,21 @@ class Database:
             )
 
     def migrate_chat(self, old_id: int, new_id: int) -> None:
-        """Follow a group that became a supergroup to its new id."""
+        """Follow a group that became a supergroup to its new id: its subscriptions,
+        pending alerts, settings and the storylines it created (still its own)."""
         with self.transaction() as c:
+            c.execute(
+                "UPDATE storylines SET created_by = ? WHERE created_by = ?", (new_id, old_id)
+            )
             exists = c.execute("SELECT 1 FROM chats WHERE id = ?", (new_id,)).fetchone()
             if exists is None:
                 c.execute("UPDATE chats SET id = ? WHERE id = ?", (new_id, old_id))
             else:
+                c.execute(
+                    "UPDATE chats SET tz = COALESCE(tz, (SELECT tz FROM chats WHERE id = ?)) "
+                    "WHERE id = ?",
+                    (old_id, new_id),
+                )
                 c.execute(
                     "INSERT OR IGNORE INTO subscriptions(chat_id, storyline_id, created_at) "
                     "SELECT ?, storyline_id, created_at FROM subscriptions WHERE chat_id = ?",
@@ -609,6 +686,37 @@ class Database:
                     "UPDATE OR IGNORE outbox SET chat_id = ? WHERE chat_id = ?", (new_id, old_id)
                 )
                 c.execute("DELETE FROM chats WHERE id = ?", (old_id,))
+
+    def chat_tz(self, chat_id: int) -> str | None:
+        rows = self._query("SELECT tz FROM chats WHERE id = ?", (chat_id,))
+        return str(rows[0]["tz"]) if rows and rows[0]["tz"] else None
+
+    def set_chat_tz(self, chat_id: int, tz: str | None) -> None:
+        with self.transaction() as c:
+            c.execute("UPDATE chats SET tz = ? WHERE id = ?", (tz, chat_id))
+
+    def chat_figures(self, chat_id: int) -> ChatFigures:
+        rows = self._query(
+            "SELECT "
+            "(SELECT COUNT(*) FROM subscriptions x JOIN storylines s ON s.id = x.storyline_id "
+            " WHERE x.chat_id = ? AND s.active = 1) AS following, "
+            "(SELECT COUNT(*) FROM storylines WHERE created_by = ? AND active = 1) AS created, "
+            "(SELECT COUNT(*) FROM outbox WHERE chat_id = ? AND status = 'sent') AS sent, "
+            "(SELECT COUNT(*) FROM outbox WHERE chat_id = ? "
+            " AND status IN ('pending', 'sending')) AS pending, "
+            "(SELECT COUNT(*) FROM outbox WHERE chat_id = ? AND status = 'failed') AS failed",
+            (chat_id,) * 5,
+        )
+        r = rows[0]
+        return ChatFigures(r["following"], r["created"], r["sent"], r["pending"], r["failed"])
+
+    def followers(self, storyline_id: int) -> list[int]:
+        """The chats that follow a storyline (active or not), in id order."""
+        rows = self._query(
+            "SELECT chat_id FROM subscriptions WHERE storyline_id = ? ORDER BY chat_id",
+            (storyline_id,),
+        )
+        return [int(r["chat_id"]) for r in rows]
 
     def subscribe(self, chat_id: int, storyline_id: int, *, now: datetime) -> bool:
         """True if newly subscribed, False if it already was."""
@@ -641,7 +749,8 @@ class Database:
         "SELECT o.id, o.chat_id, o.kind, o.attempts, o.storyline_id, o.parent_id, o.item_id, "
         "o.message_id, "
         "s.title AS storyline_title, i.key, i.title, i.summary, i.link, i.published, "
-        "i.source, i.feed_id, m.score, m.reason, p.message_id AS parent_message_id "
+        "i.source, i.feed_id, m.score, m.reason, p.message_id AS parent_message_id, "
+        "ch.tz AS tz "
         "FROM outbox o JOIN storylines s ON s.id = o.storyline_id "
         "JOIN items i ON i.id = o.item_id "
         "JOIN matches m ON m.item_id = o.item_id AND m.storyline_id = o.storyline_id "
@@ -665,6 +774,7 @@ class Database:
             parent_id=r["parent_id"],
             item_id=r["item_id"],
             message_id=r["message_id"],
+            tz=r["tz"],
         )
 
     # A row the sender may hand out: still wanted, and (for an edit) its parent settled.

@@ -100,6 +100,10 @@ MIGRATIONS: tuple[str, ...] = (
         value TEXT NOT NULL
     );
     """,
+    # 2 (issue 13): each chat's time zone for alert times (IANA name; NULL is UTC)
+    """
+    ALTER TABLE chats ADD COLUMN tz TEXT;
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -1,15 +1,31 @@
-"""Pure parsing of bot commands: text in, a typed command or a helpful error out.
+"""The bot's command table and its pure parsing: text in, a parsed command or a helpful error out.
 
-Nothing here talks to Telegram or the database. Handlers call :func:`parse`
-and either act on the result or reply with the :class:`UsageError` message,
-so a bad argument always gets an answer that says how to do it right.
+Nothing here talks to Telegram or the database. :data:`COMMANDS` is the one
+registry of commands: each row says the command's name, its argument, who may
+use it and how to explain it, and help, the command menus, argument parsing and
+the permission checks are all derived from it. The service binds one handler
+per row (``bot.telegram.service``) and checks at import that none is missing.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from enum import Enum
 from urllib.parse import urlsplit
+
+from bot.storylines.text import STOPWORDS
+
+
+class Arg(Enum):
+    """What a command takes after its name."""
+
+    NONE = "none"
+    STORYLINE = "storyline"  # one storyline id
+    FEED = "feed"  # one feed id
+    URL = "url"  # one http(s) address
+    TITLE = "title"  # a storyline title, or a link; nothing if it answers a message
+    SETTING = "setting"  # "NAME VALUE", or nothing to list the settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,34 +34,63 @@ class CommandSpec:
     args: str
     description: str
     example: str
-    admin: bool = False
+    arg: Arg = Arg.NONE
+    admin: bool = False  # only the bot's admins (STORYWATCH_ADMINS)
+    changes: bool = False  # changes the chat's storylines or settings: group admins only
 
 
 COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("start", "", "register this chat and get started", "/start"),
     CommandSpec("help", "", "every command with an example", "/help"),
     CommandSpec(
-        "track",
-        "TITLE",
-        "follow a new storyline (reply to an article to seed it)",
-        "/track Putin trip to China",
+        "track", "TITLE or LINK",
+        "follow a new storyline (or reply to an article, or give its link)",
+        "/track Putin trip to China", arg=Arg.TITLE, changes=True,
     ),
-    CommandSpec("untrack", "ID", "remove a storyline you created, or unfollow it", "/untrack 3"),
+    CommandSpec(
+        "untrack", "ID", "stop this chat's storyline (or stop following one)", "/untrack 3",
+        arg=Arg.STORYLINE, changes=True,
+    ),
     CommandSpec("storylines", "", "this chat's storylines and the shared ones", "/storylines"),
-    CommandSpec("subscribe", "ID", "follow an existing storyline", "/subscribe 3"),
-    CommandSpec("unsubscribe", "ID", "stop following a storyline", "/unsubscribe 3"),
-    CommandSpec("status", "", "feeds, last poll, alerts sent and pending", "/status"),
+    CommandSpec(
+        "subscribe", "ID", "follow a shared storyline", "/subscribe 3",
+        arg=Arg.STORYLINE, changes=True,
+    ),
+    CommandSpec(
+        "unsubscribe", "ID", "stop following a storyline", "/unsubscribe 3",
+        arg=Arg.STORYLINE, changes=True,
+    ),
+    CommandSpec(
+        "settings", "[tz ZONE]", "this chat's settings; tz sets the time zone of alerts",
+        "/settings tz Europe/Paris", arg=Arg.SETTING, changes=True,
+    ),
+    CommandSpec("status", "", "this chat's storylines and alerts, and the bot's health", "/status"),
     CommandSpec("feeds", "", "list the feeds (admins)", "/feeds", admin=True),
     CommandSpec(
-        "addfeed", "URL", "add a feed (admins)", "/addfeed https://example.org/rss", admin=True
+        "addfeed", "URL", "add a feed (admins)", "/addfeed https://example.org/rss",
+        arg=Arg.URL, admin=True,
     ),
-    CommandSpec("removefeed", "ID", "remove a feed (admins)", "/removefeed 2", admin=True),
+    CommandSpec("removefeed", "ID", "remove a feed (admins)", "/removefeed 2",
+                arg=Arg.FEED, admin=True),
+    CommandSpec("share", "ID", "list a storyline for every chat (admins)", "/share 7",
+                arg=Arg.STORYLINE, admin=True),
+    CommandSpec(
+        "delete", "ID", "delete a storyline for all its followers, telling them (admins)",
+        "/delete 7", arg=Arg.STORYLINE, admin=True,
+    ),
 )
 BY_NAME = {c.name: c for c in COMMANDS}
 
 MAX_TITLE_CHARS = 200
 MAX_URL_CHARS = 2000
 _COMMAND_RE = re.compile(r"^/([A-Za-z0-9_]{1,64})(?:@([A-Za-z0-9_]{1,64}))?(?:\s+|$)(.*)$", re.S)
+_WORD_RE = re.compile(r"[^\W_]+", re.UNICODE)
+# Words that fit every story: a title made only of these and stopwords names nothing.
+GENERIC_WORDS = frozenset({
+    "news", "latest", "breaking", "update", "updates", "story", "stories", "headline",
+    "headlines", "live", "world", "article", "articles", "things", "stuff", "everything",
+    "anything",
+})
 
 
 class UsageError(ValueError):
@@ -80,58 +125,34 @@ def is_for_me(cmd: RawCommand, bot_username: str | None) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
-class Start:
-    pass
+class Link:
+    """``/track URL``: a page to read the storyline from."""
 
-
-@dataclass(frozen=True, slots=True)
-class Help:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Track:
-    title: str | None  # None: take it from the replied-to text
-
-
-@dataclass(frozen=True, slots=True)
-class Untrack:
-    storyline_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class ListStorylines:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Subscribe:
-    storyline_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class Unsubscribe:
-    storyline_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class Status:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class ListFeeds:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class AddFeed:
     url: str
 
 
 @dataclass(frozen=True, slots=True)
-class RemoveFeed:
-    feed_id: int
+class Setting:
+    """``/settings NAME VALUE``; ``name`` None lists the settings."""
+
+    name: str | None
+    value: str = ""
+
+
+Value = int | str | Link | Setting | None
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """A known command and its checked argument (``None`` when it takes none, or for
+    ``/track`` in reply to a message: the replied-to text seeds it)."""
+
+    spec: CommandSpec
+    value: Value = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,10 +160,7 @@ class Unknown:
     name: str
 
 
-Command = (
-    Start | Help | Track | Untrack | ListStorylines | Subscribe | Unsubscribe | Status
-    | ListFeeds | AddFeed | RemoveFeed | Unknown
-)
+Command = Parsed | Unknown
 
 
 def usage(name: str) -> str:
@@ -163,6 +181,21 @@ def parse_id(name: str, args: str, what: str) -> int:
     return int(token)
 
 
+def link_in(text: str) -> str | None:
+    """The http(s) address if ``text`` is one address and nothing else."""
+    words = text.split()
+    if len(words) != 1:
+        return None
+    url = words[0].strip("<>")
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() in ("http", "https") and parts.hostname:
+        return url
+    return None
+
+
 def parse_url(args: str) -> str:
     words = args.split()
     if len(words) != 1:
@@ -170,25 +203,41 @@ def parse_url(args: str) -> str:
     url = words[0].strip("<>")
     if len(url) > MAX_URL_CHARS:
         raise UsageError("That address is too long.")
-    try:
-        parts = urlsplit(url)
-    except ValueError:  # e.g. "http://[" (an unclosed IPv6 bracket)
-        parts = None
-    if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+    if link_in(url) is None:
         raise UsageError(
             f"“{url[:80]}” is not an http(s) address. {usage('addfeed')}"
         )
     return url
 
 
-def parse_title(args: str, *, has_reply: bool) -> str | None:
+def title_words(title: str) -> list[str]:
+    """The words of a title that can identify a story (not "the", "of", "news"...)."""
+    return [
+        w for w in _WORD_RE.findall(title.lower())
+        if w not in STOPWORDS and w not in GENERIC_WORDS and len(w) > 1
+    ]
+
+
+def parse_title(args: str, *, has_reply: bool) -> str | Link | None:
     title = " ".join(args.split())
     if not title:
         if has_reply:
             return None
         raise UsageError(
             "What should I track? Give a short title, e.g. /track Putin trip to China — "
-            "or reply /track to an article to start from its text."
+            "or a link to an article, or reply /track to an article to start from its text."
+        )
+    url = link_in(title)
+    if url is not None:
+        if len(url) > MAX_URL_CHARS:
+            raise UsageError("That address is too long.")
+        return Link(url)
+    if any(link_in(word) or "://" in word for word in title.split()):
+        # A link inside a title would make its host, path and fragment look like words
+        # of the story ("www", "com", "http").
+        raise UsageError(
+            "Give either a title or one link, not both: /track Putin trip to China, or "
+            "/track https://example.org/article"
         )
     if len(title) > MAX_TITLE_CHARS:
         raise UsageError(
@@ -197,34 +246,45 @@ def parse_title(args: str, *, has_reply: bool) -> str | None:
         )
     if len([c for c in title if c.isalnum()]) < 3:
         raise UsageError("Give a title with a few words, e.g. /track Putin trip to China")
+    if not title_words(title):
+        raise UsageError(
+            f"“{title[:80]}” has only words like “the” or “news” that fit any story. "
+            "Name who or what it is about, e.g. /track Putin trip to China"
+        )
     return title
 
 
+def parse_setting(args: str) -> Setting:
+    words = args.split()
+    if not words:
+        return Setting(None)
+    if words[0].lower() != "tz":
+        raise UsageError(f"I know one setting, tz. {usage('settings')}")
+    if len(words) != 2:
+        raise UsageError(f"Give one time zone name. {usage('settings')}")
+    return Setting("tz", words[1])
+
+
 def parse(cmd: RawCommand, *, has_reply: bool = False) -> Command:
-    """Turn a split command into a typed one; :class:`UsageError` for bad arguments."""
-    n, a = cmd.name, cmd.args
-    simple: dict[str, Command] = {
-        "start": Start(),
-        "help": Help(),
-        "storylines": ListStorylines(),
-        "status": Status(),
-        "feeds": ListFeeds(),
-    }
-    if n in simple:
-        return simple[n]
-    if n == "track":
-        return Track(parse_title(a, has_reply=has_reply))
-    if n == "untrack":
-        return Untrack(parse_id(n, a, "storyline"))
-    if n == "subscribe":
-        return Subscribe(parse_id(n, a, "storyline"))
-    if n == "unsubscribe":
-        return Unsubscribe(parse_id(n, a, "storyline"))
-    if n == "addfeed":
-        return AddFeed(parse_url(a))
-    if n == "removefeed":
-        return RemoveFeed(parse_id(n, a, "feed"))
-    return Unknown(n)
+    """Turn a split command into a parsed one; :class:`UsageError` for bad arguments."""
+    spec = BY_NAME.get(cmd.name)
+    if spec is None:
+        return Unknown(cmd.name)
+    a = cmd.args
+    match spec.arg:
+        case Arg.NONE:
+            return Parsed(spec)
+        case Arg.STORYLINE:
+            return Parsed(spec, parse_id(spec.name, a, "storyline"))
+        case Arg.FEED:
+            return Parsed(spec, parse_id(spec.name, a, "feed"))
+        case Arg.URL:
+            return Parsed(spec, parse_url(a))
+        case Arg.TITLE:
+            return Parsed(spec, parse_title(a, has_reply=has_reply))
+        case Arg.SETTING:
+            return Parsed(spec, parse_setting(a))
+    raise AssertionError(f"unhandled argument kind {spec.arg}")  # pragma: no cover
 
 
 def help_text(*, admin: bool) -> str:
@@ -235,7 +295,9 @@ def help_text(*, admin: bool) -> str:
             continue
         head = f"/{spec.name} {spec.args}".rstrip()
         lines.append(f"{head} — {spec.description}\n   e.g. {spec.example}")
+    lines.append("")
+    lines.append("In groups, everyone can read; only the group's administrators can change "
+                 "what it follows and its settings.")
     if not admin:
-        lines.append("")
         lines.append("Feeds are managed by the bot's admins (/feeds, /addfeed, /removefeed).")
     return "\n".join(lines)

@@ -1,11 +1,20 @@
 """Telegram update handlers: thin glue from an update to the service and back.
 
-One message handler takes every command (``/cmd`` and ``/cmd@thisbot``, in
-private chats and groups): parse (``commands``) -> rate limit -> act
-(``ChatService``) -> reply. Commands of one chat are handled one at a time (a
-per-chat lock) while other chats go on, so a slow ``/addfeed`` holds no one
-else up. The error handler logs and answers something generic; the token
-never appears in a log line (the logging setup redacts it).
+- Commands (``/cmd`` and ``/cmd@thisbot``, in private chats and groups): parse
+  (``commands``) -> per-chat command budget -> in groups, ``getChatMember`` for
+  commands that change the group's storylines -> act (``ChatService``) -> queue
+  the reply (``Replier``), quoting the command in groups.
+- Inline buttons (``callback_query``): the ⟨ ⟩ pages of long lists.
+- ``my_chat_member``: a welcome when the bot joins a group; a chat that removes
+  or blocks the bot is marked inactive.
+- A group becoming a supergroup (``migrate_to_chat_id``): its storylines,
+  subscriptions and settings move to the new id at once.
+
+Commands of one chat are handled one at a time (a per-chat lock) while other
+chats go on, and handlers never wait for a send: replies leave through the
+replier's per-chat queues, so a flooding chat holds up no one else. The error
+handler logs and answers something generic; the token never appears in a log
+line (the logging setup redacts it).
 """
 
 from __future__ import annotations
@@ -13,16 +22,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from weakref import WeakValueDictionary
 
-from telegram import BotCommand, LinkPreviewOptions, Update
+from telegram import Bot, BotCommand, BotCommandScopeChat, Chat, Message, Update
+from telegram.constants import ChatMemberStatus
 from telegram.error import TelegramError
-from telegram.ext import Application, ContextTypes, MessageHandler, filters
+from telegram.ext import (
+    Application,
+    CallbackQueryHandler,
+    ChatMemberHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
 
 from bot.delivery.ratelimit import CommandLimiter
+from bot.delivery.replies import Outgoing, Replier
 from bot.telegram import commands as c
-from bot.telegram.service import Caller, ChatService
+from bot.telegram.pages import parse_page_data
+from bot.telegram.service import Caller, ChatService, Reply
 
 log = logging.getLogger(__name__)
 
@@ -31,25 +51,36 @@ NOT_A_COMMAND = (
     "I work with commands. Try /track Putin trip to China, or reply /track to an article. "
     "/help lists everything."
 )
+CANNOT_CHECK_ADMIN = (
+    "I couldn't check with Telegram whether you administer this group, so I changed "
+    "nothing. Please try again in a minute."
+)
+PRESENT = frozenset({ChatMemberStatus.MEMBER, ChatMemberStatus.ADMINISTRATOR,
+                     ChatMemberStatus.OWNER, ChatMemberStatus.RESTRICTED})
+GONE = frozenset({ChatMemberStatus.LEFT, ChatMemberStatus.BANNED})
+GROUP_ADMINS = frozenset({ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER})
 
 
 class Handlers:
-    """The bot's update callbacks, bound to one service."""
+    """The bot's update callbacks, bound to one service and one replier."""
 
     def __init__(
         self,
         service: ChatService,
+        replier: Replier,
         *,
         commands_per_minute: int,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._service = service
+        self._replier = replier
         self._limiter = CommandLimiter(commands_per_minute)
         self._mono = monotonic
         self._locks: WeakValueDictionary[int, asyncio.Lock] = WeakValueDictionary()
 
     def install(self, app: Application) -> None:  # type: ignore[type-arg]
         only_new = filters.UpdateType.MESSAGE
+        app.add_handler(MessageHandler(filters.StatusUpdate.MIGRATE, self.on_migrate))
         app.add_handler(MessageHandler(only_new & filters.COMMAND, self.on_command))
         app.add_handler(
             MessageHandler(
@@ -57,7 +88,33 @@ class Handlers:
                 self.on_text,
             )
         )
+        app.add_handler(CallbackQueryHandler(self.on_button))
+        app.add_handler(ChatMemberHandler(self.on_membership, ChatMemberHandler.MY_CHAT_MEMBER))
         app.add_error_handler(self.on_error)
+
+    def _say(self, chat: Chat, text: str, msg: Message | None = None,
+             reply: Reply | None = None, *, first: bool = False) -> None:
+        # In groups a reply quotes the command it answers: several people talk there.
+        quote = msg.message_id if msg is not None and chat.type != Chat.PRIVATE else None
+        self._replier.send(Outgoing(chat.id, text, quote, reply.buttons if reply else ()),
+                           first=first)
+
+    def _lock(self, chat_id: int) -> asyncio.Lock:
+        lock = self._locks.get(chat_id)
+        if lock is None:
+            lock = self._locks[chat_id] = asyncio.Lock()
+        return lock
+
+    def _budget(self, chat: Chat, msg: Message | None) -> bool:
+        """True if the chat may be served now; says so once when it floods."""
+        verdict = self._limiter.check(chat.id, self._mono())
+        if verdict == "warn":
+            wait = max(1, round(self._limiter.retry_in(chat.id, self._mono())))
+            # Ahead of the backlog: the flooder learns now, not after every queued reply.
+            self._say(chat, "You're sending commands faster than I can take them. I'll answer "
+                            f"the ones I took; please wait about {wait} s before sending more.",
+                      msg, first=True)
+        return verdict == "allow"
 
     async def on_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         msg = update.message
@@ -67,25 +124,11 @@ class Handlers:
         if raw is None or not c.is_for_me(raw, context.bot.username):
             return  # another bot's command in a group
         chat = msg.chat
-        lock = self._locks.get(chat.id)
-        if lock is None:
-            lock = self._locks[chat.id] = asyncio.Lock()
-        async with lock:
-            verdict = self._limiter.check(chat.id, self._mono())
-            if verdict == "drop":
-                return
-            if verdict == "warn":
-                wait = max(1, round(self._limiter.retry_in(chat.id, self._mono())))
-                await self._reply(
-                    context, chat.id,
-                    "You're sending commands faster than I can take them. "
-                    f"Please wait about {wait} s and try again.",
-                )
+        async with self._lock(chat.id):
+            if not self._budget(chat, msg):
                 return
             reply_to = msg.reply_to_message
-            reply_text = None
-            if reply_to is not None:
-                reply_text = reply_to.text or reply_to.caption
+            reply_text = (reply_to.text or reply_to.caption) if reply_to is not None else None
             who = Caller(
                 chat_id=chat.id,
                 user_id=msg.from_user.id if msg.from_user else None,
@@ -96,18 +139,92 @@ class Handlers:
             try:
                 cmd = c.parse(raw, has_reply=bool(reply_text))
             except c.UsageError as exc:
-                await self._reply(context, chat.id, str(exc))
+                self._say(chat, str(exc), msg)
                 return
+            if self._service.needs_group_admin(cmd, who):
+                sender = msg.sender_chat.id if msg.sender_chat else None
+                admin = await self._is_group_admin(context.bot, chat.id, who.user_id, sender)
+                if admin is None:
+                    self._say(chat, CANNOT_CHECK_ADMIN, msg)
+                    return
+                who = replace(who, group_admin=admin)
             log.info("command /%s from chat %s", raw.name, chat.id)
-            text = await self._service.handle(cmd, who)
-            await self._reply(context, chat.id, text)
+            answer = await self._service.handle(cmd, who)
+            self._say(chat, answer.text, msg, answer)
+            for chat_id, text in answer.notices:
+                self._replier.send(Outgoing(chat_id, text))
+
+    @staticmethod
+    async def _is_group_admin(
+        bot: Bot, chat_id: int, user_id: int | None, sender_chat: int | None
+    ) -> bool | None:
+        """Whether the sender administers the group; None if Telegram could not say."""
+        if sender_chat == chat_id:
+            return True  # an anonymous administrator, posting as the group itself
+        if user_id is None:
+            return False
+        try:
+            member = await bot.get_chat_member(chat_id, user_id)
+        except TelegramError as exc:
+            log.warning("getChatMember failed in chat %s: %s", chat_id, exc)
+            return None
+        return member.status in GROUP_ADMINS
 
     async def on_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         msg = update.message
+        if msg is not None and self._budget(msg.chat, msg):
+            self._say(msg.chat, NOT_A_COMMAND, msg)
+
+    async def on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        query = update.callback_query
+        if query is None:
+            return
+        page = parse_page_data(query.data or "")
+        message = query.message
+        if page is None or message is None:
+            await query.answer("This button no longer works.")
+            return
+        chat = message.chat
+        async with self._lock(chat.id):
+            if self._limiter.check(chat.id, self._mono()) != "allow":
+                await query.answer("Too fast: please wait a few seconds.")
+                return
+            who = Caller(chat_id=chat.id, user_id=query.from_user.id, chat_type=chat.type)
+            reply = await self._service.page(page[0], page[1], who)
+            await query.answer(None if reply is not None else "This list is not yours to see.")
+            if reply is not None:
+                self._replier.send(Outgoing(chat.id, reply.text, buttons=reply.buttons,
+                                            edit_of=message.message_id))
+
+    async def on_membership(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        change = update.my_chat_member
+        if change is None:
+            return
+        chat = change.chat
+        old, new = change.old_chat_member.status, change.new_chat_member.status
+        if new in GONE:
+            log.info("removed from chat %s (%s)", chat.id, new)
+            await self._service.leave(chat.id, f"bot {new}")
+            return
+        if new in PRESENT and old not in PRESENT:
+            # Back in the chat (added to a group, or unblocked in private): deliver again.
+            await self._service.register(Caller(chat.id, None, chat.type, chat.title))
+            if chat.type != Chat.PRIVATE:
+                self._replier.send(Outgoing(chat.id, self._service.welcome(group=True)))
+
+    async def on_migrate(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        msg = update.message
         if msg is None:
             return
-        if self._limiter.check(msg.chat.id, self._mono()) == "allow":
-            await self._reply(context, msg.chat.id, NOT_A_COMMAND)
+        if msg.migrate_to_chat_id is not None:
+            old, new = msg.chat.id, msg.migrate_to_chat_id
+        elif msg.migrate_from_chat_id is not None:
+            old, new = msg.migrate_from_chat_id, msg.chat.id
+        else:
+            return
+        async with self._lock(old), self._lock(new):
+            await self._service.migrate(old, new)
+        log.info("group %s became supergroup %s; its storylines moved with it", old, new)
 
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         err = context.error
@@ -116,18 +233,25 @@ class Handlers:
             type(err).__name__, err, exc_info=(type(err), err, err.__traceback__) if err else None,
         )
         if isinstance(update, Update) and update.effective_chat is not None:
-            try:
-                await self._reply(context, update.effective_chat.id, GENERIC_ERROR)
-            except TelegramError:
-                log.warning("could not tell chat %s about the error", update.effective_chat.id)
-
-    @staticmethod
-    async def _reply(context: ContextTypes.DEFAULT_TYPE, chat_id: int, text: str) -> None:
-        await context.bot.send_message(
-            chat_id, text, link_preview_options=LinkPreviewOptions(is_disabled=True)
-        )
+            self._replier.send(Outgoing(update.effective_chat.id, GENERIC_ERROR))
 
 
-def bot_commands() -> list[BotCommand]:
-    """The menu registered with setMyCommands."""
-    return [BotCommand(spec.name, spec.description[:256]) for spec in c.COMMANDS]
+def bot_commands(*, admin: bool) -> list[BotCommand]:
+    """The menu for everyone, or (``admin``) for the bot's admins."""
+    return [
+        BotCommand(spec.name, spec.description[:256])
+        for spec in c.COMMANDS if admin or not spec.admin
+    ]
+
+
+async def register_menus(bot: Bot, admins: Sequence[int]) -> None:
+    """setMyCommands: the user menu for all chats, the full one in each admin's own chat."""
+    try:
+        await bot.set_my_commands(bot_commands(admin=False))
+    except TelegramError as exc:
+        log.warning("could not register the command menu (setMyCommands): %s", exc)
+    for admin in admins:
+        try:
+            await bot.set_my_commands(bot_commands(admin=True), scope=BotCommandScopeChat(admin))
+        except TelegramError as exc:  # e.g. an admin who never started the bot
+            log.warning("could not register the admin menu for %s: %s", admin, exc)

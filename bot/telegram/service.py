@@ -1,28 +1,37 @@
-"""What each bot command does, apart from Telegram: typed command in, reply text out.
+"""What each bot command does, apart from Telegram: parsed command in, reply out.
 
 The handlers (``bot.telegram.handlers``) parse an update and call
-:meth:`ChatService.handle`; this module holds the rules (who may do what, the
-per-chat storyline limit, what a reply says) and talks to the database and
-the poller. Replies are plain text: no parse mode, so nothing a user or a
-feed typed can break them.
+:meth:`ChatService.handle`; this module holds the rules (who may do what, what
+a chat may see, the per-chat storyline limit, what a reply says) and talks to
+the database and the poller. Each command of ``commands.COMMANDS`` has one
+handler here, bound with :func:`handles`; an import-time check fails if one is
+missing. Replies are plain text: no parse mode, so nothing a user or a feed
+typed can break them.
+
+Privacy: a chat sees (and may follow) only the shared storylines, the ones it
+created and the ones it already follows. A storyline it may not see is answered
+exactly like one that does not exist, so sequential ids reveal nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import ParamSpec, Protocol, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar
+from zoneinfo import ZoneInfo
 
-from bot.delivery.render import tg_len
+from bot.delivery.render import format_time, tg_len
 from bot.errors import BlockedAddressError, ConfigError, FetchError, HTTPStatusError, ParseError
 from bot.models import Feed, Storyline
+from bot.parsing.article import strip_bylines
 from bot.pipeline import ProbeResult
 from bot.settings import Settings
 from bot.storage.repository import Database, DuplicateError, StorylineRow
 from bot.storylines.profile import Profile, build_profile
 from bot.telegram import commands as c
+from bot.telegram.pages import paginate
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -38,6 +47,13 @@ class FeedAdder(Protocol):
     ) -> tuple[Feed, ProbeResult]: ...
 
 
+class PageReader(Protocol):
+    """Reads an article's title and main text from its address (``bot.fetching.article``);
+    raises FetchError or ParseError with a message a user can read."""
+
+    async def read(self, url: str) -> tuple[str, str]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Caller:
     """Who sent a command, from where."""
@@ -47,6 +63,43 @@ class Caller:
     chat_type: str = "private"
     chat_title: str | None = None
     reply_text: str | None = None  # text of the message the command replied to
+    group_admin: bool = False  # an administrator of this group (getChatMember)
+
+    @property
+    def in_group(self) -> bool:
+        return self.chat_type != "private"
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What to answer: text, optional inline buttons, and notices for other chats."""
+
+    text: str
+    buttons: tuple[tuple[str, str], ...] = ()
+    notices: tuple[tuple[int, str], ...] = ()
+
+
+Handler = Callable[["ChatService", Any, Caller], Awaitable[Reply]]
+_HANDLERS: dict[str, Handler] = {}
+H = TypeVar("H", bound=Handler)
+
+
+def handles(name: str) -> Callable[[H], H]:
+    """Bind a handler to the command ``name`` of ``commands.COMMANDS``."""
+
+    def bind(fn: H) -> H:
+        if name not in c.BY_NAME or name in _HANDLERS:
+            raise RuntimeError(f"/{name}: not in commands.COMMANDS, or bound twice")
+        _HANDLERS[name] = fn
+        return fn
+
+    return bind
+
+
+GROUP_ADMINS_ONLY = (
+    "In groups, only the group's administrators can change what it follows and its "
+    "settings. Everyone can read: /storylines, /status, /help."
+)
 
 
 def fit(text: str, limit: int = MAX_REPLY) -> str:
@@ -89,10 +142,12 @@ class ChatService:
         feeds: FeedAdder,
         settings: Settings,
         *,
+        pages: PageReader | None = None,
         utcnow: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._db = db
         self._feeds = feeds
+        self._pages = pages
         self._settings = settings
         self._now = utcnow
 
@@ -100,80 +155,123 @@ class ChatService:
         return user_id is not None and user_id in self._settings.env.admins
 
     @staticmethod
+    def needs_group_admin(cmd: c.Command, who: Caller) -> bool:
+        """True if ``cmd`` would change a group's storylines or settings."""
+        if not isinstance(cmd, c.Parsed) or not cmd.spec.changes or not who.in_group:
+            return False
+        reads_only = isinstance(cmd.value, c.Setting) and cmd.value.name is None
+        return not reads_only
+
+    @staticmethod
     async def _run(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         # Database calls are short but synchronous: keep them off the event loop.
         return await asyncio.to_thread(fn, *args, **kwargs)
 
-    async def handle(self, cmd: c.Command, who: Caller) -> str:
-        """The reply to ``cmd``; never raises for a user mistake."""
-        # Every command registers the chat: a chat that blocked the bot and
-        # talks to it again is active again, and subscriptions need the row.
+    async def register(self, who: Caller) -> None:
+        """Record the chat (again): a chat that blocked the bot and talks to it is active
+        again, and subscriptions need the row."""
         await self._run(
             self._db.upsert_chat, who.chat_id, now=self._now(), type_=who.chat_type,
             title=who.chat_title,
         )
-        match cmd:
-            case c.Start():
-                return self._welcome(who)
-            case c.Help():
-                return c.help_text(admin=self.is_admin(who.user_id))
-            case c.Track(title):
-                return await self._track(title, who)
-            case c.Untrack(sid):
-                return await self._untrack(sid, who)
-            case c.ListStorylines():
-                return await self._list(who)
-            case c.Subscribe(sid):
-                return await self._subscribe(sid, who)
-            case c.Unsubscribe(sid):
-                return await self._unsubscribe(sid, who)
-            case c.Status():
-                return await self._status(who)
-            case c.ListFeeds() | c.AddFeed() | c.RemoveFeed() if not self.is_admin(who.user_id):
-                return (
-                    "Sorry, only the bot's admins can manage feeds. "
-                    "/status shows how the feeds are doing."
-                )
-            case c.ListFeeds():
-                return await self._feeds_list()
-            case c.AddFeed(url):
-                return await self._add_feed(url, who)
-            case c.RemoveFeed(fid):
-                return await self._remove_feed(fid)
-            case c.Unknown(name):
-                return f"I don't know /{name[:40]}. /help lists what I can do."
-        return "I didn't understand that. /help lists what I can do."
+
+    async def leave(self, chat_id: int, reason: str) -> None:
+        """The chat removed or blocked the bot: nothing more is sent there."""
+        await self._run(self._db.deactivate_chat, chat_id, reason)
+
+    async def migrate(self, old_id: int, new_id: int) -> None:
+        """A group became a supergroup: everything it had is the supergroup's now."""
+        await self._run(self._db.migrate_chat, old_id, new_id)
+        await self._run(
+            self._db.upsert_chat, new_id, now=self._now(), type_="supergroup", title=None
+        )
+
+    async def handle(self, cmd: c.Command, who: Caller) -> Reply:
+        """The reply to ``cmd``; never raises for a user mistake."""
+        await self.register(who)
+        if isinstance(cmd, c.Unknown):
+            return Reply(f"I don't know /{cmd.name[:40]}. /help lists what I can do.")
+        if cmd.spec.admin and not self.is_admin(who.user_id):
+            if cmd.name in ("feeds", "addfeed", "removefeed"):
+                return Reply("Sorry, only the bot's admins can manage feeds. "
+                             "/status shows how the feeds are doing.")
+            return Reply(f"Sorry, only the bot's admins can use /{cmd.name}.")
+        if self.needs_group_admin(cmd, who) and not who.group_admin:
+            return Reply(GROUP_ADMINS_ONLY)
+        return await _HANDLERS[cmd.name](self, cmd.value, who)
+
+    async def page(self, list_name: str, number: int, who: Caller) -> Reply | None:
+        """Page ``number`` of a long list (an inline button was pressed); None if unknown."""
+        if list_name == "storylines":
+            return await self._list(who, number)
+        if list_name == "feeds" and self.is_admin(who.user_id):
+            return await self._feeds_list(number)
+        return None
 
     # -- commands -----------------------------------------------------------
 
-    def _welcome(self, who: Caller) -> str:
-        where = "this group" if who.chat_type != "private" else "you"
+    @handles("start")
+    async def _start(self, _: None, who: Caller) -> Reply:
+        return Reply(self.welcome(who.in_group))
+
+    @staticmethod
+    def welcome(group: bool) -> str:
+        where = "this group" if group else "you"
+        extra = (
+            "\nIn this group everyone can read; the group's administrators choose what it "
+            "follows." if group else ""
+        )
         return (
             f"Welcome to Storywatch! I'll tell {where} when a news storyline you follow moves.\n\n"
             "Next: follow a story with\n/track Putin trip to China\n"
-            "or reply /track to an article to start from its text.\n"
+            "or reply /track to an article (or give its link) to start from its text.\n"
             "/storylines shows the shared storylines you can /subscribe to; "
-            "/help lists every command."
+            f"/help lists every command.{extra}"
         )
 
-    async def _track(self, title: str | None, who: Caller) -> str:
+    @handles("help")
+    async def _help(self, _: None, who: Caller) -> Reply:
+        return Reply(fit(c.help_text(admin=self.is_admin(who.user_id))))
+
+    @handles("track")
+    async def _track(self, title: str | c.Link | None, who: Caller) -> Reply:
         limit = self._settings.file.limits.storylines_per_chat
         count = await self._run(self._db.count_storylines_created_by, who.chat_id)
         if count >= limit:
-            return (
+            return Reply(
                 f"This chat already has {count} storylines (the limit is {limit}). "
                 "Remove one with /untrack ID first; /storylines lists them."
             )
-        seed = (who.reply_text or "").strip()[:MAX_SEED_CHARS]
+        if isinstance(title, str):
+            existing = await self._run(self._db.find_storyline_by_title, who.chat_id, title)
+            if existing is not None:
+                return Reply(
+                    f"This chat already tracks #{existing.id}: {existing.title}. "
+                    f"Alerts for it come here; /untrack {existing.id} stops it."
+                )
+        seed = strip_bylines((who.reply_text or "").strip()[:MAX_SEED_CHARS])
+        if title is None and (url := c.link_in(seed)) is not None:
+            title = c.Link(url)
+        source = "the message you replied to"
+        if isinstance(title, c.Link):
+            read = await self._read_page(title.url)
+            if isinstance(read, Reply):
+                return read
+            page_title, seed = read
+            title, source = None, "the page at that link"
+            if page_title and c.title_words(page_title):
+                title = " ".join(page_title.split())[: c.MAX_TITLE_CHARS]
         aliases: tuple[tuple[str, tuple[str, ...]], ...] = ()
         keywords: tuple[str, ...] = ()
         if title is None:
             if not seed:
-                return "Reply /track to a message with text, or give a title: /track Putin trip"
+                return Reply(
+                    "Reply /track to a message with text, or give a title: /track Putin trip"
+                )
             proposal = await self._propose(seed)
             if proposal is None:
-                return (
-                    "I couldn't find a storyline in that text. Give it a title: "
+                return Reply(
+                    f"I couldn't find a storyline in {source}. Give it a title: "
                     "/track Putin trip to China (as a reply, the text still seeds it)."
                 )
             title, aliases, keywords = proposal
@@ -185,12 +283,24 @@ class ChatService:
         )
         await self._run(self._db.subscribe, who.chat_id, storyline.id, now=self._now())
         looks_for = describe_profile(build_profile(storyline))
-        seeded = " (seeded from the message you replied to)" if seed else ""
-        return fit(
+        seeded = f" (seeded from {source})" if seed else ""
+        return Reply(fit(
             f"Tracking #{storyline.id}: {storyline.title}{seeded}\n"
             f"I'll look for:\n{looks_for}\n\n"
             f"Alerts come to this chat. /untrack {storyline.id} stops it."
-        )
+        ))
+
+    async def _read_page(self, url: str) -> tuple[str, str] | Reply:
+        if self._pages is None:
+            return Reply("I can't read links here. Give a title: /track Putin trip to China")
+        try:
+            return await self._pages.read(url)
+        except BlockedAddressError as exc:
+            return Reply(f"I won't fetch that address: {exc}")
+        except HTTPStatusError as exc:
+            return Reply(f"Couldn't read that page: the server answered HTTP {exc.status}.")
+        except (FetchError, ParseError) as exc:
+            return Reply(f"Couldn't read that page: {exc}")
 
     @staticmethod
     async def _propose(
@@ -208,61 +318,123 @@ class ChatService:
         aliases = tuple((e.name, tuple(e.aliases)) for e in p.entities if e.aliases)
         return title, aliases, tuple(p.keywords)
 
-    async def _row(self, storyline_id: int, chat_id: int | None) -> StorylineRow | None:
+    async def _visible(self, storyline_id: int, chat_id: int) -> StorylineRow | None:
+        """The storyline if this chat may see it (shared, created here, or followed)."""
         rows = await self._run(self._db.storylines_for_chat, chat_id)
         return next((r for r in rows if r.storyline.id == storyline_id), None)
 
-    async def _untrack(self, sid: int, who: Caller) -> str:
-        row = await self._row(sid, None)
-        if row is None:
-            return f"There is no storyline #{sid}. /storylines lists them."
-        s = row.storyline
-        owner = row.created_by == who.chat_id and not s.shared
-        if owner or self.is_admin(who.user_id):
-            await self._run(self._db.deactivate_storyline, sid)
-            others = row.subscribers - 1 if row.subscribed else row.subscribers
-            extra = f" It had {others} other follower(s)." if others > 0 else ""
-            return f"Removed storyline #{sid}: {s.title}.{extra}"
-        if await self._run(self._db.unsubscribe, who.chat_id, sid):
-            return (
-                f"This chat no longer follows #{sid}: {s.title}. "
-                "It stays for others (only the chat that created it can remove it)."
-            )
-        return f"This chat doesn't follow #{sid}. /storylines shows what it follows."
+    @staticmethod
+    def _no_such(sid: int) -> Reply:
+        return Reply(f"There is no storyline #{sid} you can see. /storylines lists them.")
 
-    async def _list(self, who: Caller) -> str:
+    @handles("untrack")
+    async def _untrack(self, sid: int, who: Caller) -> Reply:
+        row = await self._visible(sid, who.chat_id)
+        if row is None:
+            return self._no_such(sid)
+        s = row.storyline
+        others = [f for f in await self._run(self._db.followers, sid) if f != who.chat_id]
+        if row.created_by == who.chat_id and not s.shared and not others:
+            await self._run(self._db.deactivate_storyline, sid)
+            return Reply(f"Removed storyline #{sid}: {s.title}.")
+        if await self._run(self._db.unsubscribe, who.chat_id, sid):
+            stays = (
+                f"It stays for the {len(others)} other chat(s) that follow it."
+                if others else "It stays listed for every chat (it is shared)."
+            )
+            return Reply(f"This chat no longer follows #{sid}: {s.title}. {stays}")
+        return Reply(f"This chat doesn't follow #{sid}. /storylines shows what it follows.")
+
+    @handles("storylines")
+    async def _storylines(self, _: None, who: Caller) -> Reply:
+        return await self._list(who, 1)
+
+    async def _list(self, who: Caller, number: int) -> Reply:
         rows = await self._run(self._db.storylines_for_chat, who.chat_id)
         if not rows:
-            return (
+            return Reply(
                 "This chat follows no storylines and there are no shared ones yet. "
                 "Start one: /track Putin trip to China"
             )
-        lines = ["Storylines (✓ = this chat follows it):"]
+        lines = []
         for r in rows:
             mark = "✓" if r.subscribed else "·"
             kind = "shared" if r.storyline.shared else (
-                "yours" if r.created_by == who.chat_id else "other chat's")
+                "this chat's" if r.created_by == who.chat_id else "followed")
             lines.append(f"{mark} #{r.storyline.id} {r.storyline.title} ({kind})")
-        lines.append("")
-        lines.append("/subscribe ID to follow, /unsubscribe ID to stop.")
-        return fit("\n".join(lines))
+        page = paginate(
+            "storylines", f"Storylines (✓ = this chat follows it), {len(rows)} in all", lines,
+            "/subscribe ID to follow, /unsubscribe ID to stop.", number,
+        )
+        return Reply(page.text, page.buttons)
 
-    async def _subscribe(self, sid: int, who: Caller) -> str:
-        # Any active storyline can be followed: ids are shared between chats
-        # (a friend says "/subscribe 12"), and /untrack by its creator ends it.
-        storyline = await self._run(self._db.get_storyline, sid)
-        if storyline is None:
-            return f"There is no storyline #{sid}. /storylines lists them."
+    @handles("subscribe")
+    async def _subscribe(self, sid: int, who: Caller) -> Reply:
+        row = await self._visible(sid, who.chat_id)
+        if row is None:
+            return self._no_such(sid)
+        title = row.storyline.title
         if await self._run(self._db.subscribe, who.chat_id, sid, now=self._now()):
-            return f"Following #{sid}: {storyline.title}. New developments come here."
-        return f"This chat already follows #{sid}: {storyline.title}."
+            return Reply(f"Following #{sid}: {title}. New developments come here.")
+        return Reply(f"This chat already follows #{sid}: {title}.")
 
-    async def _unsubscribe(self, sid: int, who: Caller) -> str:
+    @handles("unsubscribe")
+    async def _unsubscribe(self, sid: int, who: Caller) -> Reply:
         if await self._run(self._db.unsubscribe, who.chat_id, sid):
-            return f"Unsubscribed from #{sid}. /subscribe {sid} to follow it again."
-        return f"This chat doesn't follow #{sid}. /storylines shows what it follows."
+            return Reply(f"Unsubscribed from #{sid}. /subscribe {sid} to follow it again.")
+        return Reply(f"This chat doesn't follow #{sid}. /storylines shows what it follows.")
 
-    async def _status(self, who: Caller) -> str:
+    @handles("share")
+    async def _share(self, sid: int, who: Caller) -> Reply:
+        s = await self._run(self._db.get_storyline, sid)
+        if s is None:
+            return Reply(f"There is no storyline #{sid}.")
+        if not await self._run(self._db.set_shared, sid):
+            return Reply(f"#{sid}: {s.title} is shared already.")
+        return Reply(f"Shared #{sid}: {s.title}. Every chat now sees it in /storylines.")
+
+    @handles("delete")
+    async def _delete(self, sid: int, who: Caller) -> Reply:
+        s = await self._run(self._db.get_storyline, sid)
+        if s is None:
+            return Reply(f"There is no storyline #{sid}.")
+        followers = await self._run(self._db.followers, sid)
+        await self._run(self._db.deactivate_storyline, sid)
+        told = [f for f in followers if f != who.chat_id]
+        notice = (
+            f"The bot's admins deleted storyline #{sid}: {s.title}. "
+            "This chat gets no more alerts for it; /storylines lists what is left."
+        )
+        return Reply(
+            f"Deleted storyline #{sid}: {s.title} for everyone. "
+            f"Told the {len(told)} other chat(s) that followed it.",
+            notices=tuple((f, notice) for f in told),
+        )
+
+    @handles("settings")
+    async def _settings_cmd(self, setting: c.Setting, who: Caller) -> Reply:
+        if setting.name is None:
+            tz = await self._run(self._db.chat_tz, who.chat_id) or "UTC"
+            return Reply(
+                f"Settings of this chat:\ntz: {tz} (the time zone of alert times)\n\n"
+                f"Change it: {c.BY_NAME['settings'].example}"
+            )
+        name = setting.value
+        try:
+            ZoneInfo(name)
+        except (ValueError, KeyError, OSError):
+            return Reply(
+                f"“{name[:60]}” is not a time zone I know. Use a name like Europe/Paris, "
+                "America/New_York or UTC."
+            )
+        await self._run(self._db.set_chat_tz, who.chat_id, None if name == "UTC" else name)
+        now = format_time(self._now(), name)
+        return Reply(f"Alert times in this chat are now in {name} (it is {now}).")
+
+    @handles("status")
+    async def _status(self, _: None, who: Caller) -> Reply:
+        mine = await self._run(self._db.chat_figures, who.chat_id)
+        tz = await self._run(self._db.chat_tz, who.chat_id)
         feeds = await self._run(self._db.list_feeds)
         last_poll = await self._run(self._db.get_meta, "last_poll")
         counts = await self._run(self._db.outbox_counts)
@@ -270,11 +442,14 @@ class ChatService:
         ok = [f for f in feeds if f.state.consecutive_errors == 0 and f.state.last_ok]
         waiting = len(feeds) - len(failing) - len(ok)
         lines = [
-            f"Feeds: {len(ok)} ok, {len(failing)} failing"
+            f"This chat: follows {mine.following} storyline(s), {mine.created} created here",
+            f"Alerts here: {mine.sent} sent, {mine.pending} pending"
+            + (f", {mine.failed} failed" if mine.failed else ""),
+            "",
+            f"Bot: feeds {len(ok)} ok, {len(failing)} failing"
             + (f", {waiting} not polled yet" if waiting else "")
-            + f" (of {len(feeds)})",
-            f"Last poll: {_when(last_poll)}",
-            f"Alerts: {counts['sent']} sent, {counts['pending'] + counts['sending']} pending"
+            + f" (of {len(feeds)}); last poll {_when(last_poll, tz)}; "
+            f"alerts {counts['sent']} sent, {counts['pending'] + counts['sending']} pending"
             + (f", {counts['failed']} failed" if counts["failed"] else ""),
         ]
         if failing and self.is_admin(who.user_id):
@@ -282,13 +457,17 @@ class ChatService:
             lines.append("Failing feeds:")
             for f in failing[:10]:
                 lines.append(f"#{f.id} {f.title or f.url}: {f.state.last_error or 'error'}")
-        return fit("\n".join(lines))
+        return Reply(fit("\n".join(lines)))
 
-    async def _feeds_list(self) -> str:
+    @handles("feeds")
+    async def _feeds_cmd(self, _: None, who: Caller) -> Reply:
+        return await self._feeds_list(1)
+
+    async def _feeds_list(self, number: int) -> Reply:
         feeds = await self._run(self._db.list_feeds)
         if not feeds:
-            return "No feeds yet. Add one: /addfeed https://example.org/rss"
-        lines = [f"{len(feeds)} feed(s):"]
+            return Reply("No feeds yet. Add one: /addfeed https://example.org/rss")
+        lines = []
         for f in feeds:
             if f.state.consecutive_errors:
                 state = f"failing ×{f.state.consecutive_errors}: {f.state.last_error or 'error'}"
@@ -297,49 +476,55 @@ class ChatService:
             else:
                 state = "not polled yet"
             lines.append(f"#{f.id} {f.title or '(no title)'} — {f.url} — {state}")
-        lines.append("")
-        lines.append("/removefeed ID removes one; /addfeed URL adds one.")
-        return fit("\n".join(lines))
+        page = paginate(
+            "feeds", f"{len(feeds)} feed(s)", lines,
+            "/removefeed ID removes one; /addfeed URL adds one.", number,
+        )
+        return Reply(page.text, page.buttons)
 
-    async def _add_feed(self, url: str, who: Caller) -> str:
+    @handles("addfeed")
+    async def _add_feed(self, url: str, who: Caller) -> Reply:
         from bot.bootstrap import normalise_feed_url
 
         try:
             url = normalise_feed_url(url)
             feed, probe = await self._feeds.add_feed(url, added_by=who.user_id)
         except ConfigError:
-            return f"That is not an http(s) address: {url[:200]}"
+            return Reply(f"That is not an http(s) address: {url[:200]}")
         except DuplicateError:
-            return "That feed is already watched. /feeds lists them."
+            return Reply("That feed is already watched. /feeds lists them.")
         except BlockedAddressError as exc:
-            return f"I won't fetch that address: {exc}"
+            return Reply(f"I won't fetch that address: {exc}")
         except HTTPStatusError as exc:
-            return f"Couldn't add it: the server answered HTTP {exc.status}. ({exc})"
+            return Reply(f"Couldn't add it: the server answered HTTP {exc.status}. ({exc})")
         except FetchError as exc:
-            return f"Couldn't fetch it: {exc}"
+            return Reply(f"Couldn't fetch it: {exc}")
         except ParseError as exc:
-            return f"That doesn't look like a feed (RSS, Atom or RDF): {exc}"
+            return Reply(f"That doesn't look like a feed (RSS, Atom or RDF): {exc}")
         title = probe.title or feed.title or "(no title)"
-        return (
+        return Reply(
             f"Added feed #{feed.id}: {title} with {probe.item_count} item(s).\n"
             "Its current items are stored without alerts; new ones will be matched "
             "from the next poll on."
         )
 
-    async def _remove_feed(self, fid: int) -> str:
+    @handles("removefeed")
+    async def _remove_feed(self, fid: int, who: Caller) -> Reply:
         if await self._run(self._db.remove_feed, fid):
-            return f"Removed feed #{fid}."
-        return f"There is no feed #{fid}. /feeds lists them."
+            return Reply(f"Removed feed #{fid}.")
+        return Reply(f"There is no feed #{fid}. /feeds lists them.")
 
 
-def _when(iso: str | None) -> str:
+_UNBOUND = set(c.BY_NAME) ^ set(_HANDLERS)
+if _UNBOUND:  # pragma: no cover - a command added to the table without a handler
+    raise RuntimeError(f"commands without a handler (or handlers without a command): {_UNBOUND}")
+
+
+def _when(iso: str | None, tz: str | None = None) -> str:
     if not iso:
         return "not yet"
     try:
         t = datetime.fromisoformat(iso)
     except ValueError:
         return iso
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=UTC)
-    t = t.astimezone(UTC)
-    return f"{t:%Y-%m-%d %H:%M:%S} UTC"
+    return format_time(t, tz) or iso

@@ -43,15 +43,19 @@ class Feed:
     def url(self) -> str:
         return self.server.url(self.path)
 
-    def publish(self, title: str, summary: str = "", guid: str | None = None) -> None:
+    def publish(self, title: str, summary: str = "", guid: str | None = None,
+                source: str | None = None) -> None:
         n = len(self.items) + 1
-        self.items.insert(0, {
+        item = {
             "guid": guid or f"{self.path}-{n}",
             "title": title,
             "link": f"https://news.example.test{self.path}/{n}",
             "description": summary or title,
             "pubDate": format_datetime(datetime.now(UTC), usegmt=True),
-        })
+        }
+        if source is not None:
+            item["source"] = source  # the outlet, as an aggregator names it
+        self.items.insert(0, item)
         self.server.set_route(self.path, Route(body=rss_document(self.title, self.items)))
 
 
@@ -131,6 +135,18 @@ class BotProcess:
             self.proc.wait(timeout=30)
 
 
+@pytest.fixture(autouse=True)
+def save_transcript(request: pytest.FixtureRequest, fake: FakeTelegram) -> Iterator[None]:
+    """With STORYWATCH_TRANSCRIPTS=DIR, write what the fake Bot API saw in each test
+    (updates in, messages out) to DIR/<test>.txt."""
+    yield
+    where = os.environ.get("STORYWATCH_TRANSCRIPTS")
+    if where:
+        out = Path(where)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{request.node.name}.txt").write_text(fake.transcript() + "\n", encoding="utf-8")
+
+
 @pytest.fixture
 def feeds() -> Iterator[FeedServer]:
     with FeedServer() as server:
@@ -162,16 +178,31 @@ def bot(tmp_path: Path, fake: FakeTelegram, news: Feed) -> Iterator[BotProcess]:
 class Chat:
     """A user (or group) talking to the bot through the fake server."""
 
-    def __init__(self, fake: FakeTelegram, chat_id: int, user_id: int | None = None) -> None:
+    def __init__(self, fake: FakeTelegram, chat_id: int, user_id: int | None = None,
+                 chat_type: str | None = None) -> None:
         self.fake = fake
         self.chat_id = chat_id
         self.user_id = user_id if user_id is not None else abs(chat_id)
+        self.chat_type = chat_type
+        self.last_id = 0  # message id of the last thing this user said
+
+    def send(self, text: str, reply_to_text: str | None = None) -> int:
+        """Say ``text`` without waiting; returns its message id."""
+        self.last_id = self.fake.user_says(self.chat_id, text, user_id=self.user_id,
+                                           chat_type=self.chat_type, reply_to_text=reply_to_text)
+        return self.last_id
 
     def say(self, text: str, reply_to_text: str | None = None, timeout: float = 30) -> str:
-        """Send ``text`` and return the bot's reply."""
+        """Send ``text`` and return the bot's reply (the next message that is not an alert:
+        replies and alerts share the chat's send budget, so an alert may come first)."""
         before = len(self.fake.messages(self.chat_id))
-        self.fake.user_says(self.chat_id, text, user_id=self.user_id, reply_to_text=reply_to_text)
-        return self.fake.wait_reply(self.chat_id, before, timeout)
+        self.send(text, reply_to_text)
+
+        def replies() -> list[str]:
+            return [t for t in self.fake.texts(self.chat_id)[before:] if not t.startswith("📰")]
+
+        self.fake.wait_for(lambda: bool(replies()), timeout, f"a reply in chat {self.chat_id}")
+        return replies()[0]
 
     def texts(self) -> list[str]:
         return self.fake.texts(self.chat_id)

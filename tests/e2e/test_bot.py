@@ -36,6 +36,12 @@ def count(chat: Chat, headline: str) -> int:
     return sum(1 for t in chat.alerts() if headline in t)
 
 
+def share(fake: FakeTelegram, sid: str) -> None:
+    """A chat's own storyline is private: an admin shares it so other chats may follow it."""
+    reply = Chat(fake, ADMIN).say(f"/share {sid}")
+    assert reply.startswith((f"Shared #{sid}:", f"#{sid}: ")) and "hared" in reply, reply
+
+
 def test_no_token_exits_2_with_a_clear_message(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO),
            "STORYWATCH_CONFIG": str(write_config(tmp_path, [])),
@@ -49,7 +55,9 @@ def test_no_token_exits_2_with_a_clear_message(tmp_path: Path) -> None:
 def test_commands_as_a_user_and_an_admin(bot: BotProcess, fake: FakeTelegram, feeds: FeedServer,
                                          news: Feed) -> None:
     user, admin = Chat(fake, 501), Chat(fake, ADMIN)
-    assert {c["command"] for c in fake.commands} >= {"start", "help", "track", "addfeed"}
+    assert {"start", "help", "track"} <= set(fake.commands_for("default"))
+    assert "addfeed" not in fake.commands_for("default")  # admins' menus only (issue 13)
+    assert {"addfeed", "share", "delete"} <= set(fake.commands_for(f"chat:{ADMIN}"))
 
     assert "/track" in user.say("/start")
     help_text = user.say("/help")
@@ -86,7 +94,9 @@ def test_commands_as_a_user_and_an_admin(bot: BotProcess, fake: FakeTelegram, fe
     assert "no feed #2" in admin.say("/removefeed 2")
 
     status = user.say("/status")
-    assert "Feeds: " in status and "Last poll: " in status and "Alerts: " in status
+    assert status.startswith("This chat: follows 1 storyline(s), 1 created here\n"
+                             "Alerts here: 0 sent, 0 pending"), status
+    assert "\nBot: feeds 1 ok, 0 failing (of 1); last poll " in status
 
     seeded = user.say(
         "/track",
@@ -115,9 +125,11 @@ def test_alert_once_in_each_subscribed_chat_and_nowhere_else(
     alice, bob, carol = Chat(fake, 601), Chat(fake, 602), Chat(fake, 603)
     sid = alice.say(f"/track {STORY}").split("#")[1].split(":")[0]
     bob.say("/start")
+    share(fake, sid)
     assert "Following" in bob.say(f"/subscribe {sid}")
     carol.say("/start")
     sentinel_id = carol.say(f"/track {SENTINEL_STORY}").split("#")[1].split(":")[0]
+    share(fake, sentinel_id)
     alice.say(f"/subscribe {sentinel_id}")
 
     news.publish(DEVELOPMENTS[0])
@@ -139,6 +151,7 @@ def test_restart_loses_nothing_and_doubles_nothing(
 ) -> None:
     alice, bob = Chat(fake, 701), Chat(fake, 702)
     sid = alice.say(f"/track {STORY}").split("#")[1].split(":")[0]
+    share(fake, sid)
     bob.say(f"/subscribe {sid}")
     # Telegram pushes back on every alert, so they pile up in the outbox...
     fake.rate_limit(1, times=-1)
@@ -157,6 +170,7 @@ def test_restart_loses_nothing_and_doubles_nothing(
     wait_until(lambda: all(count(c, h) for c in (alice, bob) for h in DEVELOPMENTS),
                what="every development in both chats")
     sentinel_id = alice.say(f"/track {SENTINEL_STORY}").split("#")[1].split(":")[0]
+    share(fake, sentinel_id)
     bob.say(f"/subscribe {sentinel_id}")
     news.publish(SENTINEL)
     wait_until(lambda: count(alice, SENTINEL) and count(bob, SENTINEL), what="the sentinel")
@@ -168,6 +182,7 @@ def test_blocked_chat_is_no_longer_sent_to(bot: BotProcess, fake: FakeTelegram,
                                            news: Feed) -> None:
     alice, bob = Chat(fake, 801), Chat(fake, 802)
     sid = alice.say(f"/track {STORY}").split("#")[1].split(":")[0]
+    share(fake, sid)
     bob.say(f"/subscribe {sid}")
     fake.blocked.add(802)
     news.publish(DEVELOPMENTS[0])
@@ -177,7 +192,9 @@ def test_blocked_chat_is_no_longer_sent_to(bot: BotProcess, fake: FakeTelegram,
     news.publish(DEVELOPMENTS[1])
     wait_until(lambda: count(alice, DEVELOPMENTS[1]), what="alice's second alert")
     news.publish(SENTINEL)
-    sentinel_id = alice.say(f"/track {SENTINEL_STORY}").split("#")[1].split(":")[0]
+    tracked = alice.say(f"/track {SENTINEL_STORY}")
+    assert tracked.startswith("Tracking #"), alice.texts()
+    sentinel_id = tracked.split("#")[1].split(":")[0]
     news.publish(DEVELOPMENTS[2])
     wait_until(lambda: count(alice, DEVELOPMENTS[2]), what="alice's third alert")
     assert sentinel_id
@@ -190,6 +207,7 @@ def test_429_storm_delays_alerts_but_loses_none(bot: BotProcess, fake: FakeTeleg
     chats = [Chat(fake, 900 + i) for i in range(3)]
     sid = chats[0].say(f"/track {STORY}").split("#")[1].split(":")[0]
     for c in chats[1:]:
+        share(fake, sid)
         c.say(f"/subscribe {sid}")
     fake.rate_limit(2, times=15)
     for headline in DEVELOPMENTS[:3]:

@@ -126,13 +126,20 @@ def test_second_poll_adds_nothing_and_sends_conditional_requests(env: Env) -> No
     assert atom[-1].headers.get("if-modified-since") == "Mon, 18 Sep 2023 08:00:00 GMT"
 
 
-def test_changed_title_keeps_identity_and_new_item_matches(env: Env) -> None:
+def poll_with_wang_yi_arriving(env: Env, first_title: str) -> subprocess.CompletedProcess[str]:
+    """A first poll, then the wire adds "Wang Yi arrives in Moscow..." (urn:wire:9),
+    with ``first_title`` as its first item's headline, and is polled again."""
     env.run("poll", "--once")
-    items = rss_items("Wang Yi to visit Russia for strategic security talks", "Football results")
+    items = rss_items(first_title, "Football results")
     items.append({"guid": "urn:wire:9", "title": "Wang Yi arrives in Moscow for talks with Lavrov",
                   "link": "https://wire.example.test/9"})
     env.server.set_route("/rss", Route(body=rss_document("Wire", items), etag='"r2"'))
-    result = env.poll()
+    return env.poll()
+
+
+def test_changed_title_keeps_identity_and_new_item_matches(env: Env) -> None:
+    result = poll_with_wang_yi_arriving(
+        env, "Wang Yi to visit Russia for strategic security talks")
     assert "Wire: 1 new item, 1 match," in result.stdout
     titles = [r[0] for r in env.query("SELECT title FROM items WHERE key = 'g:urn:wire:0'")]
     assert titles == ["Wang Yi to visit Russia for strategic security talks"]
@@ -253,3 +260,60 @@ def test_what_the_matcher_learned_survives_between_runs(env: Env, keep_state: bo
                         " JOIN storylines s ON s.id = m.storyline_id WHERE i.key = 'g:urn:wire:2'")
     assert [t for t, _ in matched] == ["Yellen visit to China"], result.stdout
     assert 'Yellen (as "US Treasury chief")' in matched[0][1]
+
+
+# -- issue 13: the command line to match the bot ---------------------------------------------
+
+
+def test_poll_with_nothing_due_says_when_each_feed_is_next_due_and_force_polls(
+    env: Env,
+) -> None:
+    env.vars["STORYWATCH_POLL_INTERVAL"] = "600"  # nothing comes due again during the test
+    env.run("poll", "--once")
+    result = env.run("poll", "--once")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 5 and all(": next due 20" in line for line in lines[:4]), lines
+    assert lines[-1] == (
+        "total: nothing due yet, 0 of 4 feeds polled; --force polls them all now"
+    )
+    forced = env.run("poll", "--once", "--force")
+    assert "total: 4 feeds polled, 1 failed, 0 new items" in forced.stdout, forced.stdout
+    assert env.server.requests_for("/rss")[-1].headers.get("if-none-match") == '"r1"'
+
+
+def test_matches_shows_what_matched_and_why(env: Env) -> None:
+    poll_with_wang_yi_arriving(env, "Wang Yi to visit Russia for security talks")
+    (sid,), = env.query("SELECT m.storyline_id FROM matches m JOIN items i ON i.id = m.item_id "
+                        "WHERE i.key = 'g:urn:wire:9'")
+    shown = env.run("matches", "--since", "1d")
+    assert shown.returncode == 0, shown.stderr
+    assert "Wang Yi arrives in Moscow for talks with Lavrov — Wire" in shown.stdout
+    assert f"#{sid} " in shown.stdout and "    why: " in shown.stdout
+    other = env.run("matches", "--storyline", str(int(str(sid)) + 100))
+    assert other.stdout.startswith(f"no matches for storyline {int(str(sid)) + 100}")
+    bad = env.run("matches", "--since", "soon")
+    assert bad.returncode == 2 and bad.stderr.startswith("storywatch: error: “soon” is not")
+
+
+def test_storylines_remove(env: Env) -> None:
+    added = env.run("storylines", "add", "Grain deal talks in Istanbul")
+    sid = added.stdout.split()[2].rstrip(":")
+    removed = env.run("storylines", "remove", sid)
+    assert removed.returncode == 0 and removed.stdout.startswith(
+        f"removed storyline {sid}: Grain deal talks in Istanbul (0 chat(s) followed it")
+    assert "Grain deal" not in env.run("storylines", "list").stdout
+    again = env.run("storylines", "remove", sid)
+    assert again.returncode == 1
+    assert again.stderr == (
+        f"storywatch: error: no storyline with id {sid}; see: storywatch storylines list\n"
+    )
+
+
+def test_loopback_refusal_names_the_setting_that_allows_it(env: Env) -> None:
+    del env.vars["STORYWATCH_ALLOW_PRIVATE_NETWORKS"]
+    result = env.run("feeds", "add", env.server.url("/not-yet-watched"))
+    assert result.returncode == 1
+    assert result.stderr.startswith("storywatch: error: not added: ")
+    assert "127.0.0.1 is a loopback address (STORYWATCH_ALLOW_PRIVATE_NETWORKS=true allows" \
+        in result.stderr

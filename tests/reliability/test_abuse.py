@@ -22,6 +22,7 @@ from telegram import Bot, Update
 from telegram.request import HTTPXRequest
 
 from bot.delivery.ratelimit import SendLimiter, SendLimits
+from bot.delivery.replies import Replier
 from bot.delivery.sender import Sender, SenderOptions
 from bot.errors import FetchError
 from bot.fetching.guard import Guard
@@ -80,16 +81,16 @@ async def test_only_admins_manage_feeds(tmp_path: Path, table: Table) -> None:
     tried = 0
     for chat, user in ((STRANGER, STRANGER), (-500, STRANGER), (ADMIN + 1, None)):
         for text in attempts:
-            reply = await service.handle(_cmd(text), Caller(chat_id=chat, user_id=user,
-                                                           chat_type="private" if chat > 0
-                                                           else "supergroup"))
+            reply = (await service.handle(_cmd(text), Caller(
+                chat_id=chat, user_id=user, chat_type="private" if chat > 0 else "supergroup",
+                group_admin=True))).text
             assert reply.startswith("Sorry, only the bot's admins can manage feeds"), reply
             tried += 1
     assert feeds.calls == [] and [f.url for f in db.list_feeds()] == [
         "https://news.example.test/rss"
     ]
     # An admin in the same group may.
-    reply = await service.handle(_cmd("/removefeed 1"), Caller(chat_id=-500, user_id=ADMIN))
+    reply = (await service.handle(_cmd("/removefeed 1"), Caller(chat_id=-500, user_id=ADMIN))).text
     assert reply == "Removed feed #1." and db.list_feeds() == []
     db.close()
     table.row(
@@ -102,14 +103,14 @@ async def test_only_admins_manage_feeds(tmp_path: Path, table: Table) -> None:
 async def test_storyline_limit_per_chat(tmp_path: Path, table: Table) -> None:
     service, db, _, _ = _service(tmp_path, storylines_per_chat=3)
     replies = [
-        await service.handle(_cmd(f"/track Storyline number {n} about trade"),
-                             Caller(chat_id=77, user_id=77))
+        (await service.handle(_cmd(f"/track Storyline number {n} about trade"),
+                              Caller(chat_id=77, user_id=77))).text
         for n in range(10)
     ]
     assert [r.startswith("Tracking #") for r in replies] == [True] * 3 + [False] * 7
     assert all("the limit is 3" in r for r in replies[3:])
     assert db.count_storylines_created_by(77) == 3
-    other = await service.handle(_cmd("/track Another chat storyline"), Caller(78, 78))
+    other = (await service.handle(_cmd("/track Another chat storyline"), Caller(78, 78))).text
     assert other.startswith("Tracking #")
     db.close()
     table.row("Storylines per chat (limit 3)", "/track ×10 from one chat", 10,
@@ -139,14 +140,17 @@ def _update(chat_id: int, text: str, n: int) -> Update:
 async def test_command_flood_is_rate_limited_per_chat(tmp_path: Path, table: Table) -> None:
     service, db, _, _ = _service(tmp_path)
     clock = [1000.0]
-    handlers = Handlers(service, commands_per_minute=10, monotonic=lambda: clock[0])
     bot = _StubBot()
+    unlimited = SendLimits(per_chat=10_000, per_group=10_000, overall=10_000, overall_gap=0.0)
+    replier = Replier(bot, SendLimiter(unlimited))  # type: ignore[arg-type]
+    handlers = Handlers(service, replier, commands_per_minute=10, monotonic=lambda: clock[0])
     context: Any = SimpleNamespace(bot=bot)
     for n in range(200):  # 200 commands in 20 seconds from one chat
         clock[0] += 0.1
         await handlers.on_command(_update(31, "/help", n), context)
         if n % 20 == 0:
             await handlers.on_command(_update(32, "/help", 10_000 + n), context)
+    await replier.stop()
     to_flooder = [t for chat, t in bot.sent if chat == 31]
     to_other = [t for chat, t in bot.sent if chat == 32]
     warnings = [t for t in to_flooder if "faster than I can take them" in t]
@@ -154,6 +158,7 @@ async def test_command_flood_is_rate_limited_per_chat(tmp_path: Path, table: Tab
     assert len(to_other) == 10 and not any("faster" in t for t in to_other)
     clock[0] += 61  # a minute later the flooder is served again
     await handlers.on_command(_update(31, "/help", 999), context)
+    await replier.stop()
     assert "/track" in bot.sent[-1][1]
     db.close()
     table.row("Command flood (limit 10/min per chat)", "200 commands in 20 s from one chat",
@@ -220,7 +225,7 @@ def test_service_fuzz(
         return
     who = Caller(chat_id=chat, user_id=user, chat_type="private" if chat > 0 else "group",
                  reply_text=reply)
-    text = asyncio.run(service.handle(cmd, who))
+    text = asyncio.run(service.handle(cmd, who)).text
     assert text.strip() and len(text.encode("utf-16-le")) // 2 <= 4096
     _FUZZ_COUNT[0] += 1
 

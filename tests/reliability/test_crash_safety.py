@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import TOKEN, BotProcess, Chat, wait_until, write_config
+from tests.e2e.conftest import ADMIN, TOKEN, BotProcess, Chat, wait_until, write_config
 from tests.reliability.conftest import Table
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.feed_server import FeedServer, Route, rss_document
@@ -100,6 +100,10 @@ def test_sigkill_at_random_moments_loses_nothing(
             wait_until(lambda: len(server.requests_for(PATH)) >= 2, what="the feed primed")
             alice, group = Chat(fake, 901), Chat(fake, -100901, user_id=902)
             sid = alice.say(f"/track {STORY}").split("#")[1].split(":")[0]
+            # Alice's storyline is hers until an admin shares it; in the group, only an
+            # administrator may subscribe.
+            assert Chat(fake, ADMIN).say(f"/share {sid}").startswith(f"Shared #{sid}")
+            fake.chat_admins[group.chat_id] = {group.user_id}
             assert "Following" in group.say(f"/subscribe {sid}")
             pub.start()
             kills = 0

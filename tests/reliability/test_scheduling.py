@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 
 from bot.app import POLL_JOB_KWARGS, _serve, build_application
+from bot.delivery.ratelimit import SendLimiter
+from bot.delivery.replies import Replier
 from bot.fetching.client import FeedFetcher
 from bot.fetching.guard import StaticResolver
 from bot.models import FeedState, Item
@@ -141,7 +143,9 @@ async def test_poll_job_never_overlaps_and_keeps_running(
         stop = asyncio.Event()
         await app.initialize()
         caplog.set_level(logging.WARNING, logger="apscheduler")
-        task = asyncio.create_task(_serve(app, settings, db, poller, stop))  # type: ignore[arg-type]
+        limiter = SendLimiter()
+        task = asyncio.create_task(_serve(  # type: ignore[arg-type]
+            app, settings, db, poller, stop, limiter, Replier(app.bot, limiter)))
         try:
             for _ in range(200):
                 if app.job_queue is not None and app.job_queue.get_jobs_by_name("poll"):

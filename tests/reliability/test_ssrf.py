@@ -297,7 +297,7 @@ async def test_addfeed_tells_the_admin_why(
             for url, why in cases:
                 raw = c.split_command(f"/addfeed {url}")
                 assert raw is not None
-                reply = await service.handle(c.parse(raw), Caller(chat_id=1, user_id=1))
+                reply = (await service.handle(c.parse(raw), Caller(chat_id=1, user_id=1))).text
                 assert reply.startswith("I won't fetch that address: refused: "), reply
                 assert why in reply, reply
         assert db.list_feeds() == []

@@ -3,12 +3,18 @@
 The real python-telegram-bot client talks to it over HTTP (point
 ``STORYWATCH_TELEGRAM_API_URL`` at :attr:`FakeTelegram.api_url`). It implements
 what the bot uses (getMe, getUpdates with offset and long polling,
-sendMessage, editMessageText, setMyCommands, getMyCommands, deleteWebhook,
-answerCallbackQuery...), checks messages the way Telegram does (the HTML
-subset, balanced tags, entities, 4,096 characters) and records everything per
-chat. Tests inject user messages as updates and inject faults: 429 with
-retry_after, 403 (blocked), group migration, 400 parse errors, slow answers,
-dropped connections (before or after the message is delivered).
+sendMessage, editMessageText, editMessageReplyMarkup, setMyCommands and
+getMyCommands per scope, getChatMember, deleteWebhook, answerCallbackQuery...),
+checks messages the way Telegram does (the HTML subset, balanced tags,
+entities, 4,096 characters, inline keyboards) and records everything per chat.
+Tests inject updates as users and Telegram make them (messages, button presses,
+the bot being added to a group, a group becoming a supergroup) and inject
+faults: 429 with retry_after, 403 (blocked), group migration, 400 parse errors,
+slow answers, dropped connections (before or after the message is delivered).
+
+With ``flood_limits`` on, it also answers 429 as Telegram does when a bot sends
+too fast (more than 1 message a second to one chat, 20 a minute to one group,
+30 a second in all); :meth:`count_429` counts every 429 it sent.
 
 Standard library only (``http.server`` in a thread); safe to use from any
 thread or event loop. It binds 127.0.0.1 and never reaches anything else.
@@ -97,6 +103,47 @@ class _TelegramHTML(HTMLParser):
         self._fail("declarations are not allowed")
 
 
+def _short(text: str, limit: int = 400) -> str:
+    text = text.replace("\n", " ⏎ ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _describe_update(u: dict[str, Any]) -> str:
+    if "message" in u:
+        m = u["message"]
+        chat, who = m["chat"]["id"], m["from"]["id"]
+        for key in ("migrate_to_chat_id", "migrate_from_chat_id"):
+            if key in m:
+                return f"→ [{chat}] service message: {key} {m[key]}"
+        quoted = ""
+        if "reply_to_message" in m:
+            quoted = f" (replying to “{_short(m['reply_to_message']['text'], 60)}”)"
+        return f"→ [{chat}] user {who} (msg {m['message_id']}): {_short(m['text'])}{quoted}"
+    if "callback_query" in u:
+        q = u["callback_query"]
+        return (f"→ [{q['message']['chat']['id']}] user {q['from']['id']} presses a button "
+                f"under msg {q['message']['message_id']}: {q['data']}")
+    if "my_chat_member" in u:
+        c = u["my_chat_member"]
+        return (f"→ [{c['chat']['id']}] user {c['from']['id']} changes the bot's membership: "
+                f"{c['old_chat_member']['status']} → {c['new_chat_member']['status']}")
+    return f"→ {_short(json.dumps(u))}"
+
+
+def _describe_sent(mark: str, m: Sent) -> str:
+    quote = f" ↩ msg {m.reply_to}" if m.reply_to else ""
+    buttons = ""
+    if m.markup:
+        labels = [b["text"] for row in m.markup.get("inline_keyboard", []) for b in row]
+        buttons = f" [buttons: {' '.join(labels)}]"
+    return f"{mark} [{m.chat_id}] msg {m.message_id}{quote}: {_short(m.current)}{buttons}"
+
+
+def _json(value: Any) -> Any:
+    """A JSON parameter as PTB sends it: a string in form posts, a value in JSON bodies."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
 def utf16_len(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
@@ -132,6 +179,7 @@ class Sent:
     at: float
     edits: list[str] = field(default_factory=list)
     reply_to: int | None = None
+    markup: dict[str, Any] | None = None  # the inline keyboard as it stands now
 
     @property
     def current(self) -> str:
@@ -176,6 +224,14 @@ class FakeTelegram:
         self.refused: list[tuple[str, int | None, int, str]] = []
         self.dropped: list[tuple[str, dict[str, Any]]] = []
         self.confirmed_offset = 0
+        self.commands_by_scope: dict[str, list[dict[str, str]]] = {}
+        self.chat_admins: dict[int, set[int]] = {}  # group id -> user ids that administer it
+        self.answered_callbacks: list[dict[str, Any]] = []
+        self.flood_limits = False
+        self.events: list[tuple[float, str]] = []  # what came in and went out, for transcripts
+        self.allowed_updates: list[str] = []  # as last set by getUpdates; [] = default kinds
+        self._flood_times: list[tuple[float, int]] = []  # (arrival, chat) of accepted sends
+        self._next_callback_id = 1
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -220,12 +276,7 @@ class FakeTelegram:
     ) -> int:
         """Queue a message from a user as an update; returns its message id."""
         uid = user_id if user_id is not None else abs(chat_id)
-        ctype = chat_type or ("private" if chat_id > 0 else "supergroup")
-        chat: dict[str, Any] = {"id": chat_id, "type": ctype}
-        if ctype == "private":
-            chat["first_name"] = f"User{uid}"
-        else:
-            chat["title"] = f"Group {chat_id}"
+        chat = self._chat(chat_id, chat_type)
         with self._lock:
             self._user_message_id += 1
             msg: dict[str, Any] = {
@@ -247,10 +298,95 @@ class FakeTelegram:
                     "from": {"id": uid + 1, "is_bot": False, "first_name": "Other"},
                     "text": reply_to_text,
                 }
-            self._updates.append({"update_id": self._next_update_id, "message": msg})
-            self._next_update_id += 1
-            self._lock.notify_all()
+            self._push({"message": msg})
             return int(msg["message_id"])
+
+    def _push(self, update: dict[str, Any]) -> None:
+        """Queue one update (the caller holds the lock)."""
+        self.events.append((time.time(), _describe_update(update)))
+        self._updates.append({"update_id": self._next_update_id, **update})
+        self._next_update_id += 1
+        self._lock.notify_all()
+
+    @staticmethod
+    def _chat(chat_id: int, chat_type: str | None = None) -> dict[str, Any]:
+        ctype = chat_type or ("private" if chat_id > 0 else "supergroup")
+        chat: dict[str, Any] = {"id": chat_id, "type": ctype}
+        if ctype == "private":
+            chat["first_name"] = f"User{chat_id}"
+        else:
+            chat["title"] = f"Group {chat_id}"
+        return chat
+
+    def press(self, chat_id: int, message_id: int, data: str, *, user_id: int) -> str:
+        """A user presses an inline button under the bot's message; returns the query id."""
+        with self._lock:
+            qid = f"cq{self._next_callback_id}"
+            self._next_callback_id += 1
+            sent = next(m for m in self.sent if m.chat_id == chat_id and m.message_id == message_id)
+            self._push({"callback_query": {
+                "id": qid,
+                "from": {"id": user_id, "is_bot": False, "first_name": f"User{user_id}"},
+                "chat_instance": str(chat_id),
+                "data": data,
+                "message": {**self._message(chat_id, message_id, sent.current),
+                            "chat": self._chat(chat_id)},
+            }})
+            return qid
+
+    def bot_membership(
+        self, chat_id: int, *, old: str, new: str, by_user: int, chat_type: str = "group"
+    ) -> None:
+        """Telegram's ``my_chat_member`` update: the bot's status in a chat changed."""
+        member: dict[str, Any] = {"user": BOT_USER}
+
+        def status(name: str) -> dict[str, Any]:
+            return {**member, "status": name, **({"until_date": 0} if name == "kicked" else {})}
+
+        with self._lock:
+            self._push({"my_chat_member": {
+                "chat": self._chat(chat_id, chat_type),
+                "from": {"id": by_user, "is_bot": False, "first_name": f"User{by_user}"},
+                "date": int(time.time()),
+                "old_chat_member": status(old),
+                "new_chat_member": status(new),
+            }})
+
+    def migrate_group(self, old_id: int, new_id: int) -> None:
+        """A group becomes a supergroup: the two service messages Telegram sends,
+        and from now on sends to the old id are refused with ``migrate_to_chat_id``."""
+        with self._lock:
+            self.migrated[old_id] = new_id
+            self.chat_admins.setdefault(new_id, set()).update(self.chat_admins.get(old_id, ()))
+            for chat_id, key, value, ctype in (
+                (old_id, "migrate_to_chat_id", new_id, "group"),
+                (new_id, "migrate_from_chat_id", old_id, "supergroup"),
+            ):
+                self._user_message_id += 1
+                self._push({"message": {
+                    "message_id": self._user_message_id,
+                    "date": int(time.time()),
+                    "chat": self._chat(chat_id, ctype),
+                    "from": {"id": 1, "is_bot": False, "first_name": "Admin"},
+                    key: value,
+                }})
+
+    def transcript(self) -> str:
+        """Every update given to the bot and every message it sent, edited or was refused,
+        in order: → in, ← out, ✎ edited, ✗ refused."""
+        with self._lock:
+            events = sorted(self.events, key=lambda e: e[0])
+        return "\n".join(line for _, line in events)
+
+    def count_429(self) -> int:
+        """How many times this server answered 429 Too Many Requests."""
+        with self._lock:
+            return sum(1 for r in self.refused if r[2] == 429)
+
+    def commands_for(self, scope: str = "default") -> list[str]:
+        """The command names registered for a scope: "default" or "chat:ID"."""
+        with self._lock:
+            return [c["command"] for c in self.commands_by_scope.get(scope, [])]
 
     def fail(
         self,
@@ -339,16 +475,28 @@ class FakeTelegram:
     def _call(self, method: str, p: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         if method == "getMe":
             return 200, {"ok": True, "result": BOT_USER}
-        if method in ("deleteWebhook", "setWebhook", "answerCallbackQuery", "close", "logOut"):
+        if method in ("deleteWebhook", "setWebhook", "close", "logOut"):
+            return 200, {"ok": True, "result": True}
+        if method == "answerCallbackQuery":
+            with self._lock:
+                self.answered_callbacks.append(dict(p))
             return 200, {"ok": True, "result": True}
         if method == "getUpdates":
             return 200, {"ok": True, "result": self._get_updates(p)}
         if method == "setMyCommands":
+            scope = self._scope(p)
             with self._lock:
-                self.commands = json.loads(p.get("commands", "[]"))
+                self.commands_by_scope[scope] = _json(p.get("commands", "[]"))
+                if scope == "default":
+                    self.commands = self.commands_by_scope[scope]
             return 200, {"ok": True, "result": True}
         if method == "getMyCommands":
-            return 200, {"ok": True, "result": self.commands}
+            with self._lock:
+                return 200, {"ok": True, "result": self.commands_by_scope.get(self._scope(p), [])}
+        if method == "getChatMember":
+            return self._chat_member(p)
+        if method == "editMessageReplyMarkup":
+            return self._edit(p, markup_only=True)
         if method == "deleteMyCommands":
             return 200, {"ok": True, "result": True}
         if method == "sendChatAction":
@@ -359,18 +507,70 @@ class FakeTelegram:
             return self._edit(p)
         return 404, {"ok": False, "error_code": 404, "description": "Not Found: method not found"}
 
+    def _allowed(self, update: dict[str, Any]) -> bool:
+        if not self.allowed_updates:  # Telegram's default: all but these
+            return not any(k in update for k in ("chat_member", "message_reaction"))
+        return any(k in update for k in self.allowed_updates)
+
+    @staticmethod
+    def _scope(p: dict[str, Any]) -> str:
+        scope = _json(p.get("scope")) if p.get("scope") else {"type": "default"}
+        if scope.get("type") == "chat":
+            return f"chat:{int(scope['chat_id'])}"
+        return str(scope.get("type", "default"))
+
+    def _chat_member(self, p: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        chat_id, user_id = int(p["chat_id"]), int(p["user_id"])
+        with self._lock:
+            admins = self.chat_admins.get(chat_id, set())
+        status = "administrator" if user_id in admins else "member"
+        user = {"id": user_id, "is_bot": False, "first_name": f"User{user_id}"}
+        result: dict[str, Any] = {"status": status, "user": user}
+        if status == "administrator":
+            result |= {
+                "can_be_edited": False, "is_anonymous": False, "can_manage_chat": True,
+                "can_delete_messages": True, "can_manage_video_chats": True,
+                "can_restrict_members": True, "can_promote_members": False,
+                "can_change_info": True, "can_invite_users": True,
+                "can_post_stories": False, "can_edit_stories": False,
+                "can_delete_stories": False,
+            }
+        return 200, {"ok": True, "result": result}
+
+    def _flooded(self, chat_id: int) -> int | None:
+        """Seconds to retry after if this send breaks Telegram's flood limits, else None
+        (and the send is counted). The caller holds the lock."""
+        now = time.monotonic()
+        self._flood_times = [(t, c) for t, c in self._flood_times if t > now - 60.0]
+        same_chat = [t for t, c in self._flood_times if c == chat_id]
+        if same_chat and same_chat[-1] > now - 1.0:
+            return 1
+        if chat_id < 0 and len(same_chat) >= 20:
+            return int(same_chat[0] + 60.0 - now) + 1
+        if sum(1 for t, _ in self._flood_times if t > now - 1.0) >= 30:
+            return 1
+        self._flood_times.append((now, chat_id))
+        return None
+
     def _get_updates(self, p: dict[str, Any]) -> list[dict[str, Any]]:
         offset = int(p.get("offset", 0) or 0)
         timeout = float(p.get("timeout", 0) or 0)
         limit = int(p.get("limit", 100) or 100)
         deadline = time.monotonic() + min(timeout, 10.0)
         with self._lock:
+            if p.get("allowed_updates") is not None:
+                # Like Telegram: the last list given stays in force, and updates of
+                # other kinds are never delivered.
+                self.allowed_updates = list(_json(p["allowed_updates"]))
             if offset:
                 # Like Telegram: asking with an offset confirms every earlier update.
                 self.confirmed_offset = max(self.confirmed_offset, offset)
                 self._updates = [u for u in self._updates if u["update_id"] >= offset]
             while True:
-                ready = [u for u in self._updates if u["update_id"] >= offset][:limit]
+                ready = [
+                    u for u in self._updates
+                    if u["update_id"] >= offset and self._allowed(u)
+                ][:limit]
                 left = deadline - time.monotonic()
                 if ready or left <= 0:
                     return ready
@@ -416,17 +616,25 @@ class FakeTelegram:
                 "Bad Request: group chat was upgraded to a supergroup chat",
                 {"migrate_to_chat_id": self.migrated[chat_id]},
             )
-        why = self._check_text(p)
+        why = self._check_text(p) or self._check_markup(p)
         if why is not None:
             return self._refuse_plain(
                 "sendMessage", chat_id, 400, f"Bad Request: can't parse entities: {why}"
             )
+        if self.flood_limits:
+            with self._lock:
+                retry = self._flooded(chat_id)
+            if retry is not None:
+                return self._refuse_plain(
+                    "sendMessage", chat_id, 429, f"Too Many Requests: retry after {retry}",
+                    {"retry_after": retry},
+                )
         with self._lock:
             mid = self._next_message_id
             self._next_message_id += 1
             reply_to: int | None = None
             if p.get("reply_parameters"):
-                reply_to = int(json.loads(p["reply_parameters"]).get("message_id", 0)) or None
+                reply_to = int(_json(p["reply_parameters"]).get("message_id", 0)) or None
             elif p.get("reply_to_message_id"):
                 reply_to = int(p["reply_to_message_id"])
             self.sent.append(
@@ -437,8 +645,10 @@ class FakeTelegram:
                     p.get("parse_mode"),
                     time.time(),
                     reply_to=reply_to,
+                    markup=_json(p["reply_markup"]) if p.get("reply_markup") else None,
                 )
             )
+            self.events.append((time.time(), _describe_sent("←", self.sent[-1])))
             self._lock.notify_all()
         if fault is not None:  # delivered, but the client times out or is hung up on
             time.sleep(fault.delay)
@@ -446,37 +656,58 @@ class FakeTelegram:
                 raise _Dropped
         return 200, {"ok": True, "result": self._message(chat_id, mid, str(p["text"]))}
 
-    def _edit(self, p: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    def _edit(self, p: dict[str, Any], *, markup_only: bool = False) -> tuple[int, dict[str, Any]]:
+        method = "editMessageReplyMarkup" if markup_only else "editMessageText"
         chat_id = int(p["chat_id"])
-        fault = self._fault_for("editMessageText", chat_id)
+        fault = self._fault_for(method, chat_id)
         if fault is not None:
-            return self._refuse("editMessageText", chat_id, fault)
+            return self._refuse(method, chat_id, fault)
         if chat_id in self.blocked:
             return self._refuse_plain(
-                "editMessageText", chat_id, 403, "Forbidden: bot was blocked by the user"
+                method, chat_id, 403, "Forbidden: bot was blocked by the user"
             )
-        why = self._check_text(p)
+        why = self._check_markup(p) if markup_only else self._check_text(p) or self._check_markup(p)
         if why is not None:
             return self._refuse_plain(
-                "editMessageText", chat_id, 400, f"Bad Request: can't parse entities: {why}"
+                method, chat_id, 400, f"Bad Request: can't parse entities: {why}"
             )
         mid = int(p["message_id"])
+        markup = _json(p["reply_markup"]) if p.get("reply_markup") else None
         with self._lock:
             target = next(
                 (m for m in self.sent if m.chat_id == chat_id and m.message_id == mid), None
             )
             if target is None:
                 return self._error(400, "Bad Request: message to edit not found")
-            if target.current == p["text"]:
+            text = target.current if markup_only else str(p["text"])
+            if target.current == text and target.markup == markup:
                 return self._error(
                     400,
                     "Bad Request: message is not modified: specified new message content "
                     "and reply markup are exactly the same as a current content and reply "
                     "markup of the message",
                 )
-            target.edits.append(str(p["text"]))
+            if text != target.current:
+                target.edits.append(text)
+            target.markup = markup
+            self.events.append((time.time(), _describe_sent("✎", target)))
             self._lock.notify_all()
-        return 200, {"ok": True, "result": self._message(chat_id, mid, str(p["text"]))}
+        return 200, {"ok": True, "result": self._message(chat_id, mid, text)}
+
+    @staticmethod
+    def _check_markup(p: dict[str, Any]) -> str | None:
+        """Telegram's rules for an inline keyboard: button texts, 1-64 bytes of data."""
+        if not p.get("reply_markup"):
+            return None
+        rows = _json(p["reply_markup"]).get("inline_keyboard")
+        if not isinstance(rows, list):
+            return "reply markup must be an inline keyboard"
+        for row in rows:
+            for button in row:
+                data = button.get("callback_data")
+                if not button.get("text") or data is None or not 1 <= len(data.encode()) <= 64:
+                    return "BUTTON_DATA_INVALID"
+        return None
 
     def _fault_for(self, method: str, chat_id: int) -> Fault | None:
         with self._lock:
@@ -500,6 +731,7 @@ class FakeTelegram:
     ) -> tuple[int, dict[str, Any]]:
         with self._lock:
             self.refused.append((method, chat_id, status, description))
+            self.events.append((time.time(), f"✗ [{chat_id}] {method}: {status} {description}"))
         return self._error(status, description, parameters)
 
     @staticmethod

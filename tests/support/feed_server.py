@@ -360,15 +360,17 @@ def rss_document(
     *,
     link: str = "https://news.example.test/",
 ) -> bytes:
-    """A minimal RSS 2.0 document; item keys: guid, title, link, description, pubDate."""
+    """A minimal RSS 2.0 document; item keys: guid, title, link, description, pubDate,
+    source (the outlet, as aggregators name it), dc:publisher."""
     parts = [
-        '<?xml version="1.0" encoding="utf-8"?>\n<rss version="2.0"><channel>',
+        '<?xml version="1.0" encoding="utf-8"?>\n'
+        '<rss version="2.0" xmlns:dc="http://purl.org/dc/elements/1.1/"><channel>',
         f"<title>{escape(title)}</title><link>{escape(link)}</link>",
         "<description>test feed</description>",
     ]
     for item in items:
         parts.append("<item>")
-        for tag in ("guid", "title", "link", "description", "pubDate"):
+        for tag in ("guid", "title", "link", "description", "pubDate", "source", "dc:publisher"):
             if tag in item:
                 parts.append(f"<{tag}>{escape(item[tag])}</{tag}>")
         parts.append("</item>")

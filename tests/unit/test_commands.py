@@ -7,16 +7,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.telegram.commands import (
+    BY_NAME,
     COMMANDS,
-    AddFeed,
-    Help,
+    Link,
+    Parsed,
     RawCommand,
-    RemoveFeed,
-    Start,
-    Subscribe,
-    Track,
+    Setting,
     Unknown,
-    Untrack,
     UsageError,
     help_text,
     is_for_me,
@@ -29,6 +26,10 @@ def p(text: str, has_reply: bool = False) -> object:
     raw = split_command(text)
     assert raw is not None
     return parse(raw, has_reply=has_reply)
+
+
+def cmd(name: str, value: object = None) -> Parsed:
+    return Parsed(BY_NAME[name], value)  # type: ignore[arg-type]
 
 
 def test_split_plain_and_addressed_commands() -> None:
@@ -50,14 +51,14 @@ def test_commands_for_other_bots_are_not_ours() -> None:
 
 
 def test_simple_commands() -> None:
-    assert p("/start") == Start()
-    assert p("/help extra words") == Help()
+    assert p("/start") == cmd("start")
+    assert p("/help extra words") == cmd("help")
     assert p("/frobnicate 1") == Unknown("frobnicate")
 
 
 def test_track_title_normalised_and_checked() -> None:
-    assert p("/track  Putin   trip to China ") == Track("Putin trip to China")
-    assert p("/track", has_reply=True) == Track(None)
+    assert p("/track  Putin   trip to China ") == cmd("track", "Putin trip to China")
+    assert p("/track", has_reply=True) == cmd("track")
     with pytest.raises(UsageError, match="/track Putin trip to China"):
         p("/track")
     with pytest.raises(UsageError, match="under 200"):
@@ -66,10 +67,36 @@ def test_track_title_normalised_and_checked() -> None:
         p("/track ?!")
 
 
+def test_track_refuses_titles_of_only_stopwords_with_an_example() -> None:
+    for title in ("the of and", "The latest news", "breaking news today"):
+        with pytest.raises(UsageError, match=r"e\.g\. /track Putin trip to China"):
+            p(f"/track {title}")
+    assert p("/track News of Gaza") == cmd("track", "News of Gaza")
+
+
+def test_track_a_link() -> None:
+    assert p("/track https://news.example.org/a/b.html#top") == cmd(
+        "track", Link("https://news.example.org/a/b.html#top")
+    )
+    assert p("/track <http://example.org/x>") == cmd("track", Link("http://example.org/x"))
+    for mixed in ("/track Putin visit https://example.org/a#frag", "/track see ftp://x.org/a"):
+        with pytest.raises(UsageError, match="either a title or one link"):
+            p(mixed)
+
+
+def test_settings() -> None:
+    assert p("/settings") == cmd("settings", Setting(None))
+    assert p("/settings tz Europe/Paris") == cmd("settings", Setting("tz", "Europe/Paris"))
+    for bad in ("/settings colour blue", "/settings tz", "/settings tz a b"):
+        with pytest.raises(UsageError, match="Example: /settings tz Europe/Paris"):
+            p(bad)
+
+
 def test_ids() -> None:
-    assert p("/untrack 3") == Untrack(3)
-    assert p("/subscribe #12") == Subscribe(12)
-    assert p("/removefeed 2") == RemoveFeed(2)
+    assert p("/untrack 3") == cmd("untrack", 3)
+    assert p("/subscribe #12") == cmd("subscribe", 12)
+    assert p("/removefeed 2") == cmd("removefeed", 2)
+    assert p("/delete 7") == cmd("delete", 7)
     for bad in ("/untrack", "/untrack x", "/untrack 0", "/untrack -1", "/subscribe 1 2",
                 "/untrack 99999999999999999"):
         with pytest.raises(UsageError) as err:
@@ -78,8 +105,8 @@ def test_ids() -> None:
 
 
 def test_addfeed_url() -> None:
-    assert p("/addfeed https://example.org/rss") == AddFeed("https://example.org/rss")
-    assert p("/addfeed <http://example.org/a.xml>") == AddFeed("http://example.org/a.xml")
+    assert p("/addfeed https://example.org/rss") == cmd("addfeed", "https://example.org/rss")
+    assert p("/addfeed <http://example.org/a.xml>") == cmd("addfeed", "http://example.org/a.xml")
     for bad in ("/addfeed", "/addfeed ftp://x/y", "/addfeed example.org", "/addfeed a b",
                 "/addfeed javascript:alert(1)"):
         with pytest.raises(UsageError):

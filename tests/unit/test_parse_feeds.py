@@ -155,6 +155,23 @@ def test_source_falls_back_to_host() -> None:
     assert parsed.items[0].source == "host.example.test"
 
 
+def test_source_names_the_items_own_outlet_where_the_feed_says_it() -> None:
+    body = b"""<rss version="2.0" xmlns:dc="http://purl.org/dc/elements/1.1/"><channel>
+      <title>Aggregator</title>
+      <item><title>a</title><guid>a</guid><source url="https://r.example">Reuters</source></item>
+      <item><title>b</title><guid>b</guid><dc:publisher>The Guardian</dc:publisher></item>
+      <item><title>c</title><guid>c</guid>
+        <author>j@x.test (Jane Doe, Associated Press)</author></item>
+      <item><title>d</title><guid>d</guid><author>j@x.test (Doe, Jane)</author></item>
+      <item><title>e</title><guid>e</guid><author>j@x.test (Jane Doe, AFP)</author></item>
+      <item><title>f</title><guid>f</guid></item>
+    </channel></rss>"""
+    parsed = parse_feed(body, RSS_HEADERS, FEED_URL)
+    assert [i.source for i in parsed.items] == [
+        "Reuters", "The Guardian", "Associated Press", "Aggregator", "AFP", "Aggregator",
+    ]
+
+
 def test_summary_is_capped() -> None:
     long = "word " * 1000
     body = (

@@ -148,6 +148,19 @@ def test_migrated_group_keeps_subscriptions_and_pending_alerts(db: Database) -> 
     assert sorted(e.chat_id for e in db.claim_due_alerts(NOW, 10)) == [-100200, 1]
 
 
+def test_migrated_group_keeps_its_own_storylines_and_settings(db: Database) -> None:
+    db.upsert_chat(-5, now=NOW, type_="group")
+    db.set_chat_tz(-5, "Europe/Paris")
+    own = db.add_storyline(Storyline(0, "Group story"), now=NOW, created_by=-5)
+    db.upsert_chat(-1005, now=NOW, type_="supergroup")  # the new id wrote first
+    db.migrate_chat(-5, -1005)
+    assert db.count_storylines_created_by(-1005) == 1 and db.count_storylines_created_by(-5) == 0
+    found = db.find_storyline_by_title(-1005, "group STORY")
+    assert found is not None and (found.id, found.owner) == (own.id, -1005)
+    assert db.chat_tz(-1005) == "Europe/Paris"
+    assert db.chat_figures(-1005).created == 1
+
+
 def test_duplicate_becomes_an_edit_after_its_parent(db: Database) -> None:
     feed_id, story = _setup(db)
     db.commit_poll(feed_id, FeedState(), now=NOW, title=None, items=[], matches=[])
