@@ -322,7 +322,7 @@ def parse_title(
             i += role[0]
             continue
         low = tok.low
-        kind = development_kinds(low)
+        kind = development_kinds(low) or development_kinds(low.removesuffix("s"))
         if kind:
             close_run()
             kinds.update(kind)
@@ -608,6 +608,40 @@ def elsewhere(query: Query, verdict: Verdict, facts: ItemFacts) -> bool:
         return False
     whose = {r.place for r in facts.roles}
     return bool(facts.places - wanted - whose)
+
+
+_OFFICE_WORDS = {
+    "president": "president", "leader": "leader", "prime_minister": "prime minister",
+    "foreign_minister": "foreign minister", "finance_minister": "finance minister",
+    "defence_minister": "defence minister", "monarch": "monarch", "pope": "pope",
+}
+
+
+def describe(query: Query) -> str:
+    """What a storyline looks for, as the lines ``/track`` answers with: who, where, what,
+    and what an alert needs."""
+    lines: list[str] = []
+    kinds = {"who": "Who", "where": "Where", "what": "What", "word": "Also"}
+    for kind, head in kinds.items():
+        parts = []
+        for f in query.facets:
+            if f.kind != kind:
+                continue
+            if kind == "what":
+                parts.append(f"{f.label.replace('/', ', ')} (in any words for it)")
+            elif kind == "who" and f.roles:
+                offices = ", ".join(_OFFICE_WORDS.get(o, o) for _, o in f.roles[:2])
+                parts.append(f"{f.label} (or as {offices})")
+            else:
+                parts.append(f.label)
+        if parts:
+            lines.append(f"{head}: " + " · ".join(parts))
+    anchors = [f.label for k in ("who", "where") for f in query.facets if f.kind == k]
+    if len(anchors) >= 2:
+        lines.append(f"An alert needs {anchors[0]} and {anchors[1]} together; one alone is "
+                     "other news. A person may be named by their office (\"the Kremlin "
+                     "chief\"), a country by its capital.")
+    return "\n".join(lines) if lines else "the words of the title"
 
 
 def explain(verdict: Verdict) -> str:

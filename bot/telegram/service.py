@@ -29,7 +29,7 @@ from bot.parsing.article import strip_bylines
 from bot.pipeline import ProbeResult
 from bot.settings import Settings
 from bot.storage.repository import Database, DuplicateError, StorylineRow
-from bot.storylines.profile import Profile, build_profile
+from bot.storylines.facets import describe, parse_title
 from bot.telegram import commands as c
 from bot.telegram.pages import paginate
 
@@ -110,27 +110,6 @@ def fit(text: str, limit: int = MAX_REPLY) -> str:
     while lines and tg_len("\n".join([*lines, "…"])) > limit:
         lines.pop()
     return "\n".join([*lines, "…"]) if lines else text[: limit // 2] + "…"
-
-
-def describe_profile(profile: Profile, *, limit: int = 8) -> str:
-    """What the matcher will look for, in a line or three a user can check."""
-    lines: list[str] = []
-    names = []
-    for e in profile.entities[:limit]:
-        alts = [a for a in e.aliases if a != e.name][:3]
-        names.append(f"{e.name} ({', '.join(alts)})" if alts else e.name)
-    if names:
-        lines.append("Names: " + " · ".join(names))
-    entity_toks = profile.entity_tokens()
-    terms = sorted(
-        (t for t in profile.terms if t not in entity_toks),
-        key=lambda t: (-profile.terms[t], t),
-    )[:limit]
-    if terms:
-        lines.append("Terms: " + ", ".join(terms))
-    if profile.actions:
-        lines.append("Kind of development: " + ", ".join(profile.actions[:limit]))
-    return "\n".join(lines) if lines else "the words of the title"
 
 
 class ChatService:
@@ -282,7 +261,7 @@ class ChatService:
             created_by=who.chat_id,
         )
         await self._run(self._db.subscribe, who.chat_id, storyline.id, now=self._now())
-        looks_for = describe_profile(build_profile(storyline))
+        looks_for = describe(parse_title(storyline.title, storyline.aliases))
         seeded = f" (seeded from {source})" if seed else ""
         return Reply(fit(
             f"Tracking #{storyline.id}: {storyline.title}{seeded}\n"

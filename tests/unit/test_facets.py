@@ -201,3 +201,13 @@ def test_a_restored_matcher_decides_as_the_one_that_never_stopped() -> None:
     assert got == expected
     assert any(m for *_, m in expected[-9:])  # the second half did match something
     assert not Matcher().restore_state({"version": -1})
+
+
+def test_describe_says_what_an_alert_needs() -> None:
+    from bot.storylines.facets import describe
+
+    text = describe(parse_title("Putin trip to China"))
+    assert text.splitlines()[:3] == ["Who: Putin", "Where: China",
+                                     "What: trip (in any words for it)"]
+    assert "An alert needs Putin and China together" in text
+    assert "Who: Charles (or as monarch)" in describe(parse_title("King Charles visit to France"))
