@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import time
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
+from typing import Any
 
 from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes
@@ -29,13 +32,14 @@ from telegram.request import HTTPXRequest
 
 from bot.bootstrap import open_database, running_poller
 from bot.delivery.sender import Sender
-from bot.errors import ConfigError
+from bot.errors import ConfigError, StorageError
 from bot.health import TELEGRAM_OK_KEY
 from bot.observability.logs import configure_logging
 from bot.observability.metrics import Metrics
 from bot.observability.server import ObservabilityServer, database_health, start_server
 from bot.pipeline import PassReport, Poller
 from bot.settings import Settings
+from bot.storage.instance import InstanceLock
 from bot.storage.repository import Database
 from bot.telegram.handlers import Handlers, bot_commands
 from bot.telegram.service import ChatService
@@ -49,6 +53,10 @@ log = logging.getLogger(__name__)
 POLL_JOB_KWARGS = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
 HEARTBEAT_SECONDS = 60.0
 LONG_POLL_SECONDS = 10
+# The send in flight may finish within this at SIGTERM; past it the sender is
+# cancelled and the row is recovered at the next start. Keeps the whole stop
+# under 10 s even when Telegram hangs on a send (its timeout is 15 s).
+SENDER_GRACE_SECONDS = 5.0
 
 
 def run(settings: Settings) -> int:
@@ -83,21 +91,50 @@ def build_application(settings: Settings, token: str) -> Application:  # type: i
     )
 
 
-async def _initialize(app: Application, stop: asyncio.Event) -> bool:  # type: ignore[type-arg]
-    """``app.initialize()`` (getMe), retried while Telegram is unreachable."""
+async def _initialize(
+    app: Application,  # type: ignore[type-arg]
+    stop: asyncio.Event,
+    while_offline: Callable[[], Coroutine[Any, Any, None]] | None = None,
+) -> bool:
+    """``app.initialize()`` (getMe), retried while Telegram is unreachable.
+
+    From the first failure until Telegram answers, ``while_offline`` runs as a
+    task (the poll loop): feeds are polled and stored, alerts wait in the outbox.
+    """
     delay = 1.0
-    while not stop.is_set():
+    offline: asyncio.Task[None] | None = None
+    try:
+        while not stop.is_set():
+            try:
+                await app.initialize()
+                return True
+            except InvalidToken:
+                raise
+            except (NetworkError, TelegramError) as exc:
+                log.warning("cannot reach Telegram (%s); retrying in %.0fs", exc, delay)
+                if offline is None and while_offline is not None:
+                    offline = asyncio.create_task(while_offline(), name="storywatch-offline")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                delay = min(60.0, delay * 2)
+        return False
+    finally:
+        if offline is not None:
+            offline.cancel()
+            await asyncio.gather(offline, return_exceptions=True)
+
+
+async def _poll_offline(poller: Poller, interval: float) -> None:
+    """Poll passes every ``interval`` while the JobQueue cannot run (no Telegram yet)."""
+    while True:
+        started = time.monotonic()
         try:
-            await app.initialize()
-            return True
-        except InvalidToken:
-            raise
-        except (NetworkError, TelegramError) as exc:
-            log.warning("cannot reach Telegram (%s); retrying in %.0fs", exc, delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
-            delay = min(60.0, delay * 2)
-    return False
+            report = await poller.poll_due()
+            log.info("%s (%.1fs, Telegram not reached yet: alerts wait in the outbox)",
+                     report.describe(), time.monotonic() - started)
+        except StorageError as exc:
+            log.error("poll pass stopped: %s", exc)
+        await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
 
 
 async def _main(settings: Settings, token: str) -> int:
@@ -106,22 +143,27 @@ async def _main(settings: Settings, token: str) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    db = await asyncio.to_thread(open_database, settings)
-    try:
-        async with running_poller(settings, db) as poller:
-            app = build_application(settings, token)
-            service = ChatService(db, poller, settings)
-            Handlers(
-                service, commands_per_minute=settings.file.limits.commands_per_minute
-            ).install(app)
-            if not await _initialize(app, stop):
-                return 0
-            try:
-                await _serve(app, settings, db, poller, stop)
-            finally:
-                await app.shutdown()
-    finally:
-        db.close()
+    # Before the database is opened or in-flight alerts are recovered: a second
+    # bot must not take the first one's claims for crashed ones.
+    with InstanceLock(settings.database_path):
+        db = await asyncio.to_thread(open_database, settings)
+        try:
+            async with running_poller(settings, db) as poller:
+                app = build_application(settings, token)
+                service = ChatService(db, poller, settings)
+                handlers = Handlers(
+                    service, commands_per_minute=settings.file.limits.commands_per_minute
+                )
+                handlers.install(app)
+                offline = functools.partial(_poll_offline, poller, settings.env.poll_interval)
+                if not await _initialize(app, stop, offline):
+                    return 0
+                try:
+                    await _serve(app, settings, db, poller, stop, handlers)
+                finally:
+                    await app.shutdown()
+        finally:
+            db.close()
     log.info("stopped")
     return 0
 
@@ -132,6 +174,7 @@ async def _serve(
     db: Database,
     poller: Poller,
     stop: asyncio.Event,
+    handlers: Handlers | None = None,
 ) -> None:
     try:
         await app.bot.set_my_commands(bot_commands())
@@ -174,6 +217,9 @@ async def _serve(
             if not task.cancelled():
                 raise  # this job itself was cancelled, not just the pass
             log.info("poll pass cancelled by shutdown; unfinished feeds are polled next time")
+            return
+        except StorageError as exc:
+            log.error("poll pass stopped: %s", exc)
             return
         except Exception:
             log.exception("poll pass failed")
@@ -227,8 +273,12 @@ async def _serve(
         for task in list(passes):
             task.cancel()
         await asyncio.gather(*passes, return_exceptions=True)
+        if handlers is not None:
+            # app.stop() waits for every update in progress: an /addfeed of a
+            # trickling feed would hold SIGTERM for its whole fetch deadline.
+            await handlers.cancel_running()
         if app.running:
             await app.stop()
-        await sender.stop()
+        await sender.stop(SENDER_GRACE_SECONDS)
         if endpoint is not None:
             endpoint.stop()

@@ -7,6 +7,7 @@ it reads the environment or the clock on its own.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import multiprocessing
 import os
@@ -95,13 +96,27 @@ def build_matcher(settings: Settings) -> Matcher:
 
 @asynccontextmanager
 async def running_poller(settings: Settings, db: Database) -> AsyncIterator[Poller]:
-    """A poller with its shared HTTP client and parse pool, closed on exit."""
-    matcher = build_matcher(settings)
-    matcher.observe(db.recent_items(WARM_UP_ITEMS))
-    executor = parse_executor()
+    """A poller with its shared HTTP client and parse pool, closed on exit.
+
+    Loading the model and warming the matcher up on recent items take seconds
+    of CPU: they run in a thread so the event loop (signals, commands) stays live.
+    """
+    matcher = await asyncio.to_thread(warm_matcher, settings, db)
     fetcher = FeedFetcher(settings.file.fetch, settings.env.allow_private_networks)
+    poller = Poller(
+        db, fetcher, matcher, settings, parse_executor=parse_executor(),
+        executor_factory=parse_executor,
+    )
     try:
-        yield Poller(db, fetcher, matcher, settings, parse_executor=executor)
+        yield poller
     finally:
         await fetcher.aclose()
-        executor.shutdown(wait=True, cancel_futures=True)
+        if poller.parse_executor is not None:
+            poller.parse_executor.shutdown(wait=True, cancel_futures=True)
+
+
+def warm_matcher(settings: Settings, db: Database) -> Matcher:
+    """The configured matcher with its statistics primed on recent items."""
+    matcher = build_matcher(settings)
+    matcher.observe(db.recent_items(WARM_UP_ITEMS))
+    return matcher

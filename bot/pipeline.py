@@ -12,14 +12,20 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from bot.errors import FetchError, ParseError
+from bot.errors import FetchError, ParseError, StorageError
 from bot.fetching.client import FeedFetcher
-from bot.fetching.conditional import next_state_after_error, next_state_after_success
+from bot.fetching.conditional import (
+    next_state_after_error,
+    next_state_after_internal_error,
+    next_state_after_success,
+)
+from bot.health import INTERNAL_LAST_POLL_KEY, INTERNAL_TOTAL_KEY, LAST_POLL_KEY
 from bot.models import Feed, Item, Match, Storyline
 from bot.parsing.feeds import ParsedFeed, parse_feed
 from bot.settings import Settings
@@ -34,6 +40,7 @@ COLLAPSE_WINDOW = timedelta(hours=36)
 
 # How early a feed may be polled to absorb scheduler jitter (see poll_due).
 MAX_DUE_SLACK_SECONDS = 1.0
+
 
 
 def count(n: int, singular: str, plural: str | None = None) -> str:
@@ -91,6 +98,10 @@ class PassReport:
     @property
     def errors(self) -> int:
         return sum(1 for f in self.feeds if f.error is not None)
+
+    @property
+    def internal_errors(self) -> int:
+        return sum(1 for f in self.feeds if f.error_kind == "internal")
 
     def describe(self) -> str:
         return (
@@ -154,6 +165,7 @@ class Poller:
         settings: Settings,
         *,
         parse_executor: Executor | None = None,
+        executor_factory: Callable[[], Executor] | None = None,
     ) -> None:
         self._db = db
         self._fetcher = fetcher
@@ -164,11 +176,31 @@ class Poller:
         self._matcher_lock = asyncio.Lock()
         self._settings = settings
         self._executor = parse_executor
+        # A parse worker killed from outside (OOM killer, segfault) breaks the
+        # whole pool for good; the factory builds a new one (see _parse).
+        self._executor_factory = executor_factory
         self._interval = settings.env.poll_interval
         self._max_backoff = settings.file.fetch.max_backoff_seconds
 
+    @property
+    def parse_executor(self) -> Executor | None:
+        """The pool in use now (a new one after a rebuild)."""
+        return self._executor
+
     async def _parse(self, body: bytes, headers: dict[str, str], url: str) -> ParsedFeed:
         loop = asyncio.get_running_loop()
+        executor = self._executor
+        try:
+            return await loop.run_in_executor(executor, parse_feed, body, headers, url)
+        except BrokenProcessPool:
+            if self._executor_factory is None:
+                raise
+        # Several feeds see the same broken pool; the first one here rebuilds it.
+        if self._executor is executor:
+            log.error("a parse worker died (killed or crashed); rebuilding the parse pool")
+            self._executor = self._executor_factory()
+            if executor is not None:
+                executor.shutdown(wait=False, cancel_futures=True)
         return await loop.run_in_executor(self._executor, parse_feed, body, headers, url)
 
     async def poll_due(self, now: datetime | None = None) -> PassReport:
@@ -180,9 +212,25 @@ class Poller:
         slack = timedelta(seconds=min(MAX_DUE_SLACK_SECONDS, self._interval / 10))
         feeds = await asyncio.to_thread(self._db.due_feeds, now + slack)
         storylines = await asyncio.to_thread(self._db.active_storylines)
-        reports = await asyncio.gather(*(self.poll_feed(f, storylines, now) for f in feeds))
-        await asyncio.to_thread(self._db.set_meta, "last_poll", now.isoformat())
-        return PassReport(tuple(reports))
+        results = await asyncio.gather(
+            *(self.poll_feed(f, storylines, now) for f in feeds), return_exceptions=True
+        )
+        for r in results:
+            # A storage fault stops the pass with its own clear message; every
+            # other feed failure is already on its FeedReport.
+            if isinstance(r, BaseException):
+                raise r
+        report = PassReport(tuple(r for r in results if isinstance(r, FeedReport)))
+        await asyncio.to_thread(self._record_pass, report, now)
+        return report
+
+    def _record_pass(self, report: PassReport, now: datetime) -> None:
+        internal = report.internal_errors
+        self._db.set_meta(INTERNAL_LAST_POLL_KEY, str(internal))
+        if internal:
+            total = int(self._db.get_meta(INTERNAL_TOTAL_KEY) or 0) + internal
+            self._db.set_meta(INTERNAL_TOTAL_KEY, str(total))
+        self._db.set_meta(LAST_POLL_KEY, now.isoformat())
 
     async def poll_feed(
         self, feed: Feed, storylines: Sequence[Storyline], now: datetime
@@ -191,18 +239,24 @@ class Poller:
         report = FeedReport(feed.id, feed.url, feed.title)
         try:
             return await self._poll_feed(feed, storylines, now, report)
+        except StorageError:
+            raise
         except (FetchError, ParseError) as exc:
-            error: FetchError | ParseError = exc
-            kind = exc.kind
+            state = next_state_after_error(
+                feed.state, exc, now=now, interval=self._interval, max_backoff=self._max_backoff
+            )
+            await asyncio.to_thread(self._db.record_feed_state, feed.id, state, now=now)
+            return replace(report, error=str(exc), error_kind=exc.kind)
         except Exception as exc:  # one feed's bug must not stop the pass
             log.exception("unexpected error polling feed %s", feed.id)
-            error = FetchError(f"internal error ({type(exc).__name__})", url=feed.url)
-            kind = "internal"
-        state = next_state_after_error(
-            feed.state, error, now=now, interval=self._interval, max_backoff=self._max_backoff
-        )
-        await asyncio.to_thread(self._db.record_feed_state, feed.id, state, now=now)
-        return replace(report, error=str(error), error_kind=kind)
+            message = f"internal error ({type(exc).__name__})"
+            # Our bug, not the feed's: counted apart and retried next interval,
+            # never backed off for hours as if the feed were bad.
+            state = next_state_after_internal_error(
+                feed.state, message, now=now, interval=self._interval
+            )
+            await asyncio.to_thread(self._db.record_feed_state, feed.id, state, now=now)
+            return replace(report, error=message, error_kind="internal")
 
     async def _poll_feed(
         self, feed: Feed, storylines: Sequence[Storyline], now: datetime, report: FeedReport
@@ -230,7 +284,8 @@ class Poller:
                 recent = await asyncio.to_thread(
                     self._db.recent_matches, ids, now - COLLAPSE_WINDOW
                 )
-                to_store = collapse(found, items, recent)
+                # Comparing against every recent alert is CPU work: off the loop.
+                to_store = await asyncio.to_thread(collapse, found, items, recent)
         elif new:
             async with self._matcher_lock:
                 await asyncio.to_thread(self._matcher.observe, new)

@@ -47,6 +47,7 @@ from telegram.error import (
 
 from bot.delivery.ratelimit import SendLimiter
 from bot.delivery.render import AlertView, render_html, render_plain
+from bot.errors import StorageError
 from bot.storage.repository import Database, OutboxEntry
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,9 @@ class SenderOptions:
     backoff_max: float = 600.0
     max_hold: float = 3.0  # longer limiter waits give the row back instead of holding it
     idle_poll: float = 1.0  # look for due rows this often even without a wake-up
+    # A claim older than this, not in flight here, is given back (see run()).
+    claim_lease: float = 300.0
+    lease_check: float = 30.0  # how often to look for expired claims
 
 
 def retry_after_seconds(exc: RetryAfter) -> float:
@@ -121,6 +125,11 @@ class Sender:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self.sent_count = 0
+        # Delivered, but writing 'sent' failed (lock past every retry, full
+        # disk): outbox id -> (when, message id). Retried before anything else,
+        # and kept out of lease recovery, so a delivered alert is never resent.
+        self._unrecorded: dict[int, tuple[datetime, int | None]] = {}
+        self._next_lease_check = 0.0
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -153,13 +162,44 @@ class Sender:
         while not self._stopping:
             self._wake.clear()  # before claiming, so a wake-up during the pass is not lost
             try:
+                await self._housekeeping()
                 handled = await self.drain_once()
+            except StorageError as exc:
+                log.error("sender paused: %s; retrying in %.0fs", exc, self.options.idle_poll)
+                handled = 0
             except Exception:
                 log.exception("sender pass failed; retrying shortly")
                 handled = 0
             if handled == 0 and not self._stopping:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.options.idle_poll)
+
+    async def _housekeeping(self) -> None:
+        """Record delivered alerts whose 'sent' could not be written (raising, so no
+        new claims are made, while that still fails), then give back expired claims."""
+        for outbox_id, (when, message_id) in list(self._unrecorded.items()):
+            await asyncio.to_thread(self._db.mark_sent, outbox_id, now=when,
+                                    message_id=message_id)
+            del self._unrecorded[outbox_id]
+            log.info("outbox row %s: delivery recorded after a storage fault", outbox_id)
+        if self._mono() >= self._next_lease_check:
+            self._next_lease_check = self._mono() + self.options.lease_check
+            recovered = await asyncio.to_thread(
+                self._db.recover_expired_claims, self._now(),
+                timedelta(seconds=self.options.claim_lease), keep=set(self._unrecorded),
+            )
+            if recovered:
+                log.warning("%d claimed alert(s) outlived their lease; pending again", recovered)
+
+    async def _mark_sent(self, outbox_id: int, message_id: int | None) -> None:
+        now = self._now()
+        try:
+            await asyncio.to_thread(self._db.mark_sent, outbox_id, now=now,
+                                    message_id=message_id)
+        except StorageError as exc:
+            log.error("outbox row %s was delivered but cannot be recorded yet: %s",
+                      outbox_id, exc)
+            self._unrecorded[outbox_id] = (now, message_id)
 
     # -- one pass -----------------------------------------------------------
 
@@ -283,9 +323,7 @@ class Sender:
             finally:
                 if self._on_send is not None:
                     self._on_send(ok, self._mono() - started)
-            await asyncio.to_thread(
-                self._db.mark_sent, entry.id, now=self._now(), message_id=message_id
-            )
+            await self._mark_sent(entry.id, message_id)
             self.sent_count += 1
             return True
         await self._retry_or_fail(entry, "gave up after migration and plain-text fallback")
@@ -313,8 +351,7 @@ class Sender:
         m = exc.message.lower()
         if edit_of is not None and "not modified" in m:
             # A later edit already showed this (or more): nothing to change.
-            await asyncio.to_thread(self._db.mark_sent, entry.id, now=self._now(),
-                                    message_id=edit_of)
+            await self._mark_sent(entry.id, edit_of)
             return True
         if "chat not found" in m:
             await asyncio.to_thread(self._db.deactivate_chat, chat_id, f"400: {exc.message}")

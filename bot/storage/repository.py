@@ -9,17 +9,32 @@ short; async callers run them in a thread when they may block.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot.errors import ConfigError
 from bot.models import Feed, FeedState, Item, Match, Storyline
+from bot.storage import faults
 from bot.storage.schema import migrate
+
+log = logging.getLogger(__name__)
+
+# How long one attempt at the write lock waits, and how many attempts before
+# giving up with a clear error: 3 x 30 s outlasts a backup or a manual query.
+BUSY_TIMEOUT = 30.0
+LOCK_ATTEMPTS = 3
+
+
+def _is_empty_file(path: Path) -> bool:
+    """A 0-byte database file with no write-ahead log holding its content."""
+    wal = path.with_name(path.name + "-wal")
+    return path.stat().st_size == 0 and not (wal.exists() and wal.stat().st_size > 0)
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -91,33 +106,64 @@ class DuplicateError(Exception):
 class Database:
     """The Storywatch database; construct with :meth:`open`."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        path: Path,
+        *,
+        busy_timeout: float = BUSY_TIMEOUT,
+        lock_attempts: int = LOCK_ATTEMPTS,
+    ) -> None:
         self._conn = conn
         self.path = path
+        self._busy_timeout = busy_timeout
+        self._lock_attempts = max(1, lock_attempts)
         # One connection shared by threads (asyncio.to_thread); sqlite3 objects
         # are not safe to use concurrently, so serialise access.
         self._lock = threading.RLock()
 
     @classmethod
-    def open(cls, path: Path) -> Database:
-        """Open (creating if needed) the database at ``path`` and migrate it."""
+    def open(
+        cls, path: Path, *, busy_timeout: float = BUSY_TIMEOUT, lock_attempts: int = LOCK_ATTEMPTS
+    ) -> Database:
+        """Open (creating if needed) the database at ``path``, check it and migrate it.
+
+        Refuses (ConfigError) a 0-byte file where a database was, and a database
+        whose ``PRAGMA quick_check`` fails: neither is silently replaced or written.
+        """
+        fresh = not path.exists()
+        if not fresh and _is_empty_file(path):
+            raise faults.empty_file(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(
-                path, isolation_level=None, check_same_thread=False, timeout=30.0
+                path, isolation_level=None, check_same_thread=False, timeout=busy_timeout
             )
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"cannot open database {path}: {exc}") from None
         try:
+            if fresh:
+                # Only possible before the first table exists; lets pruning give
+                # space back to the file system (PRAGMA incremental_vacuum).
+                conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            else:
+                verdict = str(conn.execute("PRAGMA quick_check(1)").fetchone()[0])
+                if verdict != "ok":
+                    raise faults.corrupt_at_start(path, verdict)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
             migrate(conn)
-        except sqlite3.Error as exc:
+        except sqlite3.DatabaseError as exc:
             conn.close()
+            if "not a database" in str(exc) or "malformed" in str(exc):
+                raise faults.corrupt_at_start(path, str(exc)) from None
             raise ConfigError(f"cannot use database {path}: {exc}") from None
-        return cls(conn, path)
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, path, busy_timeout=busy_timeout, lock_attempts=lock_attempts)
 
     def close(self) -> None:
         with self._lock:
@@ -125,21 +171,57 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any exception."""
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any exception.
+
+        Taking the write lock is retried ``lock_attempts`` times (each waits the
+        busy timeout), then StorageBusyError says who to look for. SQLite errors
+        come out as StorageError (full disk, damage) with the database's path.
+        """
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            self._begin()
             try:
                 yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._conn.execute("COMMIT")
+            except BaseException as exc:
+                # After SQLITE_FULL or an I/O error SQLite may have rolled back
+                # already; a second ROLLBACK would hide the real error.
+                if self._conn.in_transaction:
+                    try:
+                        self._conn.execute("ROLLBACK")
+                    except sqlite3.Error as rollback_exc:
+                        log.warning("rollback after %s failed: %s", type(exc).__name__,
+                                    rollback_exc)
+                if isinstance(exc, sqlite3.Error) and faults.is_fault(exc):
+                    raise faults.translate(exc, self.path) from exc
                 raise
-            self._conn.execute("COMMIT")
+
+    def _begin(self) -> None:
+        for attempt in range(1, self._lock_attempts + 1):
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if not faults.is_busy(exc):
+                    raise faults.translate(exc, self.path) from exc
+                waited = attempt * self._busy_timeout
+                if attempt == self._lock_attempts:
+                    raise faults.translate(exc, self.path, waited=waited) from exc
+                log.warning(
+                    "database %s is locked by another process (%.0f s so far); "
+                    "waiting again (%d of %d)", self.path, waited, attempt + 1,
+                    self._lock_attempts,
+                )
 
     def _query(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
         with self._lock:
-            cur = self._conn.execute(sql, params)
-            cur.row_factory = sqlite3.Row
-            return list(cur.fetchall())
+            try:
+                cur = self._conn.execute(sql, params)
+                cur.row_factory = sqlite3.Row
+                return list(cur.fetchall())
+            except sqlite3.Error as exc:
+                if not faults.is_fault(exc):
+                    raise
+                raise faults.translate(exc, self.path) from exc
 
     def integrity_check(self) -> str:
         return str(self._query("PRAGMA integrity_check")[0][0])
@@ -633,8 +715,9 @@ class Database:
                     (_ts(now), limit),
                 ).fetchall()
                 c.executemany(
-                    "UPDATE outbox SET status = 'sending', attempts = attempts + 1 WHERE id = ?",
-                    [(r["id"],) for r in rows],
+                    "UPDATE outbox SET status = 'sending', attempts = attempts + 1, "
+                    "claimed_at = ? WHERE id = ?",
+                    [(_ts(now), r["id"]) for r in rows],
                 )
             finally:
                 c.row_factory = None
@@ -688,6 +771,31 @@ class Database:
             return c.execute(
                 "UPDATE outbox SET status = 'pending' WHERE status = 'sending'"
             ).rowcount
+
+    def recover_expired_claims(
+        self, now: datetime, lease: timedelta, *, keep: Collection[int] = ()
+    ) -> int:
+        """Claims older than ``lease`` go back to pending, except the ``keep`` ids
+        (sends still in flight in this process); returns how many.
+
+        A claim outlives its sender only when writing the outcome failed (a lock
+        held past every retry, a full disk): recovering it while running, not
+        only at the next start, keeps such alerts from waiting for a restart.
+        """
+        cutoff = _ts(now - lease)
+        with self.transaction() as c:
+            rows = c.execute(
+                "SELECT id FROM outbox WHERE status = 'sending' "
+                "AND (claimed_at IS NULL OR claimed_at <= ?)",
+                (cutoff,),
+            ).fetchall()
+            expired = [(int(r[0]),) for r in rows if int(r[0]) not in keep]
+            c.executemany(
+                "UPDATE outbox SET status = 'pending', claimed_at = NULL, "
+                "last_error = 'claim expired; sending again' WHERE id = ? AND status = 'sending'",
+                expired,
+            )
+        return len(expired)
 
     def outbox_counts(self) -> dict[str, int]:
         rows = self._query("SELECT status, COUNT(*) AS n FROM outbox GROUP BY status")

@@ -47,6 +47,16 @@ class Handlers:
         self._limiter = CommandLimiter(commands_per_minute)
         self._mono = monotonic
         self._locks: WeakValueDictionary[int, asyncio.Lock] = WeakValueDictionary()
+        self._running: set[asyncio.Task[str]] = set()
+        self._stopping = False
+
+    async def cancel_running(self) -> None:
+        """Shutdown: cancel the commands still being carried out (a slow
+        /addfeed fetch) and take no new ones; returns when they have ended."""
+        self._stopping = True
+        for task in list(self._running):
+            task.cancel()
+        await asyncio.gather(*self._running, return_exceptions=True)
 
     def install(self, app: Application) -> None:  # type: ignore[type-arg]
         only_new = filters.UpdateType.MESSAGE
@@ -99,7 +109,19 @@ class Handlers:
                 await self._reply(context, chat.id, str(exc))
                 return
             log.info("command /%s from chat %s", raw.name, chat.id)
-            text = await self._service.handle(cmd, who)
+            if self._stopping:
+                return
+            task = asyncio.create_task(self._service.handle(cmd, who))
+            self._running.add(task)
+            try:
+                text = await task
+            except asyncio.CancelledError:
+                if not task.cancelled():
+                    raise
+                log.info("command /%s from chat %s cut short by shutdown", raw.name, chat.id)
+                return
+            finally:
+                self._running.discard(task)
             await self._reply(context, chat.id, text)
 
     async def on_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
