@@ -48,7 +48,11 @@ def normalise_feed_url(url: str) -> str:
 
 def open_database(settings: Settings, *, sync: bool = True) -> Database:
     """Open the database; with ``sync``, add the config's feeds and the seed storylines."""
-    db = Database.open(settings.database_path)
+    storage = settings.file.storage
+    db = Database.open(
+        settings.database_path, busy_timeout=storage.busy_timeout_seconds,
+        lock_attempts=storage.lock_attempts,
+    )
     if sync:
         now = datetime.now(UTC)
         for feed in settings.file.feeds:

@@ -139,7 +139,12 @@ def check_database(db_path: Path, poll_interval: float, now: datetime) -> Health
     try:
         meta = read_health_meta(db_path)
     except sqlite3.Error as exc:
-        return HealthVerdict(ok=False, reasons=[f"cannot read database {db_path}: {exc}"])
+        text = str(exc)
+        if "malformed" in text or "not a database" in text or "corrupt" in text:
+            why = f"database {db_path} is corrupt ({text}): stop the bot and restore a backup"
+        else:
+            why = f"cannot read database {db_path}: {text}"
+        return HealthVerdict(ok=False, reasons=[why])
     if meta is None:
         return HealthVerdict(ok=False, reasons=[f"not started yet (no database at {db_path})"])
     return assess_health(meta, now, poll_interval)

@@ -18,7 +18,7 @@ import bot.cli.run as run
 import bot.cli.seed as seed
 import bot.cli.storylines as storylines
 from bot import __version__
-from bot.errors import ConfigError
+from bot.errors import ConfigError, StorageError
 
 _MODULES = (run, poll, feeds, storylines, seed, eval_cmd, health)
 
@@ -43,6 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"storywatch: error: {exc}", file=sys.stderr)
         return 2
+    except StorageError as exc:
+        print(f"storywatch: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return code

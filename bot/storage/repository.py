@@ -207,7 +207,7 @@ class Database:
                 if attempt == self._lock_attempts:
                     raise faults.translate(exc, self.path, waited=waited) from exc
                 log.warning(
-                    "database %s is locked by another process (%.0f s so far); "
+                    "database %s is locked by another process (%.1f s so far); "
                     "waiting again (%d of %d)", self.path, waited, attempt + 1,
                     self._lock_attempts,
                 )

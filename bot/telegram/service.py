@@ -17,6 +17,7 @@ from typing import ParamSpec, Protocol, TypeVar
 
 from bot.delivery.render import tg_len
 from bot.errors import BlockedAddressError, ConfigError, FetchError, HTTPStatusError, ParseError
+from bot.health import INTERNAL_LAST_POLL_KEY, INTERNAL_TOTAL_KEY
 from bot.models import Feed, Storyline
 from bot.pipeline import ProbeResult
 from bot.settings import Settings
@@ -277,6 +278,13 @@ class ChatService:
             f"Alerts: {counts['sent']} sent, {counts['pending'] + counts['sending']} pending"
             + (f", {counts['failed']} failed" if counts["failed"] else ""),
         ]
+        internal_total = int(await self._run(self._db.get_meta, INTERNAL_TOTAL_KEY) or 0)
+        if internal_total:
+            last = await self._run(self._db.get_meta, INTERNAL_LAST_POLL_KEY)
+            lines.append(
+                f"Internal errors (bot bugs, not the feeds): {last or 0} in the last poll, "
+                f"{internal_total} in all"
+            )
         if failing and self.is_admin(who.user_id):
             lines.append("")
             lines.append("Failing feeds:")

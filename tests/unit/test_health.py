@@ -123,7 +123,7 @@ def test_unreadable_database_is_unhealthy_not_an_exception(tmp_path: Path) -> No
     path.write_bytes(b"this is not a database" * 100)
     verdict = check_database(path, 300, NOW)
     assert not verdict.ok
-    assert verdict.reasons[0].startswith(f"cannot read database {path}:")
+    assert verdict.reasons[0].startswith(f"database {path} is corrupt (file is not a database)")
 
 
 def _health_cli() -> Any:
