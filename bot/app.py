@@ -30,7 +30,7 @@ from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes
 from telegram.request import HTTPXRequest
 
-from bot.bootstrap import open_database, running_poller
+from bot.bootstrap import open_database, retention_policy, running_poller
 from bot.delivery.sender import Sender
 from bot.errors import ConfigError, StorageError
 from bot.health import TELEGRAM_OK_KEY
@@ -41,6 +41,7 @@ from bot.pipeline import PassReport, Poller
 from bot.settings import Settings
 from bot.storage.instance import InstanceLock
 from bot.storage.repository import Database
+from bot.storage.retention import prune
 from bot.telegram.handlers import Handlers, bot_commands
 from bot.telegram.service import ChatService
 
@@ -57,6 +58,8 @@ LONG_POLL_SECONDS = 10
 # cancelled and the row is recovered at the next start. Keeps the whole stop
 # under 10 s even when Telegram hangs on a send (its timeout is 15 s).
 SENDER_GRACE_SECONDS = 5.0
+# The first pruning run after start: after the first poll pass, not in its way.
+PRUNE_FIRST_SECONDS = 60.0
 
 
 def run(settings: Settings) -> int:
@@ -241,6 +244,16 @@ async def _serve(
             return
         await asyncio.to_thread(db.set_meta, TELEGRAM_OK_KEY, datetime.now(UTC).isoformat())
 
+    policy = retention_policy(settings)
+
+    async def prune_job(context: ContextTypes.DEFAULT_TYPE) -> None:
+        try:
+            report = await asyncio.to_thread(prune, db, datetime.now(UTC), policy)
+        except StorageError as exc:
+            log.error("pruning stopped: %s", exc)
+            return
+        log.info("retention: %s", report.describe())
+
     jq = app.job_queue
     if jq is None:  # pragma: no cover - the job-queue extra is a dependency
         raise ConfigError("python-telegram-bot was installed without its job queue")
@@ -251,6 +264,10 @@ async def _serve(
     jq.run_repeating(
         heartbeat_job, interval=HEARTBEAT_SECONDS, first=0.0, name="heartbeat",
         job_kwargs=dict(POLL_JOB_KWARGS),
+    )
+    jq.run_repeating(
+        prune_job, interval=settings.file.retention.every_minutes * 60, first=PRUNE_FIRST_SECONDS,
+        name="retention", job_kwargs=dict(POLL_JOB_KWARGS),
     )
     updater = app.updater
     assert updater is not None

@@ -23,6 +23,7 @@ from bot.parsing.normalize import canonical_url
 from bot.pipeline import Poller
 from bot.settings import Settings
 from bot.storage.repository import Database
+from bot.storage.retention import RetentionPolicy
 from bot.storylines.matcher import Matcher
 from bot.storylines.seedfile import load_seed_dir
 
@@ -64,6 +65,12 @@ def open_database(settings: Settings, *, sync: bool = True) -> Database:
             for storyline in load_seed_dir(directory):
                 db.upsert_shared_storyline(storyline, now=now)
     return db
+
+
+def retention_policy(settings: Settings) -> RetentionPolicy:
+    r = settings.file.retention
+    return RetentionPolicy(items_days=r.items_days, alerts_days=r.alerts_days,
+                           batch_rows=r.batch_rows)
 
 
 def parse_executor() -> Executor:

@@ -10,6 +10,7 @@ One feed's failure is recorded on that feed and never stops the pass.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
@@ -63,6 +64,7 @@ class FeedReport:
     error: str | None = None
     error_kind: str | None = None
     matched_storylines: tuple[int, ...] = ()
+    capped: int = 0  # items the feed listed past the per-poll cap
 
     def describe(self) -> str:
         name = self.title or self.url
@@ -71,6 +73,8 @@ class FeedReport:
         if self.unchanged:
             return f"[{self.feed_id}] {name}: unchanged"
         first = " (first poll: stored, not alerted)" if self.primed_now else ""
+        if self.capped:
+            first += f" ({self.capped:,} older items past the cap ignored)"
         return (
             f"[{self.feed_id}] {name}: {count(self.new_items, 'new item')}, "
             f"{count(self.matches, 'match', 'matches')}, {count(self.alerts, 'alert')}{first}"
@@ -181,6 +185,7 @@ class Poller:
         self._executor_factory = executor_factory
         self._interval = settings.env.poll_interval
         self._max_backoff = settings.file.fetch.max_backoff_seconds
+        self._item_cap = settings.file.limits.items_per_feed_poll
 
     @property
     def parse_executor(self) -> Executor | None:
@@ -190,8 +195,9 @@ class Poller:
     async def _parse(self, body: bytes, headers: dict[str, str], url: str) -> ParsedFeed:
         loop = asyncio.get_running_loop()
         executor = self._executor
+        parse = functools.partial(parse_feed, max_items=self._item_cap)
         try:
-            return await loop.run_in_executor(executor, parse_feed, body, headers, url)
+            return await loop.run_in_executor(executor, parse, body, headers, url)
         except BrokenProcessPool:
             if self._executor_factory is None:
                 raise
@@ -201,7 +207,7 @@ class Poller:
             self._executor = self._executor_factory()
             if executor is not None:
                 executor.shutdown(wait=False, cancel_futures=True)
-        return await loop.run_in_executor(self._executor, parse_feed, body, headers, url)
+        return await loop.run_in_executor(self._executor, parse, body, headers, url)
 
     async def poll_due(self, now: datetime | None = None) -> PassReport:
         """Poll every feed whose next check has come, concurrently."""
@@ -272,8 +278,11 @@ class Poller:
             await asyncio.to_thread(self._db.record_feed_state, feed.id, state, now=now)
             return replace(report, unchanged=True)
         parsed = await self._parse(result.body, result.headers, result.final_url)
+        if parsed.skipped:
+            log.warning("feed %s listed %d more items than the cap of %d; took the newest",
+                        feed.id, parsed.skipped, self._item_cap)
         items = {i.key: replace(i, feed_id=feed.id) for i in parsed.items}
-        known = await asyncio.to_thread(self._db.known_keys, feed.id, list(items))
+        known = await asyncio.to_thread(self._db.known_item_keys, feed.id, list(items.values()))
         new = [i for k, i in items.items() if k not in known]
         to_store: list[MatchToStore] = []
         if feed.primed and new:
@@ -295,12 +304,14 @@ class Poller:
         )
         commit = await asyncio.to_thread(
             self._db.commit_poll, feed.id, state, now=now, title=parsed.title,
-            items=list(items.values()), matches=to_store,
+            items=list(items.values()), matches=to_store, capped=parsed.skipped,
+            hourly_limit=self._settings.file.limits.alerts_per_storyline_hour,
         )
         return replace(
             report, title=parsed.title or feed.title, new_items=commit.new_items,
             matches=commit.matches, alerts=commit.alerts, primed_now=not feed.primed,
             matched_storylines=tuple(m.match.storyline_id for m in to_store),
+            capped=parsed.skipped,
         )
 
     async def probe(self, url: str) -> ProbeResult:

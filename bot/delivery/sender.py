@@ -46,7 +46,7 @@ from telegram.error import (
 )
 
 from bot.delivery.ratelimit import SendLimiter
-from bot.delivery.render import AlertView, render_html, render_plain
+from bot.delivery.render import AlertView, render_html, render_plain, summary_view
 from bot.errors import StorageError
 from bot.storage.repository import Database, OutboxEntry
 
@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 
 UNCERTAIN_KEY = "outbox.uncertain.{id}"
 UNCERTAIN_TOTAL_KEY = "delivery.uncertain_resends"
+SUMMARY_TITLES = 8  # latest titles a storm summary lists
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,7 +260,13 @@ class Sender:
             return False
 
         edit_of: int | None = None
-        if entry.kind == "edit" and entry.parent_id is not None:
+        if entry.summary_count > 0:
+            latest = await asyncio.to_thread(
+                self._db.held_items, entry.chat_id, entry.storyline_id,
+                entry.queued_at or self._now(), SUMMARY_TITLES,
+            )
+            view = summary_view(entry.storyline_title, entry.summary_count, latest)
+        elif entry.kind == "edit" and entry.parent_id is not None:
             parent = await asyncio.to_thread(self._db.outbox_entry, entry.parent_id)
             more = await asyncio.to_thread(self._db.duplicates_of, entry.parent_id)
             if parent is not None and entry.parent_message_id is not None:

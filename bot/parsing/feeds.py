@@ -49,6 +49,8 @@ class ParsedFeed:
     items: tuple[Item, ...]
     bozo_reason: str | None
     link: str | None = None
+    skipped: int = 0
+    """Entries past ``max_items`` (the oldest), not turned into items."""
 
 
 # --- hardening feedparser's DOCTYPE handling ------------------------------------------
@@ -186,12 +188,15 @@ def parse_feed(
     url: str,
     *,
     now: datetime | None = None,
+    max_items: int | None = None,
 ) -> ParsedFeed:
     """Parse a feed document into items.
 
     ``headers`` are the response headers (lowercase keys; Content-Type helps decoding);
     ``url`` is the final URL, the base for relative links and the fallback source name.
     ``now`` (default: the current time) bounds publication dates in the future.
+    ``max_items`` keeps only the newest entries (by date; undated ones in document
+    order after them), so a feed listing 200,000 entries costs no more than the cap.
     Raises ParseError when the body holds no feed (an HTML page, an empty or truncated
     document), with a message a user can act on.
     """
@@ -220,11 +225,14 @@ def parse_feed(
     if not entries and title is None:
         raise _not_a_feed(body, lowered, bozo)
     source = title or urlsplit(url).hostname or "unknown source"
+    entries = [e for e in entries if isinstance(e, Mapping)]
+    skipped = 0
+    if max_items is not None and len(entries) > max_items:
+        skipped = len(entries) - max_items
+        entries = newest(entries, max_items, current)
     items: list[Item] = []
     seen: set[str] = set()
     for entry in entries:
-        if not isinstance(entry, Mapping):
-            continue
         item = _to_item(entry, base=url, source=source, now=current)
         if item is None or item.key in seen:
             continue  # feeds repeat entries; the first one wins
@@ -236,4 +244,17 @@ def parse_feed(
         items=tuple(items),
         bozo_reason=bozo,
         link=canonical_url(urljoin(url, site)) if site else None,
+        skipped=skipped,
     )
+
+
+def newest(entries: list[Mapping[str, Any]], n: int, now: datetime) -> list[Mapping[str, Any]]:
+    """The ``n`` newest entries, in document order; undated entries rank after dated
+    ones, earlier in the document first (feeds list newest first)."""
+    oldest = datetime.min.replace(tzinfo=UTC)
+
+    def rank(index: int) -> tuple[datetime, int]:
+        return _published(entries[index], now) or oldest, -index
+
+    keep = sorted(sorted(range(len(entries)), key=rank, reverse=True)[:n])
+    return [entries[i] for i in keep]

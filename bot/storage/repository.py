@@ -20,10 +20,17 @@ from pathlib import Path
 
 from bot.errors import ConfigError
 from bot.models import Feed, FeedState, Item, Match, Storyline
+from bot.parsing.normalize import content_key
 from bot.storage import faults
 from bot.storage.schema import migrate
 
 log = logging.getLogger(__name__)
+
+# Alerts per chat and storyline are limited over this window (a storm).
+STORM_WINDOW = timedelta(hours=1)
+
+# Reports folded into one alert as "+N more" edits, at most.
+MAX_EDITS_PER_ALERT = 20
 
 # How long one attempt at the write lock waits, and how many attempts before
 # giving up with a clear error: 3 x 30 s outlasts a backup or a manual query.
@@ -88,6 +95,9 @@ class OutboxEntry:
     reason: str
     parent_message_id: int | None
     parent_id: int | None
+    summary_count: int = 0
+    """Above 0: a storm summary of that many matches held back since ``queued_at``."""
+    queued_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +233,12 @@ class Database:
                     raise
                 raise faults.translate(exc, self.path) from exc
 
+    def pragma_int(self, name: str) -> int:
+        """The value of an integer PRAGMA (``page_count``, ``freelist_count``...)."""
+        if not name.isidentifier():
+            raise ValueError(f"not a pragma name: {name!r}")
+        return int(self._query(f"PRAGMA {name}")[0][0])
+
     def integrity_check(self) -> str:
         return str(self._query("PRAGMA integrity_check")[0][0])
 
@@ -348,6 +364,33 @@ class Database:
             known.update(r["key"] for r in rows)
         return known
 
+    def known_item_keys(self, feed_id: int, items: Sequence[Item]) -> set[str]:
+        """Keys of ``items`` this feed has stored, by key or by content (an item
+        whose guid changed but whose title, summary and link did not)."""
+        known = self.known_keys(feed_id, [i.key for i in items])
+        by_content = {
+            content_key(i.title, i.summary, i.link): i.key for i in items if i.key not in known
+        }
+        hashes = list(by_content)
+        for start in range(0, len(hashes), 500):
+            chunk = hashes[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._query(
+                "SELECT content_hash FROM items WHERE feed_id = ? "  # noqa: S608
+                f"AND content_hash IN ({marks})",
+                (feed_id, *chunk),
+            )
+            known.update(by_content[r["content_hash"]] for r in rows)
+        return known
+
+    def capped_feeds(self) -> list[tuple[int, str, int]]:
+        """Feeds whose last poll listed more items than the cap: (id, name, skipped)."""
+        rows = self._query(
+            "SELECT id, COALESCE(title, url) AS name, items_capped FROM feeds "
+            "WHERE items_capped > 0 ORDER BY id"
+        )
+        return [(int(r["id"]), str(r["name"]), int(r["items_capped"])) for r in rows]
+
     def commit_poll(
         self,
         feed_id: int,
@@ -357,33 +400,50 @@ class Database:
         title: str | None,
         items: Sequence[Item],
         matches: Sequence[MatchToStore],
+        capped: int = 0,
+        hourly_limit: int | None = None,
     ) -> PollCommit:
         """Write a poll's outcome in ONE transaction: new items, their matches,
         the outbox rows for every active subscribed chat, and the feed state.
 
         Items already stored (same feed and key) are left as they were apart
         from their title and summary, so an edited headline keeps its identity
-        and is not alerted again. The first good poll of a feed primes it: its
-        items are stored but nothing is alerted.
+        and is not alerted again; an item under a new key with the same title,
+        summary and link as one stored is the same item (churning guids). The first
+        good poll of a feed primes it: its items are stored but nothing is
+        alerted. ``capped`` is how many items the feed listed past the per-poll cap.
+        ``hourly_limit`` bounds the alerts one chat gets for one storyline in an
+        hour; matches past it are counted in one summary row (see ``_fan_out``).
         """
         with self.transaction() as c:
             primed = bool(
                 c.execute("SELECT primed FROM feeds WHERE id = ?", (feed_id,)).fetchone()[0]
             )
             new_ids: dict[str, int] = {}
+            seen = _ts(now)
             for item in items:
+                content = content_key(item.title, item.summary, item.link)
                 row = c.execute(
                     "SELECT id FROM items WHERE feed_id = ? AND key = ?", (feed_id, item.key)
                 ).fetchone()
                 if row is not None:
                     c.execute(
-                        "UPDATE items SET title = ?, summary = ? WHERE id = ?",
-                        (item.title, item.summary, row[0]),
+                        "UPDATE items SET title = ?, summary = ?, content_hash = ?, "
+                        "last_seen = ? WHERE id = ?",
+                        (item.title, item.summary, content, seen, row[0]),
                     )
+                    continue
+                same = c.execute(
+                    "SELECT id FROM items WHERE feed_id = ? AND content_hash = ? LIMIT 1",
+                    (feed_id, content),
+                ).fetchone()
+                if same is not None:
+                    # A new guid on an item we hold: the same item, not news.
+                    c.execute("UPDATE items SET last_seen = ? WHERE id = ?", (seen, same[0]))
                     continue
                 cur = c.execute(
                     "INSERT INTO items(feed_id, key, title, summary, link, published, source, "
-                    "first_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "first_seen, last_seen, content_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         feed_id,
                         item.key,
@@ -392,7 +452,9 @@ class Database:
                         item.link,
                         _ts(item.published),
                         item.source,
-                        _ts(now),
+                        seen,
+                        seen,
+                        content,
                     ),
                 )
                 new_ids[item.key] = int(cur.lastrowid or 0)
@@ -412,9 +474,16 @@ class Database:
                     if cur.rowcount == 0:
                         continue
                     match_count += 1
-                    alert_count += self._fan_out(c, m.match.storyline_id, item_id, dup_id, now)
+                    alert_count += self._fan_out(
+                        c, m.match.storyline_id, item_id, dup_id, now, hourly_limit
+                    )
             self._write_state(c, feed_id, state, now, title)
-            c.execute("UPDATE feeds SET primed = 1 WHERE id = ?", (feed_id,))
+            # items_seen_at = the last_seen of every item in this body: retention
+            # keeps items still in their feed (see bot.storage.retention).
+            c.execute(
+                "UPDATE feeds SET primed = 1, items_seen_at = ?, items_capped = ? WHERE id = ?",
+                (seen, capped, feed_id),
+            )
         return PollCommit(new_items=len(new_ids), matches=match_count, alerts=alert_count)
 
     @staticmethod
@@ -428,7 +497,12 @@ class Database:
 
     @staticmethod
     def _fan_out(
-        c: sqlite3.Connection, storyline_id: int, item_id: int, dup_id: int | None, now: datetime
+        c: sqlite3.Connection,
+        storyline_id: int,
+        item_id: int,
+        dup_id: int | None,
+        now: datetime,
+        hourly_limit: int | None,
     ) -> int:
         chats = [
             int(r[0])
@@ -449,6 +523,15 @@ class Database:
                 ).fetchone()
                 parent = None if row is None else int(row[0])
             kind = "edit" if parent is not None else "send"
+            if kind == "edit" and c.execute(
+                "SELECT COUNT(*) FROM outbox WHERE parent_id = ?", (parent,)
+            ).fetchone()[0] >= MAX_EDITS_PER_ALERT:
+                continue  # the message already says "+N more"; a storm must not grow it
+            if kind == "send" and hourly_limit is not None and Database._storming(
+                c, chat_id, storyline_id, now, hourly_limit
+            ):
+                written += Database._hold(c, chat_id, storyline_id, item_id, now)
+                continue
             cur = c.execute(
                 "INSERT OR IGNORE INTO outbox(chat_id, storyline_id, item_id, kind, parent_id, "
                 "created_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -456,6 +539,68 @@ class Database:
             )
             written += cur.rowcount
         return written
+
+    @staticmethod
+    def _storming(
+        c: sqlite3.Connection, chat_id: int, storyline_id: int, now: datetime, limit: int
+    ) -> bool:
+        """True when the chat already got ``limit`` alerts of this storyline in the
+        last hour (summaries not counted)."""
+        sent = c.execute(
+            "SELECT COUNT(*) FROM outbox WHERE chat_id = ? AND storyline_id = ? "
+            "AND created_at > ? AND kind = 'send' AND summary_count = 0",
+            (chat_id, storyline_id, _ts(now - STORM_WINDOW)),
+        ).fetchone()[0]
+        return int(sent) >= limit
+
+    @staticmethod
+    def _hold(
+        c: sqlite3.Connection, chat_id: int, storyline_id: int, item_id: int, now: datetime
+    ) -> int:
+        """Count a match past the hourly limit into the chat's pending summary of the
+        storyline, or start one; returns the outbox rows written (0 or 1).
+
+        A new summary waits until the oldest alert of the window is an hour old, so
+        it goes out once, with the storm's final count, when alerts may flow again.
+        """
+        row = c.execute(
+            "SELECT id FROM outbox WHERE chat_id = ? AND storyline_id = ? "
+            "AND summary_count > 0 AND status = 'pending'",
+            (chat_id, storyline_id),
+        ).fetchone()
+        if row is not None:
+            c.execute(
+                "UPDATE outbox SET summary_count = summary_count + 1, item_id = ? WHERE id = ?",
+                (item_id, row[0]),
+            )
+            return 0
+        oldest = c.execute(
+            "SELECT MIN(created_at) FROM outbox WHERE chat_id = ? AND storyline_id = ? "
+            "AND created_at > ? AND kind = 'send' AND summary_count = 0",
+            (chat_id, storyline_id, _ts(now - STORM_WINDOW)),
+        ).fetchone()[0]
+        due = (_dt(oldest) or now) + STORM_WINDOW
+        c.execute(
+            "INSERT OR IGNORE INTO outbox(chat_id, storyline_id, item_id, kind, summary_count, "
+            "not_before, created_at) VALUES (?, ?, ?, 'send', 1, ?, ?)",
+            (chat_id, storyline_id, item_id, _ts(due), _ts(now)),
+        )
+        return 1
+
+    def held_items(
+        self, chat_id: int, storyline_id: int, since: datetime, limit: int
+    ) -> list[Item]:
+        """The newest items of a storyline matched since ``since`` that were not sent
+        to the chat one by one (what a storm summary lists)."""
+        rows = self._query(
+            "SELECT i.* FROM matches m JOIN items i ON i.id = m.item_id "
+            "WHERE m.storyline_id = ? AND m.created_at >= ? AND m.duplicate_of IS NULL "
+            "AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.item_id = m.item_id "
+            "AND o.storyline_id = m.storyline_id AND o.chat_id = ? AND o.summary_count = 0) "
+            "ORDER BY m.created_at DESC, i.id DESC LIMIT ?",
+            (storyline_id, _ts(since), chat_id, limit),
+        )
+        return [self._item(r) for r in rows]
 
     def recent_matches(self, storyline_ids: Sequence[int], since: datetime) -> list[RecentMatch]:
         """Items matched to these storylines since ``since``, oldest first."""
@@ -671,6 +816,7 @@ class Database:
     # Everything rendering needs about an outbox row; callers add WHERE/ORDER.
     _ENTRY_SELECT = (
         "SELECT o.id, o.chat_id, o.kind, o.attempts, o.storyline_id, o.parent_id, "
+        "o.summary_count, o.created_at AS queued_at, "
         "s.title AS storyline_title, i.key, i.title, i.summary, i.link, i.published, "
         "i.source, i.feed_id, m.score, m.reason, p.message_id AS parent_message_id "
         "FROM outbox o JOIN storylines s ON s.id = o.storyline_id "
@@ -694,6 +840,8 @@ class Database:
             reason=r["reason"],
             parent_message_id=r["parent_message_id"],
             parent_id=r["parent_id"],
+            summary_count=r["summary_count"],
+            queued_at=_dt(r["queued_at"]),
         )
 
     def claim_due_alerts(self, now: datetime, limit: int) -> list[OutboxEntry]:

@@ -278,6 +278,13 @@ class ChatService:
             f"Alerts: {counts['sent']} sent, {counts['pending'] + counts['sending']} pending"
             + (f", {counts['failed']} failed" if counts["failed"] else ""),
         ]
+        capped = await self._run(self._db.capped_feeds)
+        if capped:
+            worst = max(capped, key=lambda f: f[2])
+            lines.append(
+                f"Item cap ({self._settings.file.limits.items_per_feed_poll} a poll): "
+                f"{len(capped)} feed(s) over it, e.g. #{worst[0]} skipped {worst[2]:,}"
+            )
         internal_total = int(await self._run(self._db.get_meta, INTERNAL_TOTAL_KEY) or 0)
         if internal_total:
             last = await self._run(self._db.get_meta, INTERNAL_LAST_POLL_KEY)
