@@ -38,6 +38,12 @@ FALLBACK_TITLE_LIMIT = 120
 SOURCE_LIMIT = 200
 #: Publication dates further in the future than this are replaced by ``now``.
 FUTURE_TOLERANCE = timedelta(hours=1)
+#: Dates before this are misreadings (feedparser takes a bare "1400" or "+1400"
+#: for a year); the entry counts as undated.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+#: Raw text kept per field before markup is stripped: enough for any real title
+#: or summary after its tags go, and a 10 MB title costs no more than this.
+RAW_TEXT_FACTOR = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +89,42 @@ def _install_doctype_guard() -> None:
 _install_doctype_guard()
 
 
+# --- a stray bad byte in UTF-8 ------------------------------------------------------
+
+_XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+_CHARSET = re.compile(r"charset\s*=\s*[\"']?([A-Za-z0-9._-]+)", re.IGNORECASE)
+_UTF8_NAMES = frozenset({"utf-8", "utf8"})
+
+
+def repair_utf8(body: bytes, content_type: str) -> bytes:
+    """A UTF-8 document with a few invalid bytes, with each bad byte replaced by
+    U+FFFD; any other body unchanged.
+
+    feedparser decodes a body that is not valid UTF-8 wholesale as windows-1252,
+    so one stray byte turns every "Café" into "CafÃ©". The body is repaired only
+    when it claims UTF-8 (or claims nothing), and when it is UTF-8 by the
+    evidence: it holds at least as many valid multi-byte sequences as bad bytes.
+    A Latin-1 body mislabelled UTF-8 has none, and is left to feedparser.
+    """
+    if body.startswith((b"\xff\xfe", b"\xfe\xff", b"\xef\xbb\xbf")):
+        return body
+    declared = [m.group(1).decode("ascii").lower() for m in [_XML_ENCODING.match(body[:512])] if m]
+    header = _CHARSET.search(content_type)
+    if header:
+        declared.append(header.group(1).lower())
+    if any(name not in _UTF8_NAMES for name in declared):
+        return body
+    try:
+        body.decode("utf-8")
+        return body
+    except UnicodeDecodeError:
+        pass
+    text = body.decode("utf-8", errors="replace")
+    bad = text.count("\ufffd")
+    good = sum(1 for ch in text if ord(ch) > 0x7F and ch != "\ufffd")
+    return text.encode("utf-8") if good >= bad else body
+
+
 # --- entries -> items --------------------------------------------------------------
 
 
@@ -101,6 +143,8 @@ def _published(entry: Mapping[str, Any], now: datetime) -> datetime | None:
             when = datetime(year, month, day, hour, minute, min(second, 59), tzinfo=UTC)
         except (TypeError, ValueError, OverflowError):
             continue
+        if when < EARLIEST:
+            continue  # a misread date ("+1400" as the year 1400), not an old article
         return now if when > now + FUTURE_TOLERANCE else when
     return None
 
@@ -133,7 +177,14 @@ def _entry_summary(entry: Mapping[str, Any]) -> str:
             if isinstance(content, Mapping) and _text(content.get("value")):
                 raw = content["value"]
                 break
-    return plain_text(raw, limit=SUMMARY_LIMIT)
+    return plain_text(_cut_raw(raw, SUMMARY_LIMIT), limit=SUMMARY_LIMIT)
+
+
+def _cut_raw(raw: str | None, limit: int) -> str | None:
+    """``raw`` cut before stripping markup: the text kept is ``limit`` characters,
+    but markup can be many times that; a huge field is never processed whole."""
+    cap = limit * RAW_TEXT_FACTOR
+    return raw[:cap] if raw is not None and len(raw) > cap else raw
 
 
 def _to_item(entry: Mapping[str, Any], *, base: str, source: str, now: datetime) -> Item | None:
@@ -142,7 +193,7 @@ def _to_item(entry: Mapping[str, Any], *, base: str, source: str, now: datetime)
     link = _entry_link(entry, base)
     published = _published(entry, now)
     guid = _text(entry.get("id"))
-    title = plain_text(raw_title, limit=TITLE_LIMIT)
+    title = plain_text(_cut_raw(raw_title, TITLE_LIMIT), limit=TITLE_LIMIT)
     if not title:
         title = truncate(summary, FALLBACK_TITLE_LIMIT) if summary else ""
     if not title and not link and not (guid and guid.strip()):
@@ -209,6 +260,7 @@ def parse_feed(
     for name in ("content-type", "content-language"):
         if name in lowered:
             feed_headers[name] = lowered[name]
+    body = repair_utf8(body, lowered.get("content-type", ""))
     try:
         result = feedparser.parse(
             io.BytesIO(body),
@@ -221,7 +273,8 @@ def parse_feed(
     bozo = _bozo_reason(result)
     feed_info: Mapping[str, Any] = result.get("feed") or {}
     entries = result.get("entries") or []
-    title = plain_text(_text(feed_info.get("title")), limit=SOURCE_LIMIT) or None
+    feed_title = _cut_raw(_text(feed_info.get("title")), SOURCE_LIMIT)
+    title = plain_text(feed_title, limit=SOURCE_LIMIT) or None
     if not entries and title is None:
         raise _not_a_feed(body, lowered, bozo)
     source = title or urlsplit(url).hostname or "unknown source"
