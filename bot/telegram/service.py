@@ -19,6 +19,7 @@ from bot.delivery.render import tg_len
 from bot.errors import BlockedAddressError, ConfigError, FetchError, HTTPStatusError, ParseError
 from bot.health import INTERNAL_LAST_POLL_KEY, INTERNAL_TOTAL_KEY
 from bot.models import Feed, Storyline
+from bot.observability.logs import BARE_TOKEN
 from bot.pipeline import ProbeResult
 from bot.settings import Settings
 from bot.storage.repository import Database, DuplicateError, StorylineRow
@@ -166,6 +167,13 @@ class ChatService:
                 "Remove one with /untrack ID first; /storylines lists them."
             )
         seed = (who.reply_text or "").strip()[:MAX_SEED_CHARS]
+        if BARE_TOKEN.search(title or "") or BARE_TOKEN.search(seed):
+            # Stored, it would be split into "names" and terms that no log
+            # redaction recognises as a secret any more (and echoed in replies).
+            return (
+                "That looks like a Telegram bot token, so I won't store it or track it. "
+                "If it is a real token, revoke it with @BotFather (/revoke)."
+            )
         aliases: tuple[tuple[str, tuple[str, ...]], ...] = ()
         keywords: tuple[str, ...] = ()
         if title is None:
