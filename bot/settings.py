@@ -62,7 +62,7 @@ class RetentionOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    items_days: float = Field(30.0, gt=0)
+    items_days: float = Field(14.0, gt=0)
     """Items no longer in their feed and never matched, counted from when last seen."""
     alerts_days: float = Field(180.0, gt=0)
     """Matches, their items, and sent, failed or dropped alerts (alert history)."""

@@ -61,7 +61,7 @@ STEPS = (("outbox", _OUTBOX), ("matches", _MATCHES), ("items", _ITEMS),
 class RetentionPolicy:
     """How long rows are kept (the ``[retention]`` settings)."""
 
-    items_days: float = 30.0
+    items_days: float = 14.0
     alerts_days: float = 180.0
     batch_rows: int = 500
 
