@@ -523,32 +523,42 @@ class Database:
                 ).fetchone()
                 parent = None if row is None else int(row[0])
             kind = "edit" if parent is not None else "send"
-            if kind == "edit" and c.execute(
-                "SELECT COUNT(*) FROM outbox WHERE parent_id = ?", (parent,)
-            ).fetchone()[0] >= MAX_EDITS_PER_ALERT:
-                continue  # the message already says "+N more"; a storm must not grow it
-            if kind == "send" and hourly_limit is not None and Database._storming(
+            status = "pending"
+            if kind == "edit":
+                edits, waiting = c.execute(
+                    "SELECT COUNT(*), COALESCE(SUM(status = 'pending'), 0) FROM outbox "
+                    "WHERE parent_id = ?", (parent,),
+                ).fetchone()
+                if edits >= MAX_EDITS_PER_ALERT:
+                    continue  # the message already says "+N more"; a storm must not grow it
+                if waiting:
+                    # The pending edit redraws the message with every duplicate
+                    # (duplicates_of): this one is listed there, not sent again.
+                    status = "dropped"
+            if status == "pending" and hourly_limit is not None and Database._storming(
                 c, chat_id, storyline_id, now, hourly_limit
             ):
                 written += Database._hold(c, chat_id, storyline_id, item_id, now)
                 continue
             cur = c.execute(
                 "INSERT OR IGNORE INTO outbox(chat_id, storyline_id, item_id, kind, parent_id, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (chat_id, storyline_id, item_id, kind, parent, _ts(now)),
+                "status, last_error, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (chat_id, storyline_id, item_id, kind, parent, status,
+                 None if status == "pending" else "shown by the pending edit", _ts(now)),
             )
-            written += cur.rowcount
+            written += cur.rowcount if status == "pending" else 0
         return written
 
     @staticmethod
     def _storming(
         c: sqlite3.Connection, chat_id: int, storyline_id: int, now: datetime, limit: int
     ) -> bool:
-        """True when the chat already got ``limit`` alerts of this storyline in the
-        last hour (summaries not counted)."""
+        """True when the chat already got ``limit`` messages about this storyline in
+        the last hour: alerts and "+N more" edits (summaries and folded edits not
+        counted)."""
         sent = c.execute(
             "SELECT COUNT(*) FROM outbox WHERE chat_id = ? AND storyline_id = ? "
-            "AND created_at > ? AND kind = 'send' AND summary_count = 0",
+            "AND created_at > ? AND summary_count = 0 AND status != 'dropped'",
             (chat_id, storyline_id, _ts(now - STORM_WINDOW)),
         ).fetchone()[0]
         return int(sent) >= limit
@@ -576,7 +586,7 @@ class Database:
             return 0
         oldest = c.execute(
             "SELECT MIN(created_at) FROM outbox WHERE chat_id = ? AND storyline_id = ? "
-            "AND created_at > ? AND kind = 'send' AND summary_count = 0",
+            "AND created_at > ? AND summary_count = 0 AND status != 'dropped'",
             (chat_id, storyline_id, _ts(now - STORM_WINDOW)),
         ).fetchone()[0]
         due = (_dt(oldest) or now) + STORM_WINDOW
