@@ -209,6 +209,7 @@ async def measure(settings: Any, db: Any) -> dict[str, Any]:
             await sender.stop()
             deliver_lags = await probe.stop()
         sent = len(fake.sent())
+    after = db.outbox_counts()
     [feed_report] = [f for f in report.feeds if f.url.endswith("/flood.xml")]
     return {
         "new_items": feed_report.new_items, "matches": feed_report.matches,
@@ -223,6 +224,9 @@ async def measure(settings: Any, db: Any) -> dict[str, Any]:
         "queued_edits": queued.get((False, "edit"), 0),
         "queued_summaries": queued.get((True, "send"), 0),
         "sent_in_20s": sent,
+        # Edits of the seeded alerts fail at the fake (it never sent those messages).
+        "failed_in_20s": after["failed"],
+        "pending_after_20s": after["pending"],
     }
 
 
@@ -252,7 +256,8 @@ def main() -> None:
         runs.append(result)
     keys = ("new_items", "matches", "pass_seconds", "pass_max_stall_ms", "pass_p99_stall_ms",
             "pass_max_loop_cpu_ms", "deliver_max_stall_ms", "deliver_max_loop_cpu_ms",
-            "queued_single", "queued_edits", "queued_summaries", "sent_in_20s")
+            "queued_single", "queued_edits", "queued_summaries", "sent_in_20s",
+            "failed_in_20s", "pending_after_20s")
     print(table(["figure", *[f"run {i + 1}" for i in range(len(runs))], "median"],
                 [[k, *[float(r[k]) for r in runs], med(runs, k)] for k in keys]))
 

@@ -73,6 +73,7 @@ def one_run(days: int, items_days: float) -> dict[str, Any]:
         db.commit_poll(f, FeedState(), now=START, title="Feed", items=[], matches=[])
     policy = RetentionPolicy(items_days=items_days)
     holds: list[float] = []
+    longest = (0.0, "")
     prune_seconds = 0.0
     n = 0
     started = time.monotonic()
@@ -98,6 +99,7 @@ def one_run(days: int, items_days: float) -> dict[str, Any]:
             report = prune(db, now, policy)
             prune_seconds += time.monotonic() - t0
             holds.append(report.longest_hold)
+            longest = max(longest, (report.longest_hold, f"{report.longest_step} day {day}"))
     wall = time.monotonic() - started
     rows = {t: int(db._query(f"SELECT COUNT(*) FROM {t}")[0][0])
             for t in ("items", "matches", "outbox", "meta")}
@@ -107,8 +109,10 @@ def one_run(days: int, items_days: float) -> dict[str, Any]:
     holds.sort()
     return {
         "days": days, "items_written": n, "size_mb": size / 1e6, **rows,
-        "longest_hold_ms": holds[-1] * 1000, "p99_hold_ms": holds[int(len(holds) * 0.99)] * 1000,
-        "prune_runs": len(holds), "prune_seconds": prune_seconds, "wall_seconds": wall,
+        "longest_hold_ms": holds[-1] * 1000,
+        "p99_hold_ms": holds[int(len(holds) * 0.99)] * 1000,
+        "longest_hold_in": longest[1], "prune_runs": len(holds),
+        "prune_seconds": prune_seconds, "wall_seconds": wall,
     }
 
 

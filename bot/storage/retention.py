@@ -28,8 +28,8 @@ from bot.storage.repository import Database
 
 log = logging.getLogger(__name__)
 
-# Pages freed per incremental_vacuum step (4 KiB pages: 8 MiB per write transaction).
-VACUUM_STEP_PAGES = 2048
+# Pages freed per incremental_vacuum step (4 KiB pages: 4 MiB per write transaction).
+VACUUM_STEP_PAGES = 1024
 
 _OUTBOX = (
     "DELETE FROM outbox WHERE id IN (SELECT o.id FROM outbox o "
@@ -75,6 +75,7 @@ class PruneReport:
     pages_freed: int = 0
     transactions: int = 0
     longest_hold: float = 0.0
+    longest_step: str = ""
 
     def describe(self) -> str:
         rows = ", ".join(f"{n} {table}" for table, n in self.deleted.items() if n) or "nothing"
@@ -99,7 +100,7 @@ def prune(db: Database, now: datetime, policy: RetentionPolicy) -> PruneReport:
             started = time.monotonic()
             with db.transaction() as c:
                 deleted = c.execute(sql, params).rowcount
-            _held(report, started)
+            _held(report, started, table)
             total += deleted
             if deleted < policy.batch_rows:
                 break
@@ -108,9 +109,11 @@ def prune(db: Database, now: datetime, policy: RetentionPolicy) -> PruneReport:
     return report
 
 
-def _held(report: PruneReport, started: float) -> None:
+def _held(report: PruneReport, started: float, step: str) -> None:
     report.transactions += 1
-    report.longest_hold = max(report.longest_hold, time.monotonic() - started)
+    held = time.monotonic() - started
+    if held > report.longest_hold:
+        report.longest_hold, report.longest_step = held, step
 
 
 def _give_back(db: Database, report: PruneReport) -> None:
@@ -124,5 +127,5 @@ def _give_back(db: Database, report: PruneReport) -> None:
         with db.transaction() as c:
             # Each step of the pragma frees pages; fetchall runs them all.
             c.execute(f"PRAGMA incremental_vacuum({VACUUM_STEP_PAGES})").fetchall()
-        _held(report, started)
+        _held(report, started, "vacuum")
         report.pages_freed += min(free, VACUUM_STEP_PAGES)
