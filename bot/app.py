@@ -137,6 +137,8 @@ async def _poll_offline(poller: Poller, interval: float) -> None:
                      report.describe(), time.monotonic() - started)
         except StorageError as exc:
             log.error("poll pass stopped: %s", exc)
+        except Exception:
+            log.exception("poll pass failed")
         await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
 
 
