@@ -22,15 +22,10 @@ from bot.errors import ConfigError
 from bot.models import Feed, FeedState, Item, Match, Storyline
 from bot.parsing.normalize import content_key
 from bot.storage import faults
+from bot.storage.fanout import fan_out
 from bot.storage.schema import migrate
 
 log = logging.getLogger(__name__)
-
-# Alerts per chat and storyline are limited over this window (a storm).
-STORM_WINDOW = timedelta(hours=1)
-
-# Reports folded into one alert as "+N more" edits, at most.
-MAX_EDITS_PER_ALERT = 20
 
 # How long one attempt at the write lock waits, and how many attempts before
 # giving up with a clear error: 3 x 30 s outlasts a backup or a manual query.
@@ -413,7 +408,7 @@ class Database:
         good poll of a feed primes it: its items are stored but nothing is
         alerted. ``capped`` is how many items the feed listed past the per-poll cap.
         ``hourly_limit`` bounds the alerts one chat gets for one storyline in an
-        hour; matches past it are counted in one summary row (see ``_fan_out``).
+        hour; matches past it are counted in one summary row (``storage.fanout``).
         """
         with self.transaction() as c:
             primed = bool(
@@ -474,7 +469,7 @@ class Database:
                     if cur.rowcount == 0:
                         continue
                     match_count += 1
-                    alert_count += self._fan_out(
+                    alert_count += fan_out(
                         c, m.match.storyline_id, item_id, dup_id, now, hourly_limit
                     )
             self._write_state(c, feed_id, state, now, title)
@@ -494,108 +489,6 @@ class Database:
             "SELECT id FROM items WHERE feed_id IS ? AND key = ?", (key[0], key[1])
         ).fetchone()
         return None if row is None else int(row[0])
-
-    @staticmethod
-    def _fan_out(
-        c: sqlite3.Connection,
-        storyline_id: int,
-        item_id: int,
-        dup_id: int | None,
-        now: datetime,
-        hourly_limit: int | None,
-    ) -> int:
-        chats = [
-            int(r[0])
-            for r in c.execute(
-                "SELECT s.chat_id FROM subscriptions s JOIN chats ch ON ch.id = s.chat_id "
-                "WHERE s.storyline_id = ? AND ch.active = 1",
-                (storyline_id,),
-            )
-        ]
-        written = 0
-        for chat_id in chats:
-            parent: int | None = None
-            if dup_id is not None:
-                row = c.execute(
-                    "SELECT id FROM outbox WHERE chat_id = ? AND storyline_id = ? AND item_id = ? "
-                    "AND kind = 'send' AND status IN ('pending', 'sending', 'sent')",
-                    (chat_id, storyline_id, dup_id),
-                ).fetchone()
-                parent = None if row is None else int(row[0])
-            kind = "edit" if parent is not None else "send"
-            status = "pending"
-            if kind == "edit":
-                edits, waiting = c.execute(
-                    "SELECT COUNT(*), COALESCE(SUM(status = 'pending'), 0) FROM outbox "
-                    "WHERE parent_id = ?", (parent,),
-                ).fetchone()
-                if edits >= MAX_EDITS_PER_ALERT:
-                    continue  # the message already says "+N more"; a storm must not grow it
-                if waiting:
-                    # The pending edit redraws the message with every duplicate
-                    # (duplicates_of): this one is listed there, not sent again.
-                    status = "dropped"
-            if status == "pending" and hourly_limit is not None and Database._storming(
-                c, chat_id, storyline_id, now, hourly_limit
-            ):
-                written += Database._hold(c, chat_id, storyline_id, item_id, now)
-                continue
-            cur = c.execute(
-                "INSERT OR IGNORE INTO outbox(chat_id, storyline_id, item_id, kind, parent_id, "
-                "status, last_error, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (chat_id, storyline_id, item_id, kind, parent, status,
-                 None if status == "pending" else "shown by the pending edit", _ts(now)),
-            )
-            written += cur.rowcount if status == "pending" else 0
-        return written
-
-    @staticmethod
-    def _storming(
-        c: sqlite3.Connection, chat_id: int, storyline_id: int, now: datetime, limit: int
-    ) -> bool:
-        """True when the chat already got ``limit`` messages about this storyline in
-        the last hour: alerts and "+N more" edits (summaries and folded edits not
-        counted)."""
-        sent = c.execute(
-            "SELECT COUNT(*) FROM outbox WHERE chat_id = ? AND storyline_id = ? "
-            "AND created_at > ? AND summary_count = 0 AND status != 'dropped'",
-            (chat_id, storyline_id, _ts(now - STORM_WINDOW)),
-        ).fetchone()[0]
-        return int(sent) >= limit
-
-    @staticmethod
-    def _hold(
-        c: sqlite3.Connection, chat_id: int, storyline_id: int, item_id: int, now: datetime
-    ) -> int:
-        """Count a match past the hourly limit into the chat's pending summary of the
-        storyline, or start one; returns the outbox rows written (0 or 1).
-
-        A new summary waits until the oldest alert of the window is an hour old, so
-        it goes out once, with the storm's final count, when alerts may flow again.
-        """
-        row = c.execute(
-            "SELECT id FROM outbox WHERE chat_id = ? AND storyline_id = ? "
-            "AND summary_count > 0 AND status = 'pending'",
-            (chat_id, storyline_id),
-        ).fetchone()
-        if row is not None:
-            c.execute(
-                "UPDATE outbox SET summary_count = summary_count + 1, item_id = ? WHERE id = ?",
-                (item_id, row[0]),
-            )
-            return 0
-        oldest = c.execute(
-            "SELECT MIN(created_at) FROM outbox WHERE chat_id = ? AND storyline_id = ? "
-            "AND created_at > ? AND summary_count = 0 AND status != 'dropped'",
-            (chat_id, storyline_id, _ts(now - STORM_WINDOW)),
-        ).fetchone()[0]
-        due = (_dt(oldest) or now) + STORM_WINDOW
-        c.execute(
-            "INSERT OR IGNORE INTO outbox(chat_id, storyline_id, item_id, kind, summary_count, "
-            "not_before, created_at) VALUES (?, ?, ?, 'send', 1, ?, ?)",
-            (chat_id, storyline_id, item_id, _ts(due), _ts(now)),
-        )
-        return 1
 
     def held_items(
         self, chat_id: int, storyline_id: int, since: datetime, limit: int
