@@ -20,6 +20,8 @@ from bot.observability.metrics import Metrics
 from bot.pipeline import Poller
 from bot.settings import Settings
 from bot.storage.repository import Database
+from bot.telegram import commands as c
+from bot.telegram.service import Caller, ChatService
 from tests.reliability.conftest import Table, make_settings
 from tests.support.feed_server import FeedServer, Route, rss_document
 
@@ -110,6 +112,8 @@ async def test_internal_errors_are_counted_apart_and_do_not_back_feeds_off(
         now = datetime.now(UTC)
         report = await poller.poll_due(now)
         pool.shutdown(wait=True)
+        status = await ChatService(db, poller, settings).handle(
+            c.Status(), Caller(chat_id=1, user_id=1))
     metrics = Metrics()
     metrics.record_pass(report, 1.0)
     feeds = db.list_feeds()
@@ -121,6 +125,7 @@ async def test_internal_errors_are_counted_apart_and_do_not_back_feeds_off(
                and (f.state.next_check - now).total_seconds() == 60.0 for f in feeds)
     assert all("internal error" in (f.state.last_error or "") for f in feeds)
     assert metrics.registry.get_sample_value("storywatch_internal_errors_total") == FEEDS
+    assert f"Internal errors (bot bugs, not the feeds): {FEEDS} in the last poll" in status
     assert not health.ok
     assert any("internal error in the last poll pass" in r for r in health.reasons)
     table.row(
