@@ -126,8 +126,11 @@ def run(args: argparse.Namespace) -> None:
         env.update({
             "TELEGRAM_BOT_TOKEN": TOKEN, "STORYWATCH_TELEGRAM_API_URL": fake.api_url,
             "STORYWATCH_DATA_DIR": str(tmp / "data"),
+            # 20 developments in a few minutes: more than the default hourly bound
+            # per storyline, and each one's latency is what is measured.
             "STORYWATCH_CONFIG": str(write_config(tmp, urls, log_level="WARNING",
-                                                    commands_per_minute=None)),
+                                                    commands_per_minute=None,
+                                                    alerts_per_storyline_hour=10_000)),
             "STORYWATCH_POLL_INTERVAL": str(interval),
             "STORYWATCH_ALLOW_PRIVATE_NETWORKS": "true", "NO_PROXY": "127.0.0.1",
             "PYTHONPATH": str(REPO),

@@ -20,20 +20,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import time
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
+from typing import Any
 
 from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes
 from telegram.request import HTTPXRequest
 
-from bot.bootstrap import open_database, running_poller
+from bot.bootstrap import open_database, retention_policy, running_poller
 from bot.delivery.ratelimit import SendLimiter
 from bot.delivery.replies import Replier
 from bot.delivery.sender import Sender
-from bot.errors import ConfigError
+from bot.errors import ConfigError, StorageError
 from bot.fetching.article import ArticleReader
 from bot.fetching.client import FeedFetcher
 from bot.health import TELEGRAM_OK_KEY
@@ -42,7 +45,9 @@ from bot.observability.metrics import Metrics
 from bot.observability.server import ObservabilityServer, database_health, start_server
 from bot.pipeline import PassReport, Poller
 from bot.settings import Settings
+from bot.storage.instance import InstanceLock
 from bot.storage.repository import Database
+from bot.storage.retention import prune
 from bot.telegram.handlers import Handlers, register_menus
 from bot.telegram.service import ChatService
 
@@ -57,6 +62,12 @@ HEARTBEAT_SECONDS = 60.0
 LONG_POLL_SECONDS = 10
 # Updates the handlers use: commands, the ⟨ ⟩ buttons, the bot joining or leaving a chat.
 ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member"]
+# The send in flight may finish within this at SIGTERM; past it the sender is
+# cancelled and the row is recovered at the next start. Keeps the whole stop
+# under 10 s even when Telegram hangs on a send (its timeout is 15 s).
+SENDER_GRACE_SECONDS = 5.0
+# The first pruning run after start: after the first poll pass, not in its way.
+PRUNE_FIRST_SECONDS = 60.0
 
 
 def run(settings: Settings) -> int:
@@ -91,21 +102,52 @@ def build_application(settings: Settings, token: str) -> Application:  # type: i
     )
 
 
-async def _initialize(app: Application, stop: asyncio.Event) -> bool:  # type: ignore[type-arg]
-    """``app.initialize()`` (getMe), retried while Telegram is unreachable."""
+async def _initialize(
+    app: Application,  # type: ignore[type-arg]
+    stop: asyncio.Event,
+    while_offline: Callable[[], Coroutine[Any, Any, None]] | None = None,
+) -> bool:
+    """``app.initialize()`` (getMe), retried while Telegram is unreachable.
+
+    From the first failure until Telegram answers, ``while_offline`` runs as a
+    task (the poll loop): feeds are polled and stored, alerts wait in the outbox.
+    """
     delay = 1.0
-    while not stop.is_set():
+    offline: asyncio.Task[None] | None = None
+    try:
+        while not stop.is_set():
+            try:
+                await app.initialize()
+                return True
+            except InvalidToken:
+                raise
+            except (NetworkError, TelegramError) as exc:
+                log.warning("cannot reach Telegram (%s); retrying in %.0fs", exc, delay)
+                if offline is None and while_offline is not None:
+                    offline = asyncio.create_task(while_offline(), name="storywatch-offline")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                delay = min(60.0, delay * 2)
+        return False
+    finally:
+        if offline is not None:
+            offline.cancel()
+            await asyncio.gather(offline, return_exceptions=True)
+
+
+async def _poll_offline(poller: Poller, interval: float) -> None:
+    """Poll passes every ``interval`` while the JobQueue cannot run (no Telegram yet)."""
+    while True:
+        started = time.monotonic()
         try:
-            await app.initialize()
-            return True
-        except InvalidToken:
-            raise
-        except (NetworkError, TelegramError) as exc:
-            log.warning("cannot reach Telegram (%s); retrying in %.0fs", exc, delay)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
-            delay = min(60.0, delay * 2)
-    return False
+            report = await poller.poll_due()
+            log.info("%s (%.1fs, Telegram not reached yet: alerts wait in the outbox)",
+                     report.describe(), time.monotonic() - started)
+        except StorageError as exc:
+            log.error("poll pass stopped: %s", exc)
+        except Exception:
+            log.exception("poll pass failed")
+        await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
 
 
 async def _main(settings: Settings, token: str) -> int:
@@ -114,27 +156,33 @@ async def _main(settings: Settings, token: str) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
 
-    db = await asyncio.to_thread(open_database, settings)
-    # /track URL reads pages through its own fetcher: the feeds' SSRF rules, size cap
-    # and deadline, without taking the feeds' connection slots.
-    page_fetcher = FeedFetcher(settings.file.fetch, settings.env.allow_private_networks)
-    try:
-        async with running_poller(settings, db) as poller, page_fetcher:
-            app = build_application(settings, token)
-            limiter = SendLimiter()
-            replier = Replier(app.bot, limiter)
-            service = ChatService(db, poller, settings, pages=ArticleReader(page_fetcher))
-            Handlers(
-                service, replier, commands_per_minute=settings.file.limits.commands_per_minute
-            ).install(app)
-            if not await _initialize(app, stop):
-                return 0
-            try:
-                await _serve(app, settings, db, poller, stop, limiter, replier)
-            finally:
-                await app.shutdown()
-    finally:
-        db.close()
+    # Before the database is opened or in-flight alerts are recovered: a second
+    # bot must not take the first one's claims for crashed ones.
+    with InstanceLock(settings.database_path):
+        db = await asyncio.to_thread(open_database, settings)
+        # /track URL reads pages through its own fetcher: the feeds' SSRF rules, size cap
+        # and deadline, without taking the feeds' connection slots.
+        page_fetcher = FeedFetcher(settings.file.fetch, settings.env.allow_private_networks)
+        try:
+            async with running_poller(settings, db) as poller, page_fetcher:
+                app = build_application(settings, token)
+                limiter = SendLimiter()
+                replier = Replier(app.bot, limiter)
+                service = ChatService(db, poller, settings, pages=ArticleReader(page_fetcher))
+                handlers = Handlers(
+                    service, replier,
+                    commands_per_minute=settings.file.limits.commands_per_minute,
+                )
+                handlers.install(app)
+                offline = functools.partial(_poll_offline, poller, settings.env.poll_interval)
+                if not await _initialize(app, stop, offline):
+                    return 0
+                try:
+                    await _serve(app, settings, db, poller, stop, limiter, replier, handlers)
+                finally:
+                    await app.shutdown()
+        finally:
+            db.close()
     log.info("stopped")
     return 0
 
@@ -147,6 +195,7 @@ async def _serve(
     stop: asyncio.Event,
     limiter: SendLimiter,
     replier: Replier,
+    handlers: Handlers | None = None,
 ) -> None:
     await register_menus(app.bot, sorted(settings.env.admins))
 
@@ -189,6 +238,9 @@ async def _serve(
                 raise  # this job itself was cancelled, not just the pass
             log.info("poll pass cancelled by shutdown; unfinished feeds are polled next time")
             return
+        except StorageError as exc:
+            log.error("poll pass stopped: %s", exc)
+            return
         except Exception:
             log.exception("poll pass failed")
             return
@@ -209,6 +261,16 @@ async def _serve(
             return
         await asyncio.to_thread(db.set_meta, TELEGRAM_OK_KEY, datetime.now(UTC).isoformat())
 
+    policy = retention_policy(settings)
+
+    async def prune_job(context: ContextTypes.DEFAULT_TYPE) -> None:
+        try:
+            report = await asyncio.to_thread(prune, db, datetime.now(UTC), policy)
+        except StorageError as exc:
+            log.error("pruning stopped: %s", exc)
+            return
+        log.info("retention: %s", report.describe())
+
     jq = app.job_queue
     if jq is None:  # pragma: no cover - the job-queue extra is a dependency
         raise ConfigError("python-telegram-bot was installed without its job queue")
@@ -219,6 +281,10 @@ async def _serve(
     jq.run_repeating(
         heartbeat_job, interval=HEARTBEAT_SECONDS, first=0.0, name="heartbeat",
         job_kwargs=dict(POLL_JOB_KWARGS),
+    )
+    jq.run_repeating(
+        prune_job, interval=settings.file.retention.every_minutes * 60, first=PRUNE_FIRST_SECONDS,
+        name="retention", job_kwargs=dict(POLL_JOB_KWARGS),
     )
     updater = app.updater
     assert updater is not None
@@ -241,9 +307,13 @@ async def _serve(
         for task in list(passes):
             task.cancel()
         await asyncio.gather(*passes, return_exceptions=True)
+        if handlers is not None:
+            # app.stop() waits for every update in progress: an /addfeed of a
+            # trickling feed would hold SIGTERM for its whole fetch deadline.
+            await handlers.cancel_running()
         if app.running:
             await app.stop()
         await replier.stop()
-        await sender.stop()
+        await sender.stop(SENDER_GRACE_SECONDS)
         if endpoint is not None:
             endpoint.stop()

@@ -7,6 +7,7 @@ it reads the environment or the clock on its own.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import multiprocessing
 import os
@@ -22,6 +23,7 @@ from bot.parsing.normalize import canonical_url
 from bot.pipeline import Poller
 from bot.settings import Settings
 from bot.storage.repository import Database
+from bot.storage.retention import RetentionPolicy
 from bot.storylines.matcher import Matcher
 from bot.storylines.seedfile import load_seed_dir
 
@@ -47,7 +49,11 @@ def normalise_feed_url(url: str) -> str:
 
 def open_database(settings: Settings, *, sync: bool = True) -> Database:
     """Open the database; with ``sync``, add the config's feeds and the seed storylines."""
-    db = Database.open(settings.database_path)
+    storage = settings.file.storage
+    db = Database.open(
+        settings.database_path, busy_timeout=storage.busy_timeout_seconds,
+        lock_attempts=storage.lock_attempts,
+    )
     if sync:
         now = datetime.now(UTC)
         for feed in settings.file.feeds:
@@ -59,6 +65,12 @@ def open_database(settings: Settings, *, sync: bool = True) -> Database:
             for storyline in load_seed_dir(directory):
                 db.upsert_shared_storyline(storyline, now=now)
     return db
+
+
+def retention_policy(settings: Settings) -> RetentionPolicy:
+    r = settings.file.retention
+    return RetentionPolicy(items_days=r.items_days, alerts_days=r.alerts_days,
+                           batch_rows=r.batch_rows)
 
 
 def parse_executor() -> Executor:
@@ -106,13 +118,28 @@ def restore_matcher(db: Database, matcher: Matcher) -> None:
 
 @asynccontextmanager
 async def running_poller(settings: Settings, db: Database) -> AsyncIterator[Poller]:
-    """A poller with its shared HTTP client and parse pool, closed on exit."""
-    matcher = build_matcher(settings)
-    restore_matcher(db, matcher)
-    executor = parse_executor()
+    """A poller with its shared HTTP client and parse pool, closed on exit.
+
+    Loading the model and warming the matcher up on recent items take seconds
+    of CPU: they run in a thread so the event loop (signals, commands) stays live.
+    """
+    matcher = await asyncio.to_thread(warm_matcher, settings, db)
     fetcher = FeedFetcher(settings.file.fetch, settings.env.allow_private_networks)
+    poller = Poller(
+        db, fetcher, matcher, settings, parse_executor=parse_executor(),
+        executor_factory=parse_executor,
+    )
     try:
-        yield Poller(db, fetcher, matcher, settings, parse_executor=executor)
+        yield poller
     finally:
         await fetcher.aclose()
-        executor.shutdown(wait=True, cancel_futures=True)
+        if poller.parse_executor is not None:
+            poller.parse_executor.shutdown(wait=True, cancel_futures=True)
+
+
+def warm_matcher(settings: Settings, db: Database) -> Matcher:
+    """The configured matcher with what it had learned restored (or its statistics primed
+    on recent items: :func:`restore_matcher`)."""
+    matcher = build_matcher(settings)
+    restore_matcher(db, matcher)
+    return matcher

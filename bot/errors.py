@@ -56,3 +56,18 @@ class ParseError(StorywatchError):
     """The body is not a feed we can read."""
 
     kind = "parse"
+
+
+class StorageError(StorywatchError):
+    """The database refused a read or a write; the message names the database,
+    what SQLite said, and what the operator can do about it."""
+
+    kind = "storage"
+
+
+class StorageBusyError(StorageError):
+    """Another process held the database's write lock for longer than we wait."""
+
+
+class StorageFullError(StorageError):
+    """The database or the disk under it is full."""

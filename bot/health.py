@@ -18,7 +18,11 @@ from pathlib import Path
 
 LAST_POLL_KEY = "last_poll"
 TELEGRAM_OK_KEY = "telegram_ok"
-HEALTH_KEYS = (LAST_POLL_KEY, TELEGRAM_OK_KEY)
+# Feeds that failed with an internal error (our bug, not the feed's) in the
+# last pass, and in all passes since the database was created.
+INTERNAL_LAST_POLL_KEY = "internal_errors.last_poll"
+INTERNAL_TOTAL_KEY = "internal_errors.total"
+HEALTH_KEYS = (LAST_POLL_KEY, TELEGRAM_OK_KEY, INTERNAL_LAST_POLL_KEY)
 
 # A pass may legitimately be late by a couple of intervals (a slow feed, a
 # backoff, a restart); below two minutes the check would flap on short test
@@ -89,6 +93,12 @@ def assess_health(
         )
         if r is not None
     ]
+    internal = (meta.get(INTERNAL_LAST_POLL_KEY) or "0").strip()
+    if internal.isdigit() and int(internal) > 0:
+        reasons.append(
+            f"{internal} feed(s) failed with an internal error in the last poll pass "
+            "(a Storywatch bug, not the feeds: see the log)"
+        )
     return HealthVerdict(ok=not reasons, reasons=reasons)
 
 
@@ -104,9 +114,13 @@ def read_health_meta(db_path: Path) -> dict[str, str | None] | None:
         return None
     conn = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
     try:
+        verdict = str(conn.execute("PRAGMA quick_check(1)").fetchone()[0])
+        if verdict != "ok":
+            raise sqlite3.DatabaseError(f"the database is corrupt (quick_check: {verdict[:200]})")
         try:
+            marks = ",".join("?" * len(HEALTH_KEYS))
             rows = conn.execute(
-                "SELECT key, value FROM meta WHERE key IN (?, ?)", HEALTH_KEYS
+                f"SELECT key, value FROM meta WHERE key IN ({marks})", HEALTH_KEYS  # noqa: S608
             ).fetchall()
         except sqlite3.OperationalError as exc:
             # Created but not migrated yet: the bot is still starting.
@@ -125,7 +139,12 @@ def check_database(db_path: Path, poll_interval: float, now: datetime) -> Health
     try:
         meta = read_health_meta(db_path)
     except sqlite3.Error as exc:
-        return HealthVerdict(ok=False, reasons=[f"cannot read database {db_path}: {exc}"])
+        text = str(exc)
+        if "malformed" in text or "not a database" in text or "corrupt" in text:
+            why = f"database {db_path} is corrupt ({text}): stop the bot and restore a backup"
+        else:
+            why = f"cannot read database {db_path}: {text}"
+        return HealthVerdict(ok=False, reasons=[why])
     if meta is None:
         return HealthVerdict(ok=False, reasons=[f"not started yet (no database at {db_path})"])
     return assess_health(meta, now, poll_interval)

@@ -10,16 +10,23 @@ One feed's failure is recorded on that feed and never stops the pass.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from bot.errors import FetchError, ParseError
+from bot.errors import FetchError, ParseError, StorageError
 from bot.fetching.client import FeedFetcher
-from bot.fetching.conditional import next_state_after_error, next_state_after_success
+from bot.fetching.conditional import (
+    next_state_after_error,
+    next_state_after_internal_error,
+    next_state_after_success,
+)
+from bot.health import INTERNAL_LAST_POLL_KEY, INTERNAL_TOTAL_KEY, LAST_POLL_KEY
 from bot.models import Feed, Item, Match, Storyline
 from bot.parsing.feeds import ParsedFeed, parse_feed
 from bot.settings import Settings
@@ -34,6 +41,7 @@ COLLAPSE_WINDOW = timedelta(hours=36)
 
 # How early a feed may be polled to absorb scheduler jitter (see poll_due).
 MAX_DUE_SLACK_SECONDS = 1.0
+
 
 
 def count(n: int, singular: str, plural: str | None = None) -> str:
@@ -56,6 +64,7 @@ class FeedReport:
     error: str | None = None
     error_kind: str | None = None
     matched_storylines: tuple[int, ...] = ()
+    capped: int = 0  # items the feed listed past the per-poll cap
 
     def describe(self) -> str:
         name = self.title or self.url
@@ -64,6 +73,8 @@ class FeedReport:
         if self.unchanged:
             return f"[{self.feed_id}] {name}: unchanged"
         first = " (first poll: stored, not alerted)" if self.primed_now else ""
+        if self.capped:
+            first += f" ({self.capped:,} older items past the cap ignored)"
         return (
             f"[{self.feed_id}] {name}: {count(self.new_items, 'new item')}, "
             f"{count(self.matches, 'match', 'matches')}, {count(self.alerts, 'alert')}{first}"
@@ -91,6 +102,10 @@ class PassReport:
     @property
     def errors(self) -> int:
         return sum(1 for f in self.feeds if f.error is not None)
+
+    @property
+    def internal_errors(self) -> int:
+        return sum(1 for f in self.feeds if f.error_kind == "internal")
 
     def describe(self) -> str:
         return (
@@ -172,6 +187,7 @@ class Poller:
         settings: Settings,
         *,
         parse_executor: Executor | None = None,
+        executor_factory: Callable[[], Executor] | None = None,
     ) -> None:
         self._db = db
         self._fetcher = fetcher
@@ -182,12 +198,34 @@ class Poller:
         self._matcher_lock = asyncio.Lock()
         self._settings = settings
         self._executor = parse_executor
+        # A parse worker killed from outside (OOM killer, segfault) breaks the
+        # whole pool for good; the factory builds a new one (see _parse).
+        self._executor_factory = executor_factory
         self._interval = settings.env.poll_interval
         self._max_backoff = settings.file.fetch.max_backoff_seconds
+        self._item_cap = settings.file.limits.items_per_feed_poll
+
+    @property
+    def parse_executor(self) -> Executor | None:
+        """The pool in use now (a new one after a rebuild)."""
+        return self._executor
 
     async def _parse(self, body: bytes, headers: dict[str, str], url: str) -> ParsedFeed:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, parse_feed, body, headers, url)
+        executor = self._executor
+        parse = functools.partial(parse_feed, max_items=self._item_cap)
+        try:
+            return await loop.run_in_executor(executor, parse, body, headers, url)
+        except BrokenProcessPool:
+            if self._executor_factory is None:
+                raise
+        # Several feeds see the same broken pool; the first one here rebuilds it.
+        if self._executor is executor:
+            log.error("a parse worker died (killed or crashed); rebuilding the parse pool")
+            self._executor = self._executor_factory()
+            if executor is not None:
+                executor.shutdown(wait=False, cancel_futures=True)
+        return await loop.run_in_executor(self._executor, parse, body, headers, url)
 
     async def poll_due(self, now: datetime | None = None) -> PassReport:
         """Poll every feed whose next check has come, concurrently."""
@@ -198,12 +236,28 @@ class Poller:
         slack = timedelta(seconds=min(MAX_DUE_SLACK_SECONDS, self._interval / 10))
         feeds = await asyncio.to_thread(self._db.due_feeds, now + slack)
         storylines = await asyncio.to_thread(self._db.active_storylines)
-        reports = await asyncio.gather(*(self.poll_feed(f, storylines, now) for f in feeds))
-        if any(r.new_items for r in reports):
+        results = await asyncio.gather(
+            *(self.poll_feed(f, storylines, now) for f in feeds), return_exceptions=True
+        )
+        for r in results:
+            # A storage fault stops the pass with its own clear message; every
+            # other feed failure is already on its FeedReport.
+            if isinstance(r, BaseException):
+                raise r
+        report = PassReport(tuple(r for r in results if isinstance(r, FeedReport)))
+        if report.new_items:
             async with self._matcher_lock:
                 await asyncio.to_thread(self._save_matcher_state)
-        await asyncio.to_thread(self._db.set_meta, "last_poll", now.isoformat())
-        return PassReport(tuple(reports))
+        await asyncio.to_thread(self._record_pass, report, now)
+        return report
+
+    def _record_pass(self, report: PassReport, now: datetime) -> None:
+        internal = report.internal_errors
+        self._db.set_meta(INTERNAL_LAST_POLL_KEY, str(internal))
+        if internal:
+            total = int(self._db.get_meta(INTERNAL_TOTAL_KEY) or 0) + internal
+            self._db.set_meta(INTERNAL_TOTAL_KEY, str(total))
+        self._db.set_meta(LAST_POLL_KEY, now.isoformat())
 
     def _save_matcher_state(self) -> None:
         # What the matcher learned survives a restart (bootstrap.restore_matcher).
@@ -216,18 +270,24 @@ class Poller:
         report = FeedReport(feed.id, feed.url, feed.title)
         try:
             return await self._poll_feed(feed, storylines, now, report)
+        except StorageError:
+            raise
         except (FetchError, ParseError) as exc:
-            error: FetchError | ParseError = exc
-            kind = exc.kind
+            state = next_state_after_error(
+                feed.state, exc, now=now, interval=self._interval, max_backoff=self._max_backoff
+            )
+            await asyncio.to_thread(self._db.record_feed_state, feed.id, state, now=now)
+            return replace(report, error=str(exc), error_kind=exc.kind)
         except Exception as exc:  # one feed's bug must not stop the pass
             log.exception("unexpected error polling feed %s", feed.id)
-            error = FetchError(f"internal error ({type(exc).__name__})", url=feed.url)
-            kind = "internal"
-        state = next_state_after_error(
-            feed.state, error, now=now, interval=self._interval, max_backoff=self._max_backoff
-        )
-        await asyncio.to_thread(self._db.record_feed_state, feed.id, state, now=now)
-        return replace(report, error=str(error), error_kind=kind)
+            message = f"internal error ({type(exc).__name__})"
+            # Our bug, not the feed's: counted apart and retried next interval,
+            # never backed off for hours as if the feed were bad.
+            state = next_state_after_internal_error(
+                feed.state, message, now=now, interval=self._interval
+            )
+            await asyncio.to_thread(self._db.record_feed_state, feed.id, state, now=now)
+            return replace(report, error=message, error_kind="internal")
 
     async def _poll_feed(
         self, feed: Feed, storylines: Sequence[Storyline], now: datetime, report: FeedReport
@@ -243,8 +303,11 @@ class Poller:
             await asyncio.to_thread(self._db.record_feed_state, feed.id, state, now=now)
             return replace(report, unchanged=True)
         parsed = await self._parse(result.body, result.headers, result.final_url)
+        if parsed.skipped:
+            log.warning("feed %s listed %d more items than the cap of %d; took the newest",
+                        feed.id, parsed.skipped, self._item_cap)
         items = {i.key: replace(i, feed_id=feed.id) for i in parsed.items}
-        known = await asyncio.to_thread(self._db.known_keys, feed.id, list(items))
+        known = await asyncio.to_thread(self._db.known_item_keys, feed.id, list(items.values()))
         new = [i for k, i in items.items() if k not in known]
         to_store: list[MatchToStore] = []
         if feed.primed and new:
@@ -261,12 +324,14 @@ class Poller:
         )
         commit = await asyncio.to_thread(
             self._db.commit_poll, feed.id, state, now=now, title=parsed.title,
-            items=list(items.values()), matches=to_store,
+            items=list(items.values()), matches=to_store, capped=parsed.skipped,
+            hourly_limit=self._settings.file.limits.alerts_per_storyline_hour,
         )
         return replace(
             report, title=parsed.title or feed.title, new_items=commit.new_items,
             matches=commit.matches, alerts=commit.alerts, primed_now=not feed.primed,
             matched_storylines=tuple(m.match.storyline_id for m in to_store),
+            capped=parsed.skipped,
         )
 
     async def probe(self, url: str) -> ProbeResult:

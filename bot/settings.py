@@ -51,6 +51,33 @@ class LimitOptions(BaseModel):
 
     storylines_per_chat: int = Field(50, ge=1)
     commands_per_minute: int = Field(30, ge=1)
+    items_per_feed_poll: int = Field(500, ge=1)
+    """The newest items taken from one feed in one poll; the rest are ignored (logged)."""
+    alerts_per_storyline_hour: int = Field(10, ge=1)
+    """Alerts one chat gets for one storyline in any hour; more go into one summary."""
+
+
+class RetentionOptions(BaseModel):
+    """How long rows are kept; pruning runs every ``every_minutes`` in small batches."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    items_days: float = Field(14.0, gt=0)
+    """Items no longer in their feed and never matched, counted from when last seen."""
+    alerts_days: float = Field(180.0, gt=0)
+    """Matches, their items, and sent, failed or dropped alerts (alert history)."""
+    every_minutes: float = Field(60.0, gt=0)
+    batch_rows: int = Field(500, ge=1)
+    """Rows deleted per write transaction: keeps each hold of the write lock short."""
+
+
+class StorageOptions(BaseModel):
+    """How long to wait for a database another process holds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    busy_timeout_seconds: float = Field(30.0, gt=0)
+    lock_attempts: int = Field(3, ge=1)
 
 
 class MatchingOptions(BaseModel):
@@ -71,6 +98,8 @@ class FileConfig(BaseModel):
     feeds: tuple[FeedConfig, ...] = ()
     fetch: FetchOptions = FetchOptions()
     limits: LimitOptions = LimitOptions()
+    retention: RetentionOptions = RetentionOptions()
+    storage: StorageOptions = StorageOptions()
     matching: MatchingOptions = MatchingOptions()
     seeds_dir: str | None = None
     log_format: str = Field("console", pattern="^(console|json)$")

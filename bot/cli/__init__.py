@@ -19,7 +19,7 @@ import bot.cli.seed as seed
 import bot.cli.storylines as storylines
 from bot import __version__
 from bot.cli.common import fail
-from bot.errors import ConfigError
+from bot.errors import ConfigError, StorageError
 
 _MODULES = (run, poll, feeds, storylines, matches, seed, eval_cmd, health)
 
@@ -43,6 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except ConfigError as exc:
         return fail(str(exc), 2)
+    except StorageError as exc:
+        return fail(str(exc), 1)
     except KeyboardInterrupt:
         return 130
     return code

@@ -61,6 +61,20 @@ class AlertView:
     tz: str | None = None  # the chat's IANA time zone; None is UTC
 
 
+def summary_view(
+    storyline_title: str, held: int, latest: Sequence[Item], limit_per_hour: int | None = None
+) -> AlertView:
+    """A storm summary as an alert: "…and N more" with the latest titles, rendered
+    (escaped, cut to fit) by the same code as every alert."""
+    titles = " · ".join(" ".join(i.title.split()) for i in latest)
+    rule = f" (more than {limit_per_hour} an hour)" if limit_per_hour else ""
+    item = Item(
+        key="summary", title=f"…and {held} more matches in the last hour", summary=titles,
+        link=None, published=None, source="",
+    )
+    return AlertView(storyline_title, item, f"too many to send one by one{rule}; the latest:")
+
+
 def safe_link(url: str | None) -> str | None:
     """``url`` if it is an absolute http(s) URL, else ``None`` (no javascript:, data:...)."""
     if not url:

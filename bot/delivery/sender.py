@@ -51,7 +51,8 @@ from telegram.error import (
 )
 
 from bot.delivery.ratelimit import SendLimiter
-from bot.delivery.render import AlertView, Hit, render_html, render_plain
+from bot.delivery.render import AlertView, Hit, render_html, render_plain, summary_view
+from bot.errors import StorageError
 from bot.models import Item
 from bot.storage.repository import Database, OutboxEntry
 
@@ -59,6 +60,7 @@ log = logging.getLogger(__name__)
 
 UNCERTAIN_KEY = "outbox.uncertain.{id}"
 UNCERTAIN_TOTAL_KEY = "delivery.uncertain_resends"
+SUMMARY_TITLES = 8  # latest titles a storm summary lists
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +73,9 @@ class SenderOptions:
     backoff_max: float = 600.0
     max_hold: float = 3.0  # longer limiter waits give the row back instead of holding it
     idle_poll: float = 1.0  # look for due rows this often even without a wake-up
+    # A claim older than this, not in flight here, is given back (see run()).
+    claim_lease: float = 300.0
+    lease_check: float = 30.0  # how often to look for expired claims
 
 
 def retry_after_seconds(exc: RetryAfter) -> float:
@@ -146,6 +151,11 @@ class Sender:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self.sent_count = 0
+        # Delivered, but writing 'sent' failed (lock past every retry, full
+        # disk): outbox id -> (when, message id). Retried before anything else,
+        # and kept out of lease recovery, so a delivered alert is never resent.
+        self._unrecorded: dict[int, tuple[datetime, int | None]] = {}
+        self._next_lease_check = 0.0
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -178,13 +188,43 @@ class Sender:
         while not self._stopping:
             self._wake.clear()  # before claiming, so a wake-up during the pass is not lost
             try:
+                await self._housekeeping()
                 handled = await self.drain_once()
+            except StorageError as exc:
+                log.error("sender paused: %s; retrying in %.0fs", exc, self.options.idle_poll)
+                handled = 0
             except Exception:
                 log.exception("sender pass failed; retrying shortly")
                 handled = 0
             if handled == 0 and not self._stopping:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.options.idle_poll)
+
+    async def _housekeeping(self) -> None:
+        """Record delivered alerts whose 'sent' could not be written (raising, so no
+        new claims are made, while that still fails), then give back expired claims."""
+        for outbox_id, (when, message_id) in list(self._unrecorded.items()):
+            await asyncio.to_thread(self._db.mark_sent, outbox_id, now=when,
+                                    message_id=message_id)
+            del self._unrecorded[outbox_id]
+            log.info("outbox row %s: delivery recorded after a storage fault", outbox_id)
+        if self._mono() >= self._next_lease_check:
+            self._next_lease_check = self._mono() + self.options.lease_check
+            recovered = await asyncio.to_thread(
+                self._db.recover_expired_claims, self._now(),
+                timedelta(seconds=self.options.claim_lease), keep=set(self._unrecorded),
+            )
+            if recovered:
+                log.warning("%d claimed alert(s) outlived their lease; pending again", recovered)
+
+    async def _mark_sent(self, ids: list[int], message_id: int | None) -> None:
+        now = self._now()
+        try:
+            await asyncio.to_thread(self._db.mark_sent, ids, now=now, message_id=message_id)
+        except StorageError as exc:
+            log.error("outbox rows %s were delivered but cannot be recorded yet: %s", ids, exc)
+            for outbox_id in ids:
+                self._unrecorded[outbox_id] = (now, message_id)
 
     # -- one pass -----------------------------------------------------------
 
@@ -251,7 +291,13 @@ class Sender:
 
         edit_of: int | None = None
         view = view_of(group)
-        if entry.kind == "edit" and entry.parent_id is not None:
+        if entry.summary_count > 0:
+            latest = await asyncio.to_thread(
+                self._db.held_items, entry.chat_id, entry.storyline_id,
+                entry.queued_at or self._now(), SUMMARY_TITLES,
+            )
+            view = summary_view(entry.storyline_title, entry.summary_count, latest)
+        elif entry.kind == "edit" and entry.parent_id is not None:
             # The parent's message may name several storylines: redraw all of them,
             # with every item collapsed into any of them.
             parents = await asyncio.to_thread(self._db.message_rows, entry.parent_id)
@@ -315,9 +361,7 @@ class Sender:
             finally:
                 if self._on_send is not None:
                     self._on_send(ok, self._mono() - started)
-            await asyncio.to_thread(
-                self._db.mark_sent, ids, now=self._now(), message_id=message_id
-            )
+            await self._mark_sent(ids, message_id)
             self.sent_count += 1
             return True
         await self._retry_or_fail(group, "gave up after migration and plain-text fallback")
@@ -346,8 +390,7 @@ class Sender:
         ids = _ids(group)
         if edit_of is not None and "not modified" in m:
             # A later edit already showed this (or more): nothing to change.
-            await asyncio.to_thread(self._db.mark_sent, ids, now=self._now(),
-                                    message_id=edit_of)
+            await self._mark_sent(ids, edit_of)
             return True
         if "chat not found" in m:
             await asyncio.to_thread(self._db.deactivate_chat, chat_id, f"400: {exc.message}")

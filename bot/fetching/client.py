@@ -56,6 +56,8 @@ ACCEPT = (
 )
 # Only codings we decode ourselves under the size cap (see _CappedDecoder).
 ACCEPT_ENCODING = "gzip, deflate"
+# "gzip, gzip" is legal HTTP; more layers than this is no real server.
+MAX_STACKED_ENCODINGS = 3
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
@@ -195,6 +197,31 @@ class _CappedDecoder:
         return self._count(self._obj.flush())
 
 
+class _DecoderChain:
+    """Undo every Content-Encoding of a response: ``gzip, gzip`` means gzip applied
+    twice, so the last one listed is undone first. Each stage is capped."""
+
+    def __init__(self, header: str, cap: int, *, url: str) -> None:
+        names = [n.strip() for n in header.split(",") if n.strip() not in ("", "identity")]
+        if len(names) > MAX_STACKED_ENCODINGS:
+            raise FetchError(
+                f"the server stacked {len(names)} content encodings ({header[:60]}); "
+                f"at most {MAX_STACKED_ENCODINGS} are decoded", url=url,
+            )
+        self._stages = [_CappedDecoder(n, cap, url=url) for n in reversed(names or [""])]
+
+    def feed(self, data: bytes) -> bytes:
+        for stage in self._stages:
+            data = stage.feed(data)
+        return data
+
+    def flush(self) -> bytes:
+        pending = b""
+        for stage in self._stages:
+            pending = (stage.feed(pending) if pending else b"") + stage.flush()
+        return pending
+
+
 def _describe_transport_error(exc: httpx.HTTPError, host: str) -> str:
     """A short, secret-free sentence for a transport failure (no URL query, no trace)."""
     cause: BaseException | None = exc
@@ -243,6 +270,13 @@ def _mapped_errors(shown: str, host: str) -> Iterator[None]:
         raise RedirectError(f"{shown} redirected to an invalid URL", url=shown) from None
     except httpx.HTTPError as exc:
         raise FetchError(_describe_transport_error(exc, host), url=shown) from None
+    except UnicodeError:
+        # idna.IDNAError: httpx decodes a redirect's "xn--" host while reading the
+        # Location, and a broken one raises there, before our guard sees the hop.
+        raise BlockedAddressError(
+            f"refused: {shown} redirected to a host name that is not a valid "
+            "internationalised name (bad punycode)", url=shown,
+        ) from None
 
 
 class FeedFetcher:
@@ -402,7 +436,7 @@ class FeedFetcher:
                 f"the feed is larger than the {cap:,}-byte limit ({int(declared):,} bytes)",
                 url=shown,
             )
-        decoder = _CappedDecoder(encoding, cap, url=shown)
+        decoder = _DecoderChain(encoding, cap, url=shown)
         chunks: list[bytes] = []
         wire = 0
         async for raw in response.aiter_raw():

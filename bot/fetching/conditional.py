@@ -139,3 +139,11 @@ def next_state_after_error(
         consecutive_errors=errors,
         last_error=error_text(error),
     )
+
+
+def next_state_after_internal_error(
+    state: FeedState, message: str, *, now: datetime, interval: float
+) -> FeedState:
+    """State after a failure that was our bug, not the feed's: try again at the
+    next interval, and leave the feed's own error count and backoff alone."""
+    return replace(state, next_check=now + timedelta(seconds=interval), last_error=message)

@@ -347,6 +347,14 @@ class Guard:
             checked = httpx.URL(text)
         except (httpx.InvalidURL, ValueError):
             raise BlockedAddressError(f"refused: {shown} is not a valid URL", url=shown) from None
+        try:
+            # httpx decodes an "xn--" host lazily, and idna raises on a broken one.
+            checked_host = checked.host
+        except UnicodeError:
+            raise BlockedAddressError(
+                f"refused: {host} is not a valid internationalised host name (bad punycode)",
+                url=shown,
+            ) from None
         effective_port = checked.port or _default_port(scheme)
         if not 0 < effective_port < 65536:
             raise BlockedAddressError(f"refused: port {effective_port} is not valid", url=shown)
@@ -354,7 +362,7 @@ class Guard:
             raise BlockedAddressError(
                 f"refused: port {effective_port} is not used for web feeds", url=shown
             )
-        literal = _literal_ip(checked.host)
+        literal = _literal_ip(checked_host)
         if literal is not None:
             self.check_address(literal, effective_port, url=shown)
         return checked

@@ -94,10 +94,15 @@ class Metrics:
             registry=r,
         )
         self.new_items = Counter("storywatch_new_items", "New feed items stored.", registry=r)
+        # One series, not one per storyline: storyline ids are unbounded (every
+        # /track makes one), and so would the exporter's memory and the scrape be.
         self.matches = Counter(
-            "storywatch_matches",
-            "Matches of new items to storylines, by storyline id.",
-            ["storyline"],
+            "storywatch_matches", "Matches of new items to storylines.", registry=r
+        )
+        self.internal_errors = Counter(
+            "storywatch_internal_errors",
+            "Feeds whose poll failed through a Storywatch bug (also in fetch_errors, "
+            "kind=internal); such feeds are retried next interval, not backed off.",
             registry=r,
         )
         self.alerts_queued = Counter(
@@ -134,17 +139,18 @@ class Metrics:
             kind = error_kind(feed)
             if kind is not None:
                 self.fetch_errors.labels(kind=kind).inc()
+                if kind == UNKNOWN_KIND:
+                    self.internal_errors.inc()
                 continue
             if feed.unchanged:
                 self.feeds_unchanged.inc()
             self.new_items.inc(feed.new_items)
             self.alerts_queued.inc(feed.alerts)
-            for storyline_id in feed.matched_storylines:
-                self.matches.labels(storyline=str(storyline_id)).inc()
+            self.matches.inc(len(feed.matched_storylines))
 
-    def record_matches(self, storyline_id: int, count: int = 1) -> None:
-        """Count matches of one storyline, for callers that know them one by one."""
-        self.matches.labels(storyline=str(storyline_id)).inc(count)
+    def record_matches(self, count: int = 1) -> None:
+        """Count matches, for callers that know them one by one."""
+        self.matches.inc(count)
 
     def record_send(self, ok: bool, seconds: float) -> None:
         """Count one send attempt of an alert and its duration."""

@@ -38,6 +38,12 @@ FALLBACK_TITLE_LIMIT = 120
 SOURCE_LIMIT = 200
 #: Publication dates further in the future than this are replaced by ``now``.
 FUTURE_TOLERANCE = timedelta(hours=1)
+#: Dates before this are misreadings (feedparser takes a bare "1400" or "+1400"
+#: for a year); the entry counts as undated.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+#: Raw text kept per field before markup is stripped: enough for any real title
+#: or summary after its tags go, and a 10 MB title costs no more than this.
+RAW_TEXT_FACTOR = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +55,8 @@ class ParsedFeed:
     items: tuple[Item, ...]
     bozo_reason: str | None
     link: str | None = None
+    skipped: int = 0
+    """Entries past ``max_items`` (the oldest), not turned into items."""
 
 
 # --- hardening feedparser's DOCTYPE handling ------------------------------------------
@@ -81,6 +89,42 @@ def _install_doctype_guard() -> None:
 _install_doctype_guard()
 
 
+# --- a stray bad byte in UTF-8 ------------------------------------------------------
+
+_XML_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+_CHARSET = re.compile(r"charset\s*=\s*[\"']?([A-Za-z0-9._-]+)", re.IGNORECASE)
+_UTF8_NAMES = frozenset({"utf-8", "utf8"})
+
+
+def repair_utf8(body: bytes, content_type: str) -> bytes:
+    """A UTF-8 document with a few invalid bytes, with each bad byte replaced by
+    U+FFFD; any other body unchanged.
+
+    feedparser decodes a body that is not valid UTF-8 wholesale as windows-1252,
+    so one stray byte turns every "Café" into "CafÃ©". The body is repaired only
+    when it claims UTF-8 (or claims nothing), and when it is UTF-8 by the
+    evidence: it holds at least as many valid multi-byte sequences as bad bytes.
+    A Latin-1 body mislabelled UTF-8 has none, and is left to feedparser.
+    """
+    if body.startswith((b"\xff\xfe", b"\xfe\xff", b"\xef\xbb\xbf")):
+        return body
+    declared = [m.group(1).decode("ascii").lower() for m in [_XML_ENCODING.match(body[:512])] if m]
+    header = _CHARSET.search(content_type)
+    if header:
+        declared.append(header.group(1).lower())
+    if any(name not in _UTF8_NAMES for name in declared):
+        return body
+    try:
+        body.decode("utf-8")
+        return body
+    except UnicodeDecodeError:
+        pass
+    text = body.decode("utf-8", errors="replace")
+    bad = text.count("\ufffd")
+    good = sum(1 for ch in text if ord(ch) > 0x7F and ch != "\ufffd")
+    return text.encode("utf-8") if good >= bad else body
+
+
 # --- entries -> items --------------------------------------------------------------
 
 
@@ -99,6 +143,8 @@ def _published(entry: Mapping[str, Any], now: datetime) -> datetime | None:
             when = datetime(year, month, day, hour, minute, min(second, 59), tzinfo=UTC)
         except (TypeError, ValueError, OverflowError):
             continue
+        if when < EARLIEST:
+            continue  # a misread date ("+1400" as the year 1400), not an old article
         return now if when > now + FUTURE_TOLERANCE else when
     return None
 
@@ -131,7 +177,14 @@ def _entry_summary(entry: Mapping[str, Any]) -> str:
             if isinstance(content, Mapping) and _text(content.get("value")):
                 raw = content["value"]
                 break
-    return plain_text(raw, limit=SUMMARY_LIMIT)
+    return plain_text(_cut_raw(raw, SUMMARY_LIMIT), limit=SUMMARY_LIMIT)
+
+
+def _cut_raw(raw: str | None, limit: int) -> str | None:
+    """``raw`` cut before stripping markup: the text kept is ``limit`` characters,
+    but markup can be many times that; a huge field is never processed whole."""
+    cap = limit * RAW_TEXT_FACTOR
+    return raw[:cap] if raw is not None and len(raw) > cap else raw
 
 
 def _author_organisation(entry: Mapping[str, Any]) -> str | None:
@@ -167,7 +220,7 @@ def _to_item(entry: Mapping[str, Any], *, base: str, source: str, now: datetime)
     link = _entry_link(entry, base)
     published = _published(entry, now)
     guid = _text(entry.get("id"))
-    title = plain_text(raw_title, limit=TITLE_LIMIT)
+    title = plain_text(_cut_raw(raw_title, TITLE_LIMIT), limit=TITLE_LIMIT)
     if not title:
         title = truncate(summary, FALLBACK_TITLE_LIMIT) if summary else ""
     if not title and not link and not (guid and guid.strip()):
@@ -213,12 +266,15 @@ def parse_feed(
     url: str,
     *,
     now: datetime | None = None,
+    max_items: int | None = None,
 ) -> ParsedFeed:
     """Parse a feed document into items.
 
     ``headers`` are the response headers (lowercase keys; Content-Type helps decoding);
     ``url`` is the final URL, the base for relative links and the fallback source name.
     ``now`` (default: the current time) bounds publication dates in the future.
+    ``max_items`` keeps only the newest entries (by date; undated ones in document
+    order after them), so a feed listing 200,000 entries costs no more than the cap.
     Raises ParseError when the body holds no feed (an HTML page, an empty or truncated
     document), with a message a user can act on.
     """
@@ -231,6 +287,7 @@ def parse_feed(
     for name in ("content-type", "content-language"):
         if name in lowered:
             feed_headers[name] = lowered[name]
+    body = repair_utf8(body, lowered.get("content-type", ""))
     try:
         result = feedparser.parse(
             io.BytesIO(body),
@@ -243,15 +300,19 @@ def parse_feed(
     bozo = _bozo_reason(result)
     feed_info: Mapping[str, Any] = result.get("feed") or {}
     entries = result.get("entries") or []
-    title = plain_text(_text(feed_info.get("title")), limit=SOURCE_LIMIT) or None
+    feed_title = _cut_raw(_text(feed_info.get("title")), SOURCE_LIMIT)
+    title = plain_text(feed_title, limit=SOURCE_LIMIT) or None
     if not entries and title is None:
         raise _not_a_feed(body, lowered, bozo)
     source = title or urlsplit(url).hostname or "unknown source"
+    entries = [e for e in entries if isinstance(e, Mapping)]
+    skipped = 0
+    if max_items is not None and len(entries) > max_items:
+        skipped = len(entries) - max_items
+        entries = newest(entries, max_items, current)
     items: list[Item] = []
     seen: set[str] = set()
     for entry in entries:
-        if not isinstance(entry, Mapping):
-            continue
         item = _to_item(entry, base=url, source=source, now=current)
         if item is None or item.key in seen:
             continue  # feeds repeat entries; the first one wins
@@ -263,4 +324,17 @@ def parse_feed(
         items=tuple(items),
         bozo_reason=bozo,
         link=canonical_url(urljoin(url, site)) if site else None,
+        skipped=skipped,
     )
+
+
+def newest(entries: list[Mapping[str, Any]], n: int, now: datetime) -> list[Mapping[str, Any]]:
+    """The ``n`` newest entries, in document order; undated entries rank after dated
+    ones, earlier in the document first (feeds list newest first)."""
+    oldest = datetime.min.replace(tzinfo=UTC)
+
+    def rank(index: int) -> tuple[datetime, int]:
+        return _published(entries[index], now) or oldest, -index
+
+    keep = sorted(sorted(range(len(entries)), key=rank, reverse=True)[:n])
+    return [entries[i] for i in keep]

@@ -196,3 +196,13 @@ def item_key(
     normal_title = plain_text(title).casefold()
     when = published.astimezone(UTC).isoformat() if published is not None else ""
     return "h:" + _sha256(f"{normal_title}\n{when}")
+
+
+def content_key(title: str, summary: str, link: str | None) -> str:
+    """What an item is, as a hash: the same headline, summary and link give the
+    same key whatever guid the feed gave them this time (feeds that mint new
+    guids on every request). The link keeps apart a daily "Morning briefing"
+    whose title and summary never change."""
+    text = _WHITESPACE.sub(" ", f"{title}\n{summary}").strip().casefold()
+    # 128 bits are plenty to tell one feed's items apart, and half the index size.
+    return _sha256(f"{text}\n{link or ''}")[:32]

@@ -14,21 +14,35 @@ import logging
 import sqlite3
 import threading
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from bot.errors import ConfigError
 from bot.models import Feed, FeedState, Item, Match, Storyline
+from bot.parsing.normalize import content_key
+from bot.storage import faults
+from bot.storage.fanout import fan_out
 from bot.storage.schema import migrate
 
 log = logging.getLogger(__name__)
 
 # The meta row holding the matcher's learned state (JSON, zlib, base64).
 MATCHER_STATE_KEY = "matcher_state"
+
+# How long one attempt at the write lock waits, and how many attempts before
+# giving up with a clear error: 3 x 30 s outlasts a backup or a manual query.
+BUSY_TIMEOUT = 30.0
+LOCK_ATTEMPTS = 3
+
+
+def _is_empty_file(path: Path) -> bool:
+    """A 0-byte database file with no write-ahead log holding its content."""
+    wal = path.with_name(path.name + "-wal")
+    return path.stat().st_size == 0 and not (wal.exists() and wal.stat().st_size > 0)
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -94,6 +108,9 @@ class OutboxEntry:
     item_id: int  # rows of one chat, item and kind go out as one message
     message_id: int | None = None  # the Telegram message that delivered it, once sent
     tz: str | None = None  # the chat's time zone for the alert's times
+    summary_count: int = 0
+    """Above 0: a storm summary of that many matches held back since ``queued_at``."""
+    queued_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,33 +153,64 @@ class DuplicateError(Exception):
 class Database:
     """The Storywatch database; construct with :meth:`open`."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        path: Path,
+        *,
+        busy_timeout: float = BUSY_TIMEOUT,
+        lock_attempts: int = LOCK_ATTEMPTS,
+    ) -> None:
         self._conn = conn
         self.path = path
+        self._busy_timeout = busy_timeout
+        self._lock_attempts = max(1, lock_attempts)
         # One connection shared by threads (asyncio.to_thread); sqlite3 objects
         # are not safe to use concurrently, so serialise access.
         self._lock = threading.RLock()
 
     @classmethod
-    def open(cls, path: Path) -> Database:
-        """Open (creating if needed) the database at ``path`` and migrate it."""
+    def open(
+        cls, path: Path, *, busy_timeout: float = BUSY_TIMEOUT, lock_attempts: int = LOCK_ATTEMPTS
+    ) -> Database:
+        """Open (creating if needed) the database at ``path``, check it and migrate it.
+
+        Refuses (ConfigError) a 0-byte file where a database was, and a database
+        whose ``PRAGMA quick_check`` fails: neither is silently replaced or written.
+        """
+        fresh = not path.exists()
+        if not fresh and _is_empty_file(path):
+            raise faults.empty_file(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(
-                path, isolation_level=None, check_same_thread=False, timeout=30.0
+                path, isolation_level=None, check_same_thread=False, timeout=busy_timeout
             )
         except (OSError, sqlite3.Error) as exc:
             raise ConfigError(f"cannot open database {path}: {exc}") from None
         try:
+            if fresh:
+                # Only possible before the first table exists; lets pruning give
+                # space back to the file system (PRAGMA incremental_vacuum).
+                conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            else:
+                verdict = str(conn.execute("PRAGMA quick_check(1)").fetchone()[0])
+                if verdict != "ok":
+                    raise faults.corrupt_at_start(path, verdict)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
             migrate(conn)
-        except sqlite3.Error as exc:
+        except sqlite3.DatabaseError as exc:
             conn.close()
+            if "not a database" in str(exc) or "malformed" in str(exc):
+                raise faults.corrupt_at_start(path, str(exc)) from None
             raise ConfigError(f"cannot use database {path}: {exc}") from None
-        return cls(conn, path)
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, path, busy_timeout=busy_timeout, lock_attempts=lock_attempts)
 
     def close(self) -> None:
         with self._lock:
@@ -170,21 +218,63 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any exception."""
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any exception.
+
+        Taking the write lock is retried ``lock_attempts`` times (each waits the
+        busy timeout), then StorageBusyError says who to look for. SQLite errors
+        come out as StorageError (full disk, damage) with the database's path.
+        """
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            self._begin()
             try:
                 yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._conn.execute("COMMIT")
+            except BaseException as exc:
+                # After SQLITE_FULL or an I/O error SQLite may have rolled back
+                # already; a second ROLLBACK would hide the real error.
+                if self._conn.in_transaction:
+                    try:
+                        self._conn.execute("ROLLBACK")
+                    except sqlite3.Error as rollback_exc:
+                        log.warning("rollback after %s failed: %s", type(exc).__name__,
+                                    rollback_exc)
+                if isinstance(exc, sqlite3.Error) and faults.is_fault(exc):
+                    raise faults.translate(exc, self.path) from exc
                 raise
-            self._conn.execute("COMMIT")
+
+    def _begin(self) -> None:
+        for attempt in range(1, self._lock_attempts + 1):
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if not faults.is_busy(exc):
+                    raise faults.translate(exc, self.path) from exc
+                waited = attempt * self._busy_timeout
+                if attempt == self._lock_attempts:
+                    raise faults.translate(exc, self.path, waited=waited) from exc
+                log.warning(
+                    "database %s is locked by another process (%.1f s so far); "
+                    "waiting again (%d of %d)", self.path, waited, attempt + 1,
+                    self._lock_attempts,
+                )
 
     def _query(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
         with self._lock:
-            cur = self._conn.execute(sql, params)
-            cur.row_factory = sqlite3.Row
-            return list(cur.fetchall())
+            try:
+                cur = self._conn.execute(sql, params)
+                cur.row_factory = sqlite3.Row
+                return list(cur.fetchall())
+            except sqlite3.Error as exc:
+                if not faults.is_fault(exc):
+                    raise
+                raise faults.translate(exc, self.path) from exc
+
+    def pragma_int(self, name: str) -> int:
+        """The value of an integer PRAGMA (``page_count``, ``freelist_count``...)."""
+        if not name.isidentifier():
+            raise ValueError(f"not a pragma name: {name!r}")
+        return int(self._query(f"PRAGMA {name}")[0][0])
 
     def integrity_check(self) -> str:
         return str(self._query("PRAGMA integrity_check")[0][0])
@@ -335,6 +425,33 @@ class Database:
             known.update(r["key"] for r in rows)
         return known
 
+    def known_item_keys(self, feed_id: int, items: Sequence[Item]) -> set[str]:
+        """Keys of ``items`` this feed has stored, by key or by content (an item
+        whose guid changed but whose title, summary and link did not)."""
+        known = self.known_keys(feed_id, [i.key for i in items])
+        by_content = {
+            content_key(i.title, i.summary, i.link): i.key for i in items if i.key not in known
+        }
+        hashes = list(by_content)
+        for start in range(0, len(hashes), 500):
+            chunk = hashes[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._query(
+                "SELECT content_hash FROM items WHERE feed_id = ? "  # noqa: S608
+                f"AND content_hash IN ({marks})",
+                (feed_id, *chunk),
+            )
+            known.update(by_content[r["content_hash"]] for r in rows)
+        return known
+
+    def capped_feeds(self) -> list[tuple[int, str, int]]:
+        """Feeds whose last poll listed more items than the cap: (id, name, skipped)."""
+        rows = self._query(
+            "SELECT id, COALESCE(title, url) AS name, items_capped FROM feeds "
+            "WHERE items_capped > 0 ORDER BY id"
+        )
+        return [(int(r["id"]), str(r["name"]), int(r["items_capped"])) for r in rows]
+
     def commit_poll(
         self,
         feed_id: int,
@@ -344,33 +461,50 @@ class Database:
         title: str | None,
         items: Sequence[Item],
         matches: Sequence[MatchToStore],
+        capped: int = 0,
+        hourly_limit: int | None = None,
     ) -> PollCommit:
         """Write a poll's outcome in ONE transaction: new items, their matches,
         the outbox rows for every active subscribed chat, and the feed state.
 
         Items already stored (same feed and key) are left as they were apart
         from their title and summary, so an edited headline keeps its identity
-        and is not alerted again. The first good poll of a feed primes it: its
-        items are stored but nothing is alerted.
+        and is not alerted again; an item under a new key with the same title,
+        summary and link as one stored is the same item (churning guids). The first
+        good poll of a feed primes it: its items are stored but nothing is
+        alerted. ``capped`` is how many items the feed listed past the per-poll cap.
+        ``hourly_limit`` bounds the alerts one chat gets for one storyline in an
+        hour; matches past it are counted in one summary row (``storage.fanout``).
         """
         with self.transaction() as c:
             primed = bool(
                 c.execute("SELECT primed FROM feeds WHERE id = ?", (feed_id,)).fetchone()[0]
             )
             new_ids: dict[str, int] = {}
+            seen = _ts(now)
             for item in items:
+                content = content_key(item.title, item.summary, item.link)
                 row = c.execute(
                     "SELECT id FROM items WHERE feed_id = ? AND key = ?", (feed_id, item.key)
                 ).fetchone()
                 if row is not None:
                     c.execute(
-                        "UPDATE items SET title = ?, summary = ? WHERE id = ?",
-                        (item.title, item.summary, row[0]),
+                        "UPDATE items SET title = ?, summary = ?, content_hash = ?, "
+                        "last_seen = ? WHERE id = ?",
+                        (item.title, item.summary, content, seen, row[0]),
                     )
+                    continue
+                same = c.execute(
+                    "SELECT id FROM items WHERE feed_id = ? AND content_hash = ? LIMIT 1",
+                    (feed_id, content),
+                ).fetchone()
+                if same is not None:
+                    # A new guid on an item we hold: the same item, not news.
+                    c.execute("UPDATE items SET last_seen = ? WHERE id = ?", (seen, same[0]))
                     continue
                 cur = c.execute(
                     "INSERT INTO items(feed_id, key, title, summary, link, published, source, "
-                    "first_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "first_seen, last_seen, content_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         feed_id,
                         item.key,
@@ -379,7 +513,9 @@ class Database:
                         item.link,
                         _ts(item.published),
                         item.source,
-                        _ts(now),
+                        seen,
+                        seen,
+                        content,
                     ),
                 )
                 new_ids[item.key] = int(cur.lastrowid or 0)
@@ -399,9 +535,16 @@ class Database:
                     if cur.rowcount == 0:
                         continue
                     match_count += 1
-                    alert_count += self._fan_out(c, m.match.storyline_id, item_id, dup_id, now)
+                    alert_count += fan_out(
+                        c, m.match.storyline_id, item_id, dup_id, now, hourly_limit
+                    )
             self._write_state(c, feed_id, state, now, title)
-            c.execute("UPDATE feeds SET primed = 1 WHERE id = ?", (feed_id,))
+            # items_seen_at = the last_seen of every item in this body: retention
+            # keeps items still in their feed (see bot.storage.retention).
+            c.execute(
+                "UPDATE feeds SET primed = 1, items_seen_at = ?, items_capped = ? WHERE id = ?",
+                (seen, capped, feed_id),
+            )
         return PollCommit(new_items=len(new_ids), matches=match_count, alerts=alert_count)
 
     @staticmethod
@@ -413,36 +556,20 @@ class Database:
         ).fetchone()
         return None if row is None else int(row[0])
 
-    @staticmethod
-    def _fan_out(
-        c: sqlite3.Connection, storyline_id: int, item_id: int, dup_id: int | None, now: datetime
-    ) -> int:
-        chats = [
-            int(r[0])
-            for r in c.execute(
-                "SELECT s.chat_id FROM subscriptions s JOIN chats ch ON ch.id = s.chat_id "
-                "WHERE s.storyline_id = ? AND ch.active = 1",
-                (storyline_id,),
-            )
-        ]
-        written = 0
-        for chat_id in chats:
-            parent: int | None = None
-            if dup_id is not None:
-                row = c.execute(
-                    "SELECT id FROM outbox WHERE chat_id = ? AND storyline_id = ? AND item_id = ? "
-                    "AND kind = 'send' AND status IN ('pending', 'sending', 'sent')",
-                    (chat_id, storyline_id, dup_id),
-                ).fetchone()
-                parent = None if row is None else int(row[0])
-            kind = "edit" if parent is not None else "send"
-            cur = c.execute(
-                "INSERT OR IGNORE INTO outbox(chat_id, storyline_id, item_id, kind, parent_id, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (chat_id, storyline_id, item_id, kind, parent, _ts(now)),
-            )
-            written += cur.rowcount
-        return written
+    def held_items(
+        self, chat_id: int, storyline_id: int, since: datetime, limit: int
+    ) -> list[Item]:
+        """The newest items of a storyline matched since ``since`` that were not sent
+        to the chat one by one (what a storm summary lists)."""
+        rows = self._query(
+            "SELECT i.* FROM matches m JOIN items i ON i.id = m.item_id "
+            "WHERE m.storyline_id = ? AND m.created_at >= ? AND m.duplicate_of IS NULL "
+            "AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.item_id = m.item_id "
+            "AND o.storyline_id = m.storyline_id AND o.chat_id = ? AND o.summary_count = 0) "
+            "ORDER BY m.created_at DESC, i.id DESC LIMIT ?",
+            (storyline_id, _ts(since), chat_id, limit),
+        )
+        return [self._item(r) for r in rows]
 
     def recent_matches(
         self, storyline_ids: Sequence[int], since: datetime, *, per_storyline: int | None = None
@@ -747,7 +874,7 @@ class Database:
     # Everything rendering needs about an outbox row; callers add WHERE/ORDER.
     _ENTRY_SELECT = (
         "SELECT o.id, o.chat_id, o.kind, o.attempts, o.storyline_id, o.parent_id, o.item_id, "
-        "o.message_id, "
+        "o.message_id, o.summary_count, o.created_at AS queued_at, "
         "s.title AS storyline_title, i.key, i.title, i.summary, i.link, i.published, "
         "i.source, i.feed_id, m.score, m.reason, p.message_id AS parent_message_id, "
         "ch.tz AS tz "
@@ -775,6 +902,8 @@ class Database:
             item_id=r["item_id"],
             message_id=r["message_id"],
             tz=r["tz"],
+            summary_count=r["summary_count"],
+            queued_at=_dt(r["queued_at"]),
         )
 
     # A row the sender may hand out: still wanted, and (for an edit) its parent settled.
@@ -816,8 +945,9 @@ class Database:
                     taken.update(r["id"] for r in siblings)
                 rows.sort(key=lambda r: int(r["id"]))
                 c.executemany(
-                    "UPDATE outbox SET status = 'sending', attempts = attempts + 1 WHERE id = ?",
-                    [(r["id"],) for r in rows],
+                    "UPDATE outbox SET status = 'sending', attempts = attempts + 1, "
+                    "claimed_at = ? WHERE id = ?",
+                    [(_ts(now), r["id"]) for r in rows],
                 )
             finally:
                 c.row_factory = None
@@ -898,6 +1028,31 @@ class Database:
             return c.execute(
                 "UPDATE outbox SET status = 'pending' WHERE status = 'sending'"
             ).rowcount
+
+    def recover_expired_claims(
+        self, now: datetime, lease: timedelta, *, keep: Collection[int] = ()
+    ) -> int:
+        """Claims older than ``lease`` go back to pending, except the ``keep`` ids
+        (sends still in flight in this process); returns how many.
+
+        A claim outlives its sender only when writing the outcome failed (a lock
+        held past every retry, a full disk): recovering it while running, not
+        only at the next start, keeps such alerts from waiting for a restart.
+        """
+        cutoff = _ts(now - lease)
+        with self.transaction() as c:
+            rows = c.execute(
+                "SELECT id FROM outbox WHERE status = 'sending' "
+                "AND (claimed_at IS NULL OR claimed_at <= ?)",
+                (cutoff,),
+            ).fetchall()
+            expired = [(int(r[0]),) for r in rows if int(r[0]) not in keep]
+            c.executemany(
+                "UPDATE outbox SET status = 'pending', claimed_at = NULL, "
+                "last_error = 'claim expired; sending again' WHERE id = ? AND status = 'sending'",
+                expired,
+            )
+        return len(expired)
 
     def outbox_counts(self) -> dict[str, int]:
         rows = self._query("SELECT status, COUNT(*) AS n FROM outbox GROUP BY status")

@@ -104,6 +104,27 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE chats ADD COLUMN tz TEXT;
     """,
+    # 3: a year unattended (issue 14): claim leases on the outbox, storm
+    # summaries, retention (when an item was last in its feed), items recognised
+    # by content when their GUIDs churn, the per-poll item cap, and the indexes
+    # pruning and its cascades need.
+    """
+    ALTER TABLE outbox ADD COLUMN claimed_at TEXT;
+    ALTER TABLE outbox ADD COLUMN summary_count INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX outbox_chat_storyline_time ON outbox(chat_id, storyline_id, created_at);
+    CREATE INDEX outbox_item ON outbox(item_id);
+    CREATE INDEX outbox_parent ON outbox(parent_id);
+    CREATE INDEX outbox_created ON outbox(created_at);
+    ALTER TABLE items ADD COLUMN last_seen TEXT;
+    ALTER TABLE items ADD COLUMN content_hash TEXT;
+    UPDATE items SET last_seen = first_seen;
+    CREATE INDEX items_last_seen ON items(last_seen);
+    CREATE INDEX items_content ON items(feed_id, content_hash);
+    CREATE INDEX matches_created ON matches(created_at);
+    CREATE INDEX matches_duplicate_of ON matches(duplicate_of);
+    ALTER TABLE feeds ADD COLUMN items_seen_at TEXT;
+    ALTER TABLE feeds ADD COLUMN items_capped INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)

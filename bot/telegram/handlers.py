@@ -77,6 +77,16 @@ class Handlers:
         self._limiter = CommandLimiter(commands_per_minute)
         self._mono = monotonic
         self._locks: WeakValueDictionary[int, asyncio.Lock] = WeakValueDictionary()
+        self._running: set[asyncio.Task[Reply]] = set()
+        self._stopping = False
+
+    async def cancel_running(self) -> None:
+        """Shutdown: cancel the commands still being carried out (a slow
+        /addfeed fetch) and take no new ones; returns when they have ended."""
+        self._stopping = True
+        for task in list(self._running):
+            task.cancel()
+        await asyncio.gather(*self._running, return_exceptions=True)
 
     def install(self, app: Application) -> None:  # type: ignore[type-arg]
         only_new = filters.UpdateType.MESSAGE
@@ -149,7 +159,19 @@ class Handlers:
                     return
                 who = replace(who, group_admin=admin)
             log.info("command /%s from chat %s", raw.name, chat.id)
-            answer = await self._service.handle(cmd, who)
+            if self._stopping:
+                return
+            task = asyncio.create_task(self._service.handle(cmd, who))
+            self._running.add(task)
+            try:
+                answer = await task
+            except asyncio.CancelledError:
+                if not task.cancelled():
+                    raise
+                log.info("command /%s from chat %s cut short by shutdown", raw.name, chat.id)
+                return
+            finally:
+                self._running.discard(task)
             self._say(chat, answer.text, msg, answer)
             for chat_id, text in answer.notices:
                 self._replier.send(Outgoing(chat_id, text))

@@ -24,7 +24,9 @@ from zoneinfo import ZoneInfo
 
 from bot.delivery.render import format_time, tg_len
 from bot.errors import BlockedAddressError, ConfigError, FetchError, HTTPStatusError, ParseError
+from bot.health import INTERNAL_LAST_POLL_KEY, INTERNAL_TOTAL_KEY
 from bot.models import Feed, Storyline
+from bot.observability.logs import BARE_TOKEN
 from bot.parsing.article import strip_bylines
 from bot.pipeline import ProbeResult
 from bot.settings import Settings
@@ -229,6 +231,13 @@ class ChatService:
                     f"Alerts for it come here; /untrack {existing.id} stops it."
                 )
         seed = strip_bylines((who.reply_text or "").strip()[:MAX_SEED_CHARS])
+        if BARE_TOKEN.search(title if isinstance(title, str) else "") or BARE_TOKEN.search(seed):
+            # Stored, it would be split into "names" and terms that no log
+            # redaction recognises as a secret any more (and echoed in replies).
+            return Reply(
+                "That looks like a Telegram bot token, so I won't store it or track it. "
+                "If it is a real token, revoke it with @BotFather (/revoke)."
+            )
         if title is None and (url := c.link_in(seed)) is not None:
             title = c.Link(url)
         source = "the message you replied to"
@@ -431,6 +440,20 @@ class ChatService:
             f"alerts {counts['sent']} sent, {counts['pending'] + counts['sending']} pending"
             + (f", {counts['failed']} failed" if counts["failed"] else ""),
         ]
+        capped = await self._run(self._db.capped_feeds)
+        if capped:
+            worst = max(capped, key=lambda f: f[2])
+            lines.append(
+                f"Item cap ({self._settings.file.limits.items_per_feed_poll} a poll): "
+                f"{len(capped)} feed(s) over it, e.g. #{worst[0]} skipped {worst[2]:,}"
+            )
+        internal_total = int(await self._run(self._db.get_meta, INTERNAL_TOTAL_KEY) or 0)
+        if internal_total:
+            last = await self._run(self._db.get_meta, INTERNAL_LAST_POLL_KEY)
+            lines.append(
+                f"Internal errors (bot bugs, not the feeds): {last or 0} in the last poll, "
+                f"{internal_total} in all"
+            )
         if failing and self.is_admin(who.user_id):
             lines.append("")
             lines.append("Failing feeds:")

@@ -94,7 +94,10 @@ def test_sigkill_at_random_moments_loses_nothing(
         pub = Publisher(server, every=1.2)
         pub.publish(0, title="Markets close higher on Friday")
         url = server.url(PATH)
-        bot = BotProcess(tmp_path, fake, write_config(tmp_path, [url]), {})
+        # A matching item every 1.2 s is a storm by the default hourly bound; this
+        # test is about crashes, so every item must become its own alert.
+        config = write_config(tmp_path, [url], alerts_per_storyline_hour=10_000)
+        bot = BotProcess(tmp_path, fake, config, {})
         try:
             bot.start()
             wait_until(lambda: len(server.requests_for(PATH)) >= 2, what="the feed primed")

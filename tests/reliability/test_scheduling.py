@@ -41,9 +41,10 @@ class TimedDatabase(Database):
     written: list[tuple[int, float]]
 
     def commit_poll(self, feed_id: int, state: FeedState, *, now: datetime, title: str | None,
-                    items: Sequence[Item], matches: Sequence[MatchToStore]) -> PollCommit:
+                    items: Sequence[Item], matches: Sequence[MatchToStore],
+                    **options: Any) -> PollCommit:
         result = super().commit_poll(feed_id, state, now=now, title=title, items=items,
-                                     matches=matches)
+                                     matches=matches, **options)
         self.written.append((feed_id, time.monotonic()))
         return result
 

@@ -474,6 +474,9 @@ class FakeTelegram:
 
     def _call(self, method: str, p: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         if method == "getMe":
+            fault = self._fault_for(method, 0)  # a Telegram outage at start
+            if fault is not None:
+                return self._refuse(method, 0, fault)
             return 200, {"ok": True, "result": BOT_USER}
         if method in ("deleteWebhook", "setWebhook", "close", "logOut"):
             return 200, {"ok": True, "result": True}

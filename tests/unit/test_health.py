@@ -101,7 +101,9 @@ def test_database_heartbeats_are_read_without_writing(tmp_path: Path) -> None:
         db.set_meta("last_poll", ago(20))
         db.set_meta("telegram_ok", ago(3))
         db.set_meta("unrelated", "x")
-        assert read_health_meta(path) == {"last_poll": ago(20), "telegram_ok": ago(3)}
+        assert read_health_meta(path) == {
+        "last_poll": ago(20), "telegram_ok": ago(3), "internal_errors.last_poll": None
+    }
         assert check_database(path, 300, NOW).ok
     finally:
         db.close()
@@ -121,7 +123,7 @@ def test_unreadable_database_is_unhealthy_not_an_exception(tmp_path: Path) -> No
     path.write_bytes(b"this is not a database" * 100)
     verdict = check_database(path, 300, NOW)
     assert not verdict.ok
-    assert verdict.reasons[0].startswith(f"cannot read database {path}:")
+    assert verdict.reasons[0].startswith(f"database {path} is corrupt (file is not a database)")
 
 
 def _health_cli() -> Any:

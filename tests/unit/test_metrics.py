@@ -60,9 +60,9 @@ def test_record_pass_counts_feeds_items_matches_alerts_and_errors() -> None:
     assert value(m, "storywatch_feeds_unchanged_total") == 1
     assert value(m, "storywatch_new_items_total") == 7
     assert value(m, "storywatch_alerts_queued_total") == 5
-    assert value(m, "storywatch_matches_total", storyline="7") == 3
-    assert value(m, "storywatch_matches_total", storyline="9") == 1
+    assert value(m, "storywatch_matches_total") == 4
     assert value(m, "storywatch_fetch_errors_total", kind="internal") == 1
+    assert value(m, "storywatch_internal_errors_total") == 1
     assert value(m, "storywatch_fetch_errors_total", kind="deadline") == 1
     assert value(m, "storywatch_poll_seconds_count") == 2
     assert value(m, "storywatch_poll_seconds_sum") == 1.7
@@ -83,14 +83,24 @@ def test_record_send_and_pending() -> None:
     m.record_send(False, 12.0)
     m.set_pending(4)
     m.set_pending(2)
-    m.record_matches(3, 2)
+    m.record_matches(2)
     assert value(m, "storywatch_alerts_sent_total") == 2
     assert value(m, "storywatch_alerts_failed_total") == 1
     assert value(m, "storywatch_alerts_pending") == 2
     assert value(m, "storywatch_send_seconds_count") == 3
     assert value(m, "storywatch_send_seconds_bucket", le="0.05") == 1
     assert value(m, "storywatch_send_seconds_bucket", le="10.0") == 2
-    assert value(m, "storywatch_matches_total", storyline="3") == 2
+    assert value(m, "storywatch_matches_total") == 2
+
+
+def test_no_label_grows_with_storylines() -> None:
+    """Ten thousand storylines matching make one matches series, not ten thousand."""
+    m = Metrics()
+    m.record_pass(Pass((Feed(new_items=1, matches=10_000, alerts=0,
+                             matched_storylines=tuple(range(10_000))),)), 0.1)
+    lines = [ln for ln in m.exposition().decode().splitlines()
+             if ln.startswith("storywatch_matches")]
+    assert lines == ["storywatch_matches_total 10000.0"]
 
 
 def test_registries_are_private_to_each_instance_and_not_global() -> None:

@@ -171,3 +171,14 @@ def test_many_storylines_still_fit_in_valid_html(
     assert tg_len(text) <= MAX_MESSAGE_CHARS
     assert validate_telegram_html(text) is None, text
     assert 0 < tg_len(render_plain(v)) <= MAX_MESSAGE_CHARS
+
+
+def test_storm_summary_is_an_ordinary_safe_alert() -> None:
+    from bot.delivery.render import summary_view
+
+    latest = [Item(f"k{n}", f"Report <{n}> & more", "", None, None, "W") for n in range(8)]
+    view = summary_view("Wang Yi visit", 480, latest, 10)
+    html_text = render_html(view)
+    assert "…and 480 more matches in the last hour" in html_text
+    assert "Report &lt;7&gt; &amp; more" in html_text
+    assert "more than 10 an hour" in render_plain(view)
