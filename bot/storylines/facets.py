@@ -21,13 +21,14 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import NamedTuple
 
 from rapidfuzz import fuzz, process
 
 from bot.storylines.knowledge import (
     ABBREVIATIONS,
     DEVELOPMENT_KINDS,
-    MAX_PLACE_WORDS,
     METONYMS,
     ROLE_PHRASES,
     ROLE_QUALIFIERS_OTHER,
@@ -48,7 +49,20 @@ Role = tuple[PlaceKey | None, str]  # (whose office, which office)
 
 _TOKEN = re.compile(r"U\.S\.(?:A\.)?|U\.K\.|[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
 _SENTENCE_END = re.compile(r"[.!?:;\n|]")
-_MAX_ROLE_WORDS = max(len(k) for k in ROLE_PHRASES)
+# The first word of each office phrase, with the longest phrase it starts: most words
+# start none, and are passed over with one look-up.
+_ROLE_STARTS: dict[str, int] = {}
+for _phrase in ROLE_PHRASES:
+    _ROLE_STARTS[_phrase[0]] = max(_ROLE_STARTS.get(_phrase[0], 0), len(_phrase))
+
+
+@lru_cache(maxsize=1)
+def _place_starts() -> dict[str, int]:
+    """Like ``_ROLE_STARTS``, for the gazetteer's place names."""
+    out: dict[str, int] = {}
+    for words in gazetteer():
+        out[words[0]] = max(out.get(words[0], 0), len(words))
+    return out
 # Words around names that are not part of them.
 _FILLER = frozenset({"the", "of", "and", "in", "to", "for", "a", "an", "on", "at", "with"})
 _NEVER_NAMES = frozenset(word_list(
@@ -63,8 +77,7 @@ FUZZY_MIN_LENGTH = 5
 ROLE_EVIDENCE = 2
 
 
-@dataclass(frozen=True, slots=True)
-class _Tok:
+class _Tok(NamedTuple):
     text: str  # as written, possessive dropped
     low: str  # folded
     start: int
@@ -79,7 +92,12 @@ def _toks(text: str) -> list[_Tok]:
     out = []
     for m in _TOKEN.finditer(text):
         raw = m.group(0)
-        word = re.sub(r"['’]s?$", "", raw) or raw
+        word = raw
+        # Possessives are the name: "Putin's" -> "Putin".
+        if word[-2:] in ("'s", "’s", "'S"):
+            word = word[:-2] or raw
+        elif word[-1:] in ("'", "’"):
+            word = word[:-1] or raw
         out.append(_Tok(word, fold(word), m.start(), m.end()))
     return out
 
@@ -119,8 +137,9 @@ def _find_places(toks: Sequence[_Tok]) -> list[tuple[int, int, PlaceKey]]:
             i += 1
             continue
         hit = None
-        if toks[i].capitalised:
-            for n in range(min(MAX_PLACE_WORDS, len(toks) - i), 0, -1):
+        longest = _place_starts().get(toks[i].low, 0) if toks[i].capitalised else 0
+        if longest:
+            for n in range(min(longest, len(toks) - i), 0, -1):
                 key = table.get(tuple(t.low for t in toks[i : i + n]))
                 if key is not None:
                     hit = (i, i + n, key)
@@ -159,7 +178,8 @@ def _name_before(text: str, toks: Sequence[_Tok], i: int) -> Words | None:
 
 def _office_at(toks: Sequence[_Tok], i: int) -> tuple[int, str] | None:
     """The longest office phrase starting at ``i``: (its length in words, the office)."""
-    for n in range(min(_MAX_ROLE_WORDS, len(toks) - i), 0, -1):
+    longest = _ROLE_STARTS.get(toks[i].low, 0)
+    for n in range(min(longest, len(toks) - i), 0, -1):
         office = ROLE_PHRASES.get(tuple(t.low for t in toks[i : i + n]))
         if office is not None:
             return n, office
@@ -210,8 +230,10 @@ def read_item(text: str) -> ItemFacts:
     for k, t in enumerate(toks):
         if t.text.islower():
             lower.add(t.low)
-        elif k and t.capitalised and not _SENTENCE_END.search(text[toks[k - 1].end : t.start]):
-            caps.add(t.low)
+        elif k and t.capitalised:
+            gap = text[toks[k - 1].end : t.start]
+            if gap == " " or not _SENTENCE_END.search(gap):
+                caps.add(t.low)
     seen: dict[PlaceKey, str] = {}
     for s, e, key in places:
         seen.setdefault(key, " ".join(t.text for t in toks[s:e]))
@@ -386,6 +408,7 @@ def facet_keys(query: Query, book: RoleBook) -> set[str]:
             continue
         if f.place is not None:
             keys.add("p:" + f.place)
+            keys.update("p:" + m for m in region_members(f.place))
         keys.update("w:" + form[-1] for form in f.forms if form)
         offices = list(f.roles) + (book.offices(f.person) if f.person is not None else [])
         keys.update("o:" + office for _, office in offices)

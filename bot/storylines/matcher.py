@@ -686,10 +686,13 @@ class Matcher:
         owners = [e.storyline.owner for e in entries]
         last, tau = self._rhythm(entries, items)
         by_key: dict[str, list[int]] = {}
-        if cfg.facets:
-            for col, entry in enumerate(entries):
-                for key in facet_keys(self._query(entry), self.roles):
-                    by_key.setdefault(key, []).append(col)
+        # Read once per batch: the stream's statistics do not move within it.
+        queries = [self._query(e) for e in entries] if cfg.facets else []
+        anchored = np.fromiter((q.has_who or q.has_where for q in queries), dtype=np.bool_,
+                               count=len(queries))
+        for col, query in enumerate(queries):
+            for key in facet_keys(query, self.roles):
+                by_key.setdefault(key, []).append(col)
         semantic = cfg.semantic.similarities(items, storylines) if cfg.semantic else None
         exhaustive = every_pair or semantic is not None
         out: list[Assessment] = []
@@ -707,9 +710,14 @@ class Matcher:
                 # Facets can be met by other names than the title's words ("Beijing" for
                 # China, "the Treasury secretary" for Yellen): pairs sharing a word, and
                 # pairs whose facets share a place, a name or an office, are judged.
-                extra = {c for k in item_keys(facts[row]) for c in by_key.get(k, ())}
-                todo = np.union1d(np.flatnonzero(word > 0),
-                                  np.fromiter(extra, dtype=np.intp, count=len(extra)))
+                # A title that names someone or somewhere needs one of them in the item:
+                # only pairs sharing such a key are judged, besides follow-ups of a story
+                # that moved (which may miss a facet) and titles with no anchor.
+                keys = item_keys(facts[row])
+                keys.update("w:" + t for t in doc.toks)  # names as the fuzzy reading spells them
+                extra = {c for k in keys for c in by_key.get(k, ())}
+                extra.update(np.flatnonzero((word > 0) & (hot | ~anchored)).tolist())
+                todo = np.fromiter(sorted(extra), dtype=np.intp, count=len(extra))
             elif exhaustive:
                 todo = np.flatnonzero(word > 0)
             else:
@@ -723,7 +731,7 @@ class Matcher:
                 b, found[col] = self._bonus(doc, entries[col])
                 base = (float(word[col]) + b) * float(fresh[col])
                 if cfg.facets:
-                    query = self._query(entries[col])
+                    query = queries[col]
                     v = judge(query, facts[row], self.roles)
                     if v.ok:
                         base = (1 - cfg.facet_mix) * base + cfg.facet_mix * v.coverage
