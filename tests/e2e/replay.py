@@ -248,7 +248,10 @@ def replay(
     with FeedServer() as server:
         feeds = Outlets(server, items, outlets, stagger)
         feeds.show(first=primers_per_outlet)
-        config = write_config(workdir, feeds.urls, log_level="WARNING")
+        # A year goes by in under a minute of wall time: the hourly bound on alerts per
+        # storyline (a real-time storm guard) would fold most of it into summaries.
+        config = write_config(workdir, feeds.urls, log_level="WARNING",
+                              alerts_per_storyline_hour=10_000)
         if semantic:
             with config.open("a", encoding="utf-8") as f:
                 f.write("\n\n[matching]\nsemantic = true\n")

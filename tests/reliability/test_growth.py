@@ -66,8 +66,9 @@ async def test_a_feed_listing_20000_items_is_capped_newest_first(
         feed = db.add_feed(server.url("/big.xml"), now=datetime.now(UTC))
         async with running_poller(settings, db) as poller:
             report = await poller.poll_due()
-        service = ChatService(db, poller, settings)  # type: ignore[arg-type]
-        status = await service.handle(c.Status(), Caller(chat_id=1, user_id=1))
+        service = ChatService(db, poller, settings)
+        status = (await service.handle(c.parse(c.split_command("/status")),
+                                       Caller(chat_id=1, user_id=1))).text
     stored = {r[0] for r in db._query("SELECT key FROM items")}
     db.close()
     size = (tmp_path / "storywatch.db").stat().st_size

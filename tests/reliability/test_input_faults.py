@@ -43,8 +43,9 @@ async def test_broken_punycode_everywhere_a_url_comes_in(tmp_path: Path, table: 
         db.add_feed(server.url("/moved.xml"), now=datetime.now(UTC))
         async with running_poller(settings, db) as poller:
             report = await poller.poll_due()
-            reply = await ChatService(db, poller, settings).handle(
-                c.AddFeed(BAD_HOST), Caller(chat_id=ADMIN, user_id=ADMIN))
+            reply = (await ChatService(db, poller, settings).handle(
+                c.parse(c.split_command(f"/addfeed {BAD_HOST}")),
+                Caller(chat_id=ADMIN, user_id=ADMIN))).text
     db.close()
     [feed] = report.feeds
     assert feed.error_kind == "blocked" and "punycode" in (feed.error or "")

@@ -112,8 +112,9 @@ async def test_internal_errors_are_counted_apart_and_do_not_back_feeds_off(
         now = datetime.now(UTC)
         report = await poller.poll_due(now)
         pool.shutdown(wait=True)
-        status = await ChatService(db, poller, settings).handle(
-            c.Status(), Caller(chat_id=1, user_id=1))
+        status = (await ChatService(db, poller, settings).handle(
+            c.parse(c.split_command("/status")),
+            Caller(chat_id=1, user_id=1))).text
     metrics = Metrics()
     metrics.record_pass(report, 1.0)
     feeds = db.list_feeds()
