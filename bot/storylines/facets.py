@@ -677,4 +677,6 @@ def explain(verdict: Verdict) -> str:
             parts.append(f.label)
         else:
             parts.append(f'{f.label} (as "{how}")')
+    if verdict.hot:
+        parts.append("a follow-up: the story moved in the last day")
     return " · ".join(parts)

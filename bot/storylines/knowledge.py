@@ -317,16 +317,6 @@ def gazetteer() -> MappingProxyType[Words, PlaceKey]:
 
 
 @lru_cache(maxsize=1)
-def place_names() -> MappingProxyType[PlaceKey, str]:
-    """A readable name per place key (the country's common name)."""
-    names: dict[PlaceKey, str] = {"EU": "Europe", "KURD": "Kurdistan"}
-    for rec in country_records():
-        names.setdefault(rec.iso, rec.name)
-    return MappingProxyType(names)
-
-
-
-@lru_cache(maxsize=1)
 def _regions() -> MappingProxyType[PlaceKey, frozenset[PlaceKey]]:
     europe = frozenset(r.iso for r in country_records() if r.region == "Europe")
     return MappingProxyType({"EU": europe})

@@ -332,10 +332,6 @@ class Matcher:
             return caps >= self.config.name_min_seen and caps >= low
         return low < self.config.name_min_seen or caps >= low
 
-    def query(self, storyline: Storyline) -> Query:
-        """The storyline's title read as facets (who, where, what)."""
-        return self._query(self._entry(storyline))
-
     def _query(self, entry: _Entry) -> Query:
         title_words = set(folded_words(entry.storyline.title))
         names = frozenset(

@@ -211,3 +211,16 @@ def test_describe_says_what_an_alert_needs() -> None:
                                      "What: trip (in any words for it)"]
     assert "An alert needs Putin and China together" in text
     assert "Who: Charles (or as monarch)" in describe(parse_title("King Charles visit to France"))
+
+
+def test_a_story_that_just_moved_takes_follow_ups_for_a_day_and_says_so() -> None:
+    trip = Storyline(20, "Lula visit to China")
+    m = Matcher()
+    assert _matched(m, _item("a", "Lula lands in Beijing for state visit"), [trip]) == [20]
+    # Names no China: a follow-up only while the story is moving.
+    follow = "Lula visit: his delegation signs 20 deals"
+    soon = m.match([_item("b", follow, days=0.5)], [trip])
+    assert [x.storyline_id for x in soon] == [20]
+    assert "a follow-up" in soon[0].reason
+    assert _matched(Matcher(), _item("c", follow), [trip]) == []  # nothing moved yet
+    assert _matched(m, _item("d", follow + " again", days=5), [trip]) == []
