@@ -90,15 +90,17 @@ class _Tok(NamedTuple):
 
 def _toks(text: str) -> list[_Tok]:
     out = []
+    new = tuple.__new__  # the NamedTuple's own constructor costs a Python call per word
+    # Most news is ASCII, whose folding keeps every offset: fold the text once.
+    low_text = text.casefold() if text.isascii() else None
     for m in _TOKEN.finditer(text):
-        raw = m.group(0)
-        word = raw
+        word = m.group()
+        start, end = m.span()
         # Possessives are the name: "Putin's" -> "Putin".
-        if word[-2:] in ("'s", "’s", "'S"):
-            word = word[:-2] or raw
-        elif word[-1:] in ("'", "’"):
-            word = word[:-1] or raw
-        out.append(_Tok(word, fold(word), m.start(), m.end()))
+        if word[-2:] in ("'s", "’s", "'S") and len(word) > 2:
+            word = word[:-2]
+        low = low_text[start:start + len(word)] if low_text is not None else fold(word)
+        out.append(new(_Tok, (word, low, start, end)))
     return out
 
 
@@ -128,6 +130,7 @@ class ItemFacts:
 
 def _find_places(toks: Sequence[_Tok]) -> list[tuple[int, int, PlaceKey]]:
     table = gazetteer()
+    starts = _place_starts()
     out: list[tuple[int, int, PlaceKey]] = []
     i = 0
     while i < len(toks):
@@ -137,7 +140,7 @@ def _find_places(toks: Sequence[_Tok]) -> list[tuple[int, int, PlaceKey]]:
             i += 1
             continue
         hit = None
-        longest = _place_starts().get(toks[i].low, 0) if toks[i].capitalised else 0
+        longest = starts.get(toks[i].low, 0) if toks[i].text[:1].isupper() else 0
         if longest:
             for n in range(min(longest, len(toks) - i), 0, -1):
                 key = table.get(tuple(t.low for t in toks[i : i + n]))
@@ -194,7 +197,7 @@ def _find_roles(
     out: list[RoleMention] = []
     i = 0
     while i < len(toks):
-        hit = _office_at(toks, i)
+        hit = _office_at(toks, i) if toks[i].low in _ROLE_STARTS else None
         if hit is None:
             i += 1
             continue
