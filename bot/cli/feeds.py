@@ -123,7 +123,7 @@ def _import(args: argparse.Namespace) -> int:
     except OSError as exc:
         return fail(f"cannot read {args.file}: {exc.strerror or exc}")
     except OpmlError as exc:
-        return fail(f"{args.file}: {exc}; nothing was imported")
+        return fail(f"{args.file}: {str(exc).rstrip('.')}; nothing was imported")
     settings, db = settings_and_db()
     try:
         report = asyncio.run(_import_all(settings, db, feeds))

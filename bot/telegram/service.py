@@ -568,7 +568,7 @@ class ChatService:
         try:
             feeds = await asyncio.to_thread(read_opml, data)
         except OpmlError as exc:
-            return Reply(f"I can't import that file: {exc}. Nothing was changed.")
+            return Reply(f"I can't import that file: {str(exc).rstrip('.')}. Nothing was changed.")
         watched = {f.url for f in await self._run(self._db.list_feeds)}
         report = await import_feeds(self._feeds, feeds, watched, added_by=who.user_id)
         return Reply(fit(report.describe(per_section=IMPORT_LINES_SHOWN)))

@@ -117,7 +117,8 @@ def test_non_admins_and_bad_files_are_refused_and_change_nothing(
     cases = [
         ("lol.opml", BILLION_LAUGHS, {}, "refused: the file has a DOCTYPE declaration"),
         ("many.opml", f"<opml><body>{rows}</body></opml>".encode(), {},
-         "the file has 2,001 outlines; the limit is 2,000"),
+         "the file has 2,001 outlines; the limit is 2,000. Split the list into smaller files. "
+         "Nothing was changed."),
         ("scan.pdf", b"%PDF-1.7 not xml", {"mime_type": "application/pdf"},
          "this is not an OPML file: it is not well-formed XML"),
         ("world.xml", b'<rss version="2.0"><channel><title>x</title></channel></rss>', {},
