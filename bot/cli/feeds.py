@@ -136,7 +136,7 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    _, db = settings_and_db(sync=False)
+    _, db = settings_and_db()  # the feeds `feeds list` shows, the config's included
     try:
         feeds = db.list_feeds()
     finally:

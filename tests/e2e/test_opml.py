@@ -8,6 +8,9 @@ with an OPML document (sendDocument) whose content imports back to the same feed
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from bot.parsing.opml import MAX_OPML_BYTES, MAX_OUTLINES, OpmlFeed, read_opml
@@ -83,6 +86,10 @@ def test_an_admin_uploads_a_list_then_exports_it_and_the_export_imports_back(
 
     document = export(admin)
     name, content = document.document or ("", b"")
+    if os.environ.get("STORYWATCH_TRANSCRIPTS"):  # the file itself, beside the transcript
+        where = Path(os.environ["STORYWATCH_TRANSCRIPTS"])
+        where.mkdir(parents=True, exist_ok=True)
+        (where / "exported-by-bot.opml").write_bytes(content)
     assert name == "storywatch-feeds.opml"
     assert document.current.startswith("3 feed(s) as OPML 2.0.")
     exported = read_opml(content)

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.errors import OpmlError
-from bot.feed_import import plan
+from bot.feed_import import Added, Failed, ImportReport, plan
 from bot.parsing.opml import (
     MAX_OPML_BYTES,
     MAX_OUTLINES,
@@ -210,3 +210,21 @@ def test_plan_normalises_addresses_and_sorts_new_watched_repeated_and_unusable()
         ("(empty address)", "not an http(s) address"),
         ("javascript:alert(1)", "not an http(s) address"),
     ]
+
+
+def test_the_summary_puts_failures_first_and_caps_each_list() -> None:
+    report = ImportReport(
+        added=tuple(Added(i, f"https://a{i}.example/", f"A{i}") for i in range(1, 5)),
+        already=("https://old.example/",),
+        failed=(Failed("https://bad.example/", "the server answered HTTP 404"),),
+        repeated=2,
+    )
+    assert report.describe(per_section=3).splitlines() == [
+        "Imported the feed list: 4 added, 1 already watched, 1 failed "
+        "(2 listed twice in the file, taken once).",
+        "", "Failed:", "✗ https://bad.example/ — the server answered HTTP 404",
+        "", "Added:", "+ #1 A1 — https://a1.example/", "+ #2 A2 — https://a2.example/",
+        "+ #3 A3 — https://a3.example/", "… and 1 more",
+        "", "Already watched:", "= https://old.example/",
+    ]
+    assert "+ #4 A4" in report.describe()  # the CLI shows every line
