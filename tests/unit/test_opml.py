@@ -131,8 +131,9 @@ PLAIN_DOCTYPE = b"""<?xml version="1.0"?><!DOCTYPE opml>
 @pytest.mark.parametrize("document", [
     BILLION_LAUGHS, EXTERNAL_ENTITY, EXTERNAL_DTD, PARAMETER_ENTITY, PLAIN_DOCTYPE,
     b"\xef\xbb\xbf" + PLAIN_DOCTYPE,  # behind a byte-order mark
+    BILLION_LAUGHS.replace(b'"1.0"?>', b'"1.0" encoding="utf-16"?>', 1).decode().encode("utf-16"),
 ], ids=["billion-laughs", "external-entity", "external-dtd", "parameter-entity",
-        "doctype", "doctype-after-bom"])
+        "doctype", "doctype-after-bom", "billion-laughs-in-utf-16"])
 def test_any_doctype_is_refused_before_entities_are_declared(document: bytes) -> None:
     with pytest.raises(OpmlError, match="DOCTYPE declaration") as info:
         read_opml(document)
