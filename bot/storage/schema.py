@@ -125,6 +125,10 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE feeds ADD COLUMN items_seen_at TEXT;
     ALTER TABLE feeds ADD COLUMN items_capped INTEGER NOT NULL DEFAULT 0;
     """,
+    # OPML import: a feed's title from the imported list stays (polls keep their hands off)
+    """
+    ALTER TABLE feeds ADD COLUMN title_kept INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)
