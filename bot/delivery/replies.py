@@ -51,6 +51,7 @@ class Outgoing:
     reply_to: int | None = None
     buttons: Buttons = ()
     edit_of: int | None = None
+    photo: bytes | None = None  # a PNG, sent with sendPhoto and ``text`` as its caption
 
 
 def keyboard(buttons: Buttons) -> InlineKeyboardMarkup | None:
@@ -174,6 +175,12 @@ class Replier:
             ReplyParameters(out.reply_to, allow_sending_without_reply=True)
             if out.reply_to is not None else None
         )
+        if out.photo is not None:
+            await self._bot.send_photo(
+                chat_id, out.photo, caption=out.text or None, reply_parameters=reply,
+                reply_markup=markup,
+            )
+            return
         await self._bot.send_message(
             chat_id, out.text, reply_parameters=reply, reply_markup=markup,
             link_preview_options=LinkPreviewOptions(is_disabled=True),

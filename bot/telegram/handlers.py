@@ -4,7 +4,8 @@
   (``commands``) -> per-chat command budget -> in groups, ``getChatMember`` for
   commands that change the group's storylines -> act (``ChatService``) -> queue
   the reply (``Replier``), quoting the command in groups.
-- Inline buttons (``callback_query``): the ⟨ ⟩ pages of long lists.
+- Inline buttons (``callback_query``): the ⟨ ⟩ pages of long lists, and the
+  delivery choices under ``/settings`` (group administrators only, in groups).
 - ``my_chat_member``: a welcome when the bot joins a group; a chat that removes
   or blocks the bot is marked inactive.
 - A group becoming a supergroup (``migrate_to_chat_id``): its storylines,
@@ -26,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from weakref import WeakValueDictionary
 
-from telegram import Bot, BotCommand, BotCommandScopeChat, Chat, Message, Update
+from telegram import Bot, BotCommand, BotCommandScopeChat, CallbackQuery, Chat, Message, Update
 from telegram.constants import ChatMemberStatus
 from telegram.error import TelegramError
 from telegram.ext import (
@@ -42,7 +43,7 @@ from bot.delivery.ratelimit import CommandLimiter
 from bot.delivery.replies import Outgoing, Replier
 from bot.telegram import commands as c
 from bot.telegram.pages import parse_page_data
-from bot.telegram.service import Caller, ChatService, Reply
+from bot.telegram.service import SETTINGS_BUTTON, Caller, ChatService, Reply
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +174,8 @@ class Handlers:
             finally:
                 self._running.discard(task)
             self._say(chat, answer.text, msg, answer)
+            if answer.photo is not None:  # after its text, in the chat's order
+                self._replier.send(Outgoing(chat.id, answer.photo_caption, photo=answer.photo))
             for chat_id, text in answer.notices:
                 self._replier.send(Outgoing(chat_id, text))
 
@@ -201,8 +204,13 @@ class Handlers:
         query = update.callback_query
         if query is None:
             return
-        page = parse_page_data(query.data or "")
         message = query.message
+        choice = (query.data or "").split(":")
+        if message is not None and len(choice) == 2 and choice[0] == SETTINGS_BUTTON:
+            await self._setting_button(query, context, message.chat, message.message_id,
+                                       choice[1])
+            return
+        page = parse_page_data(query.data or "")
         if page is None or message is None:
             await query.answer("This button no longer works.")
             return
@@ -217,6 +225,29 @@ class Handlers:
             if reply is not None:
                 self._replier.send(Outgoing(chat.id, reply.text, buttons=reply.buttons,
                                             edit_of=message.message_id))
+
+    async def _setting_button(
+        self, query: CallbackQuery, context: ContextTypes.DEFAULT_TYPE, chat: Chat,
+        message_id: int, mode: str,
+    ) -> None:
+        """A delivery button under /settings: in groups, for the group's admins only."""
+        async with self._lock(chat.id):
+            if self._limiter.check(chat.id, self._mono()) != "allow":
+                await query.answer("Too fast: please wait a few seconds.")
+                return
+            who = Caller(chat_id=chat.id, user_id=query.from_user.id, chat_type=chat.type)
+            if who.in_group:
+                admin = await self._is_group_admin(context.bot, chat.id, who.user_id, None)
+                if not admin:
+                    await query.answer("Only the group's administrators can change this.")
+                    return
+                who = replace(who, group_admin=True)
+            await self._service.register(who)
+            reply = await self._service.delivery_button(mode, who)
+            await query.answer(None if reply is not None else "This button no longer works.")
+            if reply is not None:
+                self._replier.send(Outgoing(chat.id, reply.text, buttons=reply.buttons,
+                                            edit_of=message_id))
 
     async def on_membership(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         change = update.my_chat_member
