@@ -1,4 +1,4 @@
-"""``storywatch timeline ID [--tz ZONE]``: a storyline's developments, as ``/timeline`` lists them."""
+"""``storywatch timeline ID [--tz ZONE]``: a storyline's developments, as ``/timeline`` has them."""
 
 from __future__ import annotations
 
