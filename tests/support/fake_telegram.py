@@ -3,8 +3,8 @@
 The real python-telegram-bot client talks to it over HTTP (point
 ``STORYWATCH_TELEGRAM_API_URL`` at :attr:`FakeTelegram.api_url`). It implements
 what the bot uses (getMe, getUpdates with offset and long polling,
-sendMessage, editMessageText, editMessageReplyMarkup, setMyCommands and
-getMyCommands per scope, getChatMember, deleteWebhook, answerCallbackQuery...),
+sendMessage, sendPhoto (multipart uploads), editMessageText, editMessageReplyMarkup,
+setMyCommands and getMyCommands per scope, getChatMember, deleteWebhook, answerCallbackQuery...),
 checks messages the way Telegram does (the HTML subset, balanced tags,
 entities, 4,096 characters, inline keyboards) and records everything per chat.
 Tests inject updates as users and Telegram make them (messages, button presses,
@@ -22,11 +22,13 @@ thread or event loop. It binds 127.0.0.1 and never reaches anything else.
 
 from __future__ import annotations
 
+import email.policy
 import json
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email.parser import BytesParser
 from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -132,6 +134,8 @@ def _describe_update(u: dict[str, Any]) -> str:
 
 def _describe_sent(mark: str, m: Sent) -> str:
     quote = f" ↩ msg {m.reply_to}" if m.reply_to else ""
+    if m.photo is not None:
+        quote += f" [photo: PNG, {len(m.photo):,} bytes]"
     buttons = ""
     if m.markup:
         labels = [b["text"] for row in m.markup.get("inline_keyboard", []) for b in row]
@@ -142,6 +146,26 @@ def _describe_sent(mark: str, m: Sent) -> str:
 def _json(value: Any) -> Any:
     """A JSON parameter as PTB sends it: a string in form posts, a value in JSON bodies."""
     return json.loads(value) if isinstance(value, str) else value
+
+
+def _multipart(ctype: str, raw: bytes) -> dict[str, Any]:
+    """A multipart/form-data body (how PTB uploads files): text fields as str,
+    file fields as bytes."""
+    message = BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + raw
+    )
+    fields: dict[str, Any] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        if not isinstance(name, str) or not isinstance(payload, bytes):
+            continue
+        fields[name] = payload if part.get_filename() else payload.decode()
+    # PTB names the upload in a field ("attach://<name>") or sends it as the field itself.
+    for key, value in list(fields.items()):
+        if isinstance(value, str) and value.startswith("attach://"):
+            fields[key] = fields.get(value.removeprefix("attach://"), value)
+    return fields
 
 
 def utf16_len(text: str) -> int:
@@ -180,6 +204,7 @@ class Sent:
     edits: list[str] = field(default_factory=list)
     reply_to: int | None = None
     markup: dict[str, Any] | None = None  # the inline keyboard as it stands now
+    photo: bytes | None = None  # sendPhoto: the image as uploaded (``text`` is its caption)
 
     @property
     def current(self) -> str:
@@ -506,6 +531,8 @@ class FakeTelegram:
             return 200, {"ok": True, "result": True}
         if method == "sendMessage":
             return self._send(p)
+        if method == "sendPhoto":
+            return self._send_photo(p)
         if method == "editMessageText":
             return self._edit(p)
         return 404, {"ok": False, "error_code": 404, "description": "Not Found: method not found"}
@@ -659,6 +686,39 @@ class FakeTelegram:
                 raise _Dropped
         return 200, {"ok": True, "result": self._message(chat_id, mid, str(p["text"]))}
 
+    def _send_photo(self, p: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """sendPhoto with an uploaded file (multipart): a PNG or JPEG, a caption of at
+        most 1,024 characters; recorded like a message, ``text`` being the caption."""
+        chat_id = int(p["chat_id"])
+        fault = self._fault_for("sendPhoto", chat_id)
+        if fault is not None:
+            return self._refuse("sendPhoto", chat_id, fault)
+        photo = p.get("photo")
+        caption = str(p.get("caption", "") or "")
+        why = None
+        if not isinstance(photo, bytes):
+            why = "there is no photo in the request"
+        elif not photo.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")):
+            why = "IMAGE_PROCESS_FAILED"
+        elif utf16_len(caption) > 1024:
+            why = "message caption is too long"
+        if why is not None:
+            return self._refuse_plain("sendPhoto", chat_id, 400, f"Bad Request: {why}")
+        with self._lock:
+            mid = self._next_message_id
+            self._next_message_id += 1
+            self.sent.append(Sent(chat_id, mid, caption, None, time.time(),
+                                  photo=photo if isinstance(photo, bytes) else None))
+            self.events.append((time.time(), _describe_sent("←", self.sent[-1])))
+            self._lock.notify_all()
+        result = self._message(chat_id, mid, caption)
+        del result["text"]
+        result["photo"] = [{"file_id": f"photo{mid}", "file_unique_id": f"p{mid}",
+                            "width": 640, "height": 320}]
+        if caption:
+            result["caption"] = caption
+        return 200, {"ok": True, "result": result}
+
     def _edit(self, p: dict[str, Any], *, markup_only: bool = False) -> tuple[int, dict[str, Any]]:
         method = "editMessageReplyMarkup" if markup_only else "editMessageText"
         chat_id = int(p["chat_id"])
@@ -786,6 +846,8 @@ class FakeTelegram:
                 params: dict[str, Any]
                 if "json" in ctype and raw:
                     params = json.loads(raw)
+                elif ctype.startswith("multipart/form-data"):
+                    params = _multipart(ctype, raw)
                 else:
                     params = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
                 with fake._lock:
