@@ -138,10 +138,11 @@ def _storming(
     c: sqlite3.Connection, chat_id: int, storyline_id: int, now: datetime, limit: int
 ) -> bool:
     """True when the chat already got ``limit`` messages about this storyline in the
-    last hour: alerts and "+N more" edits (summaries and folded edits not counted)."""
+    last hour: alerts and "+N more" edits (summaries, folded edits and alerts that
+    went into a digest, one message for them all, not counted)."""
     sent = c.execute(
         "SELECT COUNT(*) FROM outbox WHERE chat_id = ? AND storyline_id = ? "
-        "AND created_at > ? AND summary_count = 0 AND status != 'dropped'",
+        "AND created_at > ? AND summary_count = 0 AND status != 'dropped' AND held = 0",
         (chat_id, storyline_id, _ts(now - STORM_WINDOW)),
     ).fetchone()[0]
     return int(sent) >= limit
@@ -165,7 +166,7 @@ def _hold(
         return 0
     oldest = c.execute(
         "SELECT MIN(created_at) FROM outbox WHERE chat_id = ? AND storyline_id = ? "
-        "AND created_at > ? AND summary_count = 0 AND status != 'dropped'",
+        "AND created_at > ? AND summary_count = 0 AND status != 'dropped' AND held = 0",
         (chat_id, storyline_id, _ts(now - STORM_WINDOW)),
     ).fetchone()[0]
     # One summary with the storm's final count, once alerts may flow again.
