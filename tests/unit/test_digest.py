@@ -153,3 +153,21 @@ def test_a_chat_that_blocks_the_bot_drops_its_digests(db: Database) -> None:
     db.deactivate_chat(10, "403: blocked")
     assert db.digest_counts()["dropped"] == 1
     assert db.claim_due_digests(now + timedelta(hours=2), 10) == []
+
+
+def test_sent_digests_are_pruned_with_the_alert_history(db: Database) -> None:
+    from bot.storage.retention import RetentionPolicy, prune
+
+    now = datetime(2026, 1, 2, 10, tzinfo=UTC)
+    feed, s1, _ = _world(db, now)
+    db.set_chat_delivery(10, "digest", times="11:00")
+    _publish(db, feed, now, ["a"], [s1])
+    [digest_id] = db.build_due_digests(now + timedelta(hours=1))
+    db.set_meta(f"digest.uncertain.{digest_id}.0", "x")
+    assert prune(db, now + timedelta(days=10), RetentionPolicy()).deleted.get("digests") == 0
+    [job] = db.claim_due_digests(now + timedelta(hours=1), 5)
+    db.digest_part_sent(job.id, 0, message_id=5, now=now + timedelta(hours=1))
+    report = prune(db, now + timedelta(days=200), RetentionPolicy())
+    assert report.deleted["digests"] == 1 and db.digest_counts()["sent"] == 0
+    assert db.get_meta(f"digest.uncertain.{digest_id}.0") is None
+    assert db.outbox_counts()["sent"] == 0  # its alerts went with the history
