@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import emit, machine, median, run_worker  # noqa: E402
+from bench._common import emit, machine, median, run_worker
 
 # What `pip install matplotlib` adds to a Storywatch environment (numpy is there already).
 EXTRA = ("matplotlib", "pillow", "fonttools", "kiwisolver", "contourpy", "cycler",
@@ -45,7 +45,7 @@ def worker() -> None:
     matplotlib.use("Agg")
     import matplotlib.dates
     import matplotlib.figure
-    import matplotlib.ticker  # noqa: F401
+    import matplotlib.ticker
 
     imported = time.perf_counter() - started
     rss1 = _rss_mb()

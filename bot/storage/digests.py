@@ -48,20 +48,30 @@ class DigestJob:
 _HELD = "o.held = 1 AND o.digest_id IS NULL AND o.status = 'pending'"
 
 
+# Per chat with held alerts: its oldest one and its delivery settings.
+CANDIDATES = (
+    "SELECT o.chat_id, MIN(o.created_at), ch.delivery, ch.digest_times, ch.quiet_hours, "  # noqa: S608
+    f"ch.tz FROM outbox o JOIN chats ch ON ch.id = o.chat_id WHERE {_HELD} "
+    "AND ch.active = 1 GROUP BY o.chat_id"
+)
+
+
+def due_slot(row: Sequence[object], now: datetime) -> datetime | None:
+    """The digest time a candidate row (see ``CANDIDATES``) is due at, if it has come."""
+    _, oldest, mode, times, quiet, tz = row
+    prefs = Delivery.stored(*(None if v is None else str(v) for v in (mode, times, quiet, tz)))
+    slot = next_slot(prefs, datetime.fromisoformat(str(oldest)))
+    return slot if slot <= now else None
+
+
 def build_due(c: sqlite3.Connection, now: datetime) -> list[int]:
     """Build every digest whose time has come; returns the new digests' ids."""
-    chats = c.execute(
-        "SELECT o.chat_id, MIN(o.created_at), ch.delivery, ch.digest_times, ch.quiet_hours, "  # noqa: S608
-        f"ch.tz FROM outbox o JOIN chats ch ON ch.id = o.chat_id WHERE {_HELD} "
-        "AND ch.active = 1 GROUP BY o.chat_id"
-    ).fetchall()
     built: list[int] = []
-    for chat_id, oldest, mode, times, quiet, tz in chats:
-        prefs = Delivery.stored(mode, times, quiet, tz)
-        slot = next_slot(prefs, datetime.fromisoformat(oldest))
-        if slot > now:
+    for row in c.execute(CANDIDATES).fetchall():
+        slot = due_slot(row, now)
+        if slot is None:
             continue
-        digest_id = _build(c, int(chat_id), slot, now, tz)
+        digest_id = _build(c, int(row[0]), slot, now, row[5])
         if digest_id is not None:
             built.append(digest_id)
     return built

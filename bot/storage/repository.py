@@ -891,6 +891,10 @@ class Database:
 
     def build_due_digests(self, now: datetime) -> list[int]:
         """Build the digests whose time has come (``storage.digests``); their ids."""
+        # Looked at every second by the sender: the write lock only when one is due.
+        candidates = self._query(digests.CANDIDATES)
+        if not any(digests.due_slot(tuple(r), now) for r in candidates):
+            return []
         with self.transaction() as c:
             return digests.build_due(c, now)
 
