@@ -24,8 +24,12 @@ def available() -> bool:
     return True
 
 
-def chart_png(counts: Sequence[tuple[date, int]], title: str) -> bytes | None:
-    """The chart as PNG bytes; None when matplotlib is not installed."""
+def chart_png(
+    counts: Sequence[tuple[date, int]], title: str, *, short: str | None = None
+) -> bytes | None:
+    """The chart as PNG bytes; None when matplotlib is not installed. A title the
+    bundled font cannot draw (Chinese: DejaVu Sans has no CJK glyphs) is replaced by
+    ``short`` (the storyline's id); the caption sent with the chart names it in full."""
     try:
         import matplotlib
 
@@ -35,12 +39,15 @@ def chart_png(counts: Sequence[tuple[date, int]], title: str) -> bytes | None:
         from matplotlib.ticker import MaxNLocator
     except ImportError:
         return None
+    title = _clip(title)
+    if short is not None and not _drawable(title):
+        title = short
     fig = Figure(figsize=(6.4, 3.2), dpi=100, layout="constrained")
     ax = fig.subplots()
     days = [d for d, _ in counts]
     ax.bar(days, [n for _, n in counts], width=0.8, color="#2f6690")  # type: ignore[arg-type]
     # "$" would start mathtext in a title taken from a user's storyline.
-    ax.set_title(_clip(title).replace("$", r"\$"), fontsize=10)
+    ax.set_title(title.replace("$", r"\$"), fontsize=10)
     ax.set_ylabel("developments per day")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     locator = AutoDateLocator(maxticks=8)  # type: ignore[no-untyped-call]
@@ -50,6 +57,15 @@ def chart_png(counts: Sequence[tuple[date, int]], title: str) -> bytes | None:
     out = io.BytesIO()
     fig.savefig(out, format="png")
     return out.getvalue()
+
+
+def _drawable(text: str) -> bool:
+    """True if the default font has a glyph for every character of ``text``."""
+    from matplotlib.font_manager import FontProperties, findfont
+    from matplotlib.ft2font import FT2Font
+
+    charmap = FT2Font(findfont(FontProperties())).get_charmap()
+    return all(ord(ch) in charmap or ch.isspace() for ch in text)
 
 
 def _clip(text: str, limit: int = 70) -> str:

@@ -621,7 +621,8 @@ class ChatService:
         if len(rows) < timeline.CHART_MIN:
             footer = f"A chart of developments per day comes with {timeline.CHART_MIN} or more."
         elif chart:
-            photo = await self._run(chart_png, timeline.per_day(rows, tz), f"#{sid} {title}")
+            photo = await self._run(chart_png, timeline.per_day(rows, tz), f"#{sid} {title}",
+                                    short=f"#{sid}")
             footer = ("The chart below counts developments per day." if photo is not None else
                       "No chart: this bot was installed without its charts extra "
                       f"({INSTALL_HINT}).")
