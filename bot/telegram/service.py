@@ -437,6 +437,7 @@ class ChatService:
     @handles("status")
     async def _status(self, _: None, who: Caller) -> Reply:
         mine = await self._run(self._db.chat_figures, who.chat_id)
+        held = await self._run(self._db.held_count, who.chat_id)
         tz = await self._run(self._db.chat_tz, who.chat_id)
         feeds = await self._run(self._db.list_feeds)
         last_poll = await self._run(self._db.get_meta, "last_poll")
@@ -447,6 +448,7 @@ class ChatService:
         lines = [
             f"This chat: follows {mine.following} storyline(s), {mine.created} created here",
             f"Alerts here: {mine.sent} sent, {mine.pending} pending"
+            + (f" ({held} waiting for a digest)" if held else "")
             + (f", {mine.failed} failed" if mine.failed else ""),
             "",
             f"Bot: feeds {len(ok)} ok, {len(failing)} failing"

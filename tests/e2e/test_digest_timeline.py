@@ -154,6 +154,7 @@ def test_quiet_hours_then_one_digest_even_with_a_kill_in_the_middle(
                what="60 alerts (and the rewrite) held in quiet hours")
     assert chat.alerts() == [] and not any(t.startswith("🗞") for t in chat.texts())
     assert "waiting for the next digest: 60 alert(s)" in chat.say("/settings")
+    assert "Alerts here: 0 sent, 61 pending (60 waiting for a digest)" in chat.say("/status")
 
     # Quiet hours end: the digest comes. Killed (SIGKILL) as soon as its first part has
     # arrived, i.e. in the middle of it; restarted.
