@@ -177,6 +177,8 @@ def test_quiet_hours_then_one_digest_even_with_a_kill_in_the_middle(
     assert [p for p in parts if p in texts] == parts
     assert len(texts) - len(parts) <= 1
     assert [t for i, t in enumerate(texts) if t not in texts[:i]] == parts
+    print(f"\ndigest: {len(parts)} parts, killed after {len(at_kill)}, "
+          f"{len(texts) - len(parts)} part(s) repeated")
     body = "\n".join(parts)
     for n in range(60):  # each development once, with its outlet
         assert body.count(f"report {n}</a>") == 1, n
