@@ -9,13 +9,19 @@ connection. The rules, per chat:
   'dropped', listed by the pending edit when it redraws the message);
 - past ``hourly_limit`` messages about the storyline in the last hour (alerts
   and edits), the match is counted into the chat's one pending summary of the
-  storyline, which goes out when the hour's first message is an hour old.
+  storyline, which goes out when the hour's first message is an hour old;
+- a chat in digest mode or in its quiet hours, or a digest-only storyline, gets
+  a held row instead (``held = 1``): the sender never claims it, and the next
+  digest of the chat gathers it (``storage.digests``). The storm bound does not
+  apply to held rows: a digest is already one message.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from datetime import UTC, datetime, timedelta
+
+from bot.delivery.schedule import Delivery, holds
 
 # Alerts per chat and storyline are limited over this window (a storm).
 STORM_WINDOW = timedelta(hours=1)
@@ -39,17 +45,24 @@ def fan_out(
     hourly_limit: int | None,
 ) -> int:
     """Write the outbox rows of one match; returns how many messages were queued."""
-    chats = [
-        int(r[0])
-        for r in c.execute(
-            "SELECT s.chat_id FROM subscriptions s JOIN chats ch ON ch.id = s.chat_id "
-            "WHERE s.storyline_id = ? AND ch.active = 1",
-            (storyline_id,),
-        )
-    ]
+    chats = c.execute(
+        "SELECT s.chat_id, s.digest_only, ch.delivery, ch.digest_times, ch.quiet_hours, ch.tz "
+        "FROM subscriptions s JOIN chats ch ON ch.id = s.chat_id "
+        "WHERE s.storyline_id = ? AND ch.active = 1",
+        (storyline_id,),
+    ).fetchall()
     written = 0
-    for chat_id in chats:
+    for chat_id, digest_only, mode, times, quiet, tz in chats:
         parent = _parent(c, chat_id, storyline_id, dup_id)
+        wants_digest = holds(
+            Delivery.stored(mode, times, quiet, tz), now, digest_only=bool(digest_only)
+        )
+        if wants_digest or parent is not None:
+            held = _hold_for_digest(c, chat_id, storyline_id, item_id, parent, now,
+                                    wants_digest=wants_digest)
+            if held is not None:
+                written += held
+                continue
         status = "pending"
         if parent is not None:
             edits, waiting = c.execute(
@@ -75,6 +88,38 @@ def fan_out(
     return written
 
 
+def _hold_for_digest(
+    c: sqlite3.Connection, chat_id: int, storyline_id: int, item_id: int,
+    parent: int | None, now: datetime, *, wants_digest: bool,
+) -> int | None:
+    """Write the match as waiting for the chat's next digest; returns the messages
+    queued (0 or 1), or None when it goes the usual way: a new development for a
+    chat taking alerts now, or the repeat of an alert sent on its own (a silent
+    "+N more" edit of that message).
+
+    A repeat of a development still waiting for its digest is held too, whatever
+    the chat's mode is now (it adds an outlet to that line; an edit of a digest
+    message would garble it); a repeat of one a digest already told is not told again.
+    """
+    if parent is None:
+        if not wants_digest:
+            return None
+    else:
+        held, digest_id = c.execute(
+            "SELECT held, digest_id FROM outbox WHERE id = ?", (parent,)
+        ).fetchone()
+        if not held:
+            return None
+        if digest_id is not None:
+            return 0
+    cur = c.execute(
+        "INSERT OR IGNORE INTO outbox(chat_id, storyline_id, item_id, kind, parent_id, "
+        "status, held, created_at) VALUES (?, ?, ?, ?, ?, 'pending', 1, ?)",
+        (chat_id, storyline_id, item_id, "send" if parent is None else "edit", parent, _ts(now)),
+    )
+    return cur.rowcount if parent is None else 0
+
+
 def _parent(
     c: sqlite3.Connection, chat_id: int, storyline_id: int, dup_id: int | None
 ) -> int | None:
@@ -93,10 +138,11 @@ def _storming(
     c: sqlite3.Connection, chat_id: int, storyline_id: int, now: datetime, limit: int
 ) -> bool:
     """True when the chat already got ``limit`` messages about this storyline in the
-    last hour: alerts and "+N more" edits (summaries and folded edits not counted)."""
+    last hour: alerts and "+N more" edits (summaries, folded edits and alerts that
+    went into a digest, one message for them all, not counted)."""
     sent = c.execute(
         "SELECT COUNT(*) FROM outbox WHERE chat_id = ? AND storyline_id = ? "
-        "AND created_at > ? AND summary_count = 0 AND status != 'dropped'",
+        "AND created_at > ? AND summary_count = 0 AND status != 'dropped' AND held = 0",
         (chat_id, storyline_id, _ts(now - STORM_WINDOW)),
     ).fetchone()[0]
     return int(sent) >= limit
@@ -120,7 +166,7 @@ def _hold(
         return 0
     oldest = c.execute(
         "SELECT MIN(created_at) FROM outbox WHERE chat_id = ? AND storyline_id = ? "
-        "AND created_at > ? AND summary_count = 0 AND status != 'dropped'",
+        "AND created_at > ? AND summary_count = 0 AND status != 'dropped' AND held = 0",
         (chat_id, storyline_id, _ts(now - STORM_WINDOW)),
     ).fetchone()[0]
     # One summary with the storm's final count, once alerts may flow again.
