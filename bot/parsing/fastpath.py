@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import feedparser.datetimes  # type: ignore[import-untyped,unused-ignore]
 from lxml import etree
 
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -71,11 +71,47 @@ def _utf8_only(body: bytes, content_type: str) -> bool:
     return _C1.search(text) is None and _C1_REFERENCE.search(body) is None
 
 
+_MONTHS = {m: i for i, m in enumerate(
+    ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"], start=1)}
+_RFC822 = re.compile(
+    r"(?:[A-Z][a-z]{2}, )?(\d{1,2}) ([A-Z][a-z]{2}) (\d{4}) (\d{2}):(\d{2})(?::(\d{2}))? "
+    r"(GMT|UTC|UT|Z|[+-]\d{4})"
+)
+_ISO = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d+)?)?(Z|[+-]\d{2}:?\d{2})"
+)
+
+
+def _offset(zone: str) -> timedelta:
+    if zone in ("GMT", "UTC", "UT", "Z"):
+        return timedelta(0)
+    digits = zone[1:].replace(":", "")
+    delta = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+    return -delta if zone[0] == "-" else delta
+
+
 def _date(text: str | None) -> time.struct_time | None:
+    """The two spellings real feeds use (RFC 822 in RSS, RFC 3339 in Atom), in UTC,
+    as feedparser gives them; any other spelling is feedparser's to read."""
     if not text or not text.strip():
         return None
-    parsed: time.struct_time | None = feedparser.datetimes._parse_date(text.strip())
-    return parsed
+    value = text.strip()
+    rfc = _RFC822.fullmatch(value)
+    iso = None if rfc else _ISO.fullmatch(value)
+    if rfc is not None and rfc.group(2) in _MONTHS:
+        day, _, year, hour, minute, second, zone = rfc.groups()
+        month = _MONTHS[rfc.group(2)]
+    elif iso is not None:
+        year, month_text, day, hour, minute, second, zone = iso.groups()
+        month = int(month_text)
+    else:
+        raise _NotFast
+    try:
+        local = datetime(int(year), month, int(day), int(hour), int(minute),
+                         int(second or 0), tzinfo=UTC)
+    except ValueError:
+        raise _NotFast from None  # a leap second or a 31 April: feedparser's rules
+    return (local - _offset(zone)).timetuple()
 
 
 def _text(el: Any) -> str:

@@ -16,6 +16,7 @@ custom entities; the price is that a reference to one stays as literal text.
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 from collections.abc import Mapping
@@ -23,9 +24,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urljoin, urlsplit
-
-import feedparser  # type: ignore[import-untyped,unused-ignore]
-import feedparser.api  # type: ignore[import-untyped,unused-ignore]
 
 from bot.errors import ParseError
 from bot.models import Item
@@ -80,14 +78,20 @@ def _replace_doctype_without_entities(data: bytes) -> tuple[str | None, bytes, d
     return version, kept + rest, {}
 
 
-def _install_doctype_guard() -> None:
-    # Fail loudly at import rather than parse unsafely if feedparser's layout changes.
+@functools.cache
+def _feedparser() -> Any:
+    """feedparser, imported on first use with its DOCTYPE handling replaced.
+
+    Imported late: with the lxml fast path most feeds never need it, and it
+    costs a parse worker (and the bot, which never parses) about 13 MB."""
+    import feedparser  # type: ignore[import-untyped,unused-ignore]
+    import feedparser.api  # type: ignore[import-untyped,unused-ignore]
+
+    # Fail loudly rather than parse unsafely if feedparser's layout changes.
     if not callable(getattr(feedparser.api, "replace_doctype", None)):
         raise RuntimeError("feedparser.api.replace_doctype is gone: review bot/parsing/feeds.py")
     feedparser.api.replace_doctype = _replace_doctype_without_entities
-
-
-_install_doctype_guard()
+    return feedparser
 
 
 # --- a stray bad byte in UTF-8 ------------------------------------------------------
@@ -302,7 +306,7 @@ def parse_feed(
         feed_info, entries = fast
     else:
         try:
-            result = feedparser.parse(
+            result = _feedparser().parse(
                 io.BytesIO(body),
                 response_headers=feed_headers,
                 sanitize_html=False,
