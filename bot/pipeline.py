@@ -378,7 +378,12 @@ class Poller:
             log.warning("feed %s listed %d more items than the cap of %d; took the newest",
                         feed.id, parsed.skipped, self._item_cap)
         items = {i.key: replace(i, feed_id=feed.id) for i in parsed.items}
-        known = await asyncio.to_thread(self._db.known_item_keys, feed.id, list(items.values()))
+        # A feed's first commit stores its items and primes it in one transaction, so
+        # a feed not yet primed holds no items: nothing to look up (a thread hop and
+        # two queries per feed saved on a first pass).
+        known = await asyncio.to_thread(
+            self._db.known_item_keys, feed.id, list(items.values())
+        ) if feed.primed else set()
         new = [i for k, i in items.items() if k not in known]
         to_store: list[MatchToStore] = []
         if feed.primed and new:
