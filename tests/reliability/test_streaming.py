@@ -14,13 +14,13 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from bot.fetching.client import FeedFetcher, FetchResult
 from bot.models import FeedState
-from bot.pipeline import Poller
+from bot.pipeline import STATE_BATCH, Poller
 from bot.settings import FetchOptions
 from bot.storage.repository import Database
 from bot.storylines.matcher import Matcher
@@ -160,3 +160,37 @@ async def test_one_busy_host_does_not_hold_every_slot(tmp_path: Path) -> None:
     assert report.errors == 0 and report.new_items == 12 * 30
     assert peak == 1
     assert parses.peak_queued == 1
+
+
+async def test_unchanged_feeds_states_are_written_in_batches_and_all_kept(
+    tmp_path: Path,
+) -> None:
+    """A steady pass of 304s writes feed states a batch at a time; every feed's next
+    check still moves on, and a second steady pass finds none of them due."""
+    settings = make_settings(
+        tmp_path, interval=60.0,
+        fetch=FetchOptions(deadline_seconds=30, concurrency=LIMIT, per_host=LIMIT),
+    )
+    db = Database.open(settings.database_path)
+    feeds = 2 * STATE_BATCH + 7
+    body = rss_document("F", [{"guid": "1", "title": "One", "link": "https://n.test/1"}])
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    with FeedServer() as server:
+        for f in range(feeds):
+            server.set_route(f"/f{f}.xml", Route(body=body, etag=f'"e{f}"'))
+            db.add_feed(server.url(f"/f{f}.xml"), now=start)
+        async with FeedFetcher(settings.file.fetch, True) as fetcher:
+            with ThreadPoolExecutor(1) as pool:
+                poller = Poller(db, fetcher, Matcher(), settings, parse_executor=pool)
+                first = await poller.poll_due(start)
+                steady_at = start + timedelta(seconds=61)
+                steady = await poller.poll_due(steady_at)
+                again = await poller.poll_due(steady_at + timedelta(seconds=1))
+        not_modified = sum(1 for r in server.requests if r.headers.get("if-none-match"))
+    states = [f.state for f in db.list_feeds()]
+    db.close()
+    assert first.new_items == feeds and first.errors == 0
+    assert len(steady.feeds) == feeds and all(r.unchanged for r in steady.feeds)
+    assert not_modified == feeds
+    assert all(s.next_check == steady_at + timedelta(seconds=60) for s in states)
+    assert again.feeds == ()
