@@ -15,6 +15,7 @@ connection. The rules, per chat:
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 
 # Alerts per chat and storyline are limited over this window (a storm).
@@ -37,15 +38,21 @@ def fan_out(
     dup_id: int | None,
     now: datetime,
     hourly_limit: int | None,
+    skip: Collection[int] = (),
 ) -> int:
-    """Write the outbox rows of one match; returns how many messages were queued."""
+    """Write the outbox rows of one match; returns how many messages were queued.
+
+    Chats that muted the storyline get nothing, nor do the ``skip`` chats (their own
+    👎 on a shared storyline ruled this item out for them)."""
     chats = [
         int(r[0])
         for r in c.execute(
             "SELECT s.chat_id FROM subscriptions s JOIN chats ch ON ch.id = s.chat_id "
-            "WHERE s.storyline_id = ? AND ch.active = 1",
-            (storyline_id,),
+            "WHERE s.storyline_id = ? AND ch.active = 1 "
+            "AND (s.muted_until IS NULL OR s.muted_until <= ?)",
+            (storyline_id, _ts(now)),
         )
+        if int(r[0]) not in skip
     ]
     written = 0
     for chat_id in chats:

@@ -1,0 +1,170 @@
+"""Feedback that teaches: a simulated user replays each shared benchmark.
+
+For each benchmark file (shared/benchmarks/*.json, FORMAT.md), items are fed to the
+default word matcher one at a time in time order, as in ``storywatch eval``. Per
+storyline, its scored items are split in time: the first 30% (by count) are the
+"teaching" part, the remaining 70% are measured.
+
+- ``none``: no feedback at all (the matcher as shipped).
+- ``user``: during the teaching part, every alert gets a press: 👎 on each false
+  alarm, 👍 on each hit (the gold labels stand for the user's judgement).
+- ``random``: the opposite user, pressing 👎 on 10% of all alerts at random,
+  whatever they are, for the whole stream (three seeds; the median is shown).
+
+Micro F1 / precision / recall on the measured 70% only, for every file. Figures go
+in docs/matching.md ("Feedback"), with this command:
+
+    .venv/bin/python bench/bench_feedback.py [--grid] [FILES...]
+
+``--grid`` also prints a few FeedbackConfig settings on every file (how the
+defaults were chosen).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import statistics
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from functools import partial
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bot.evaluation import Benchmark, build_storyline, first_scored, load_benchmark
+from bot.models import Storyline
+from bot.storylines.feedback import DEFAULT_FEEDBACK, Example, FeedbackConfig, Steering
+from bot.storylines.matcher import Matcher
+
+BENCH_DIR = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
+TEACH_SHARE = 0.30
+RANDOM_SHARE = 0.10
+SEEDS = (1, 2, 3)
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    tp: int
+    fp: int
+    fn: int
+
+    @property
+    def precision(self) -> float:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0
+
+    @property
+    def recall(self) -> float:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
+
+    @property
+    def f1(self) -> float:
+        d = 2 * self.tp + self.fp + self.fn
+        return 2 * self.tp / d if d else 0.0
+
+    def cell(self) -> str:
+        return f"{self.f1:.3f} / {self.precision:.3f} / {self.recall:.3f}"
+
+
+Presser = Callable[[int, bool, bool, bool], str | None]
+"""(storyline id, matched, on story, in the teaching part) -> "up", "down" or None."""
+
+
+def replay(bench: Benchmark, presser: Presser, config: FeedbackConfig) -> Figures:
+    """Stream ``bench`` through a matcher with feedback; figures on the measured part."""
+    items_by_id = {b.item.key: b.item for b in bench.items}
+    built: list[tuple[Storyline, str, int, int]] = []
+    for i, bs in enumerate(bench.storylines, 1):
+        start = first_scored(bs, bench)
+        cut = start + math.ceil(TEACH_SHARE * (len(bench.items) - start))
+        built.append((build_storyline(i, bs, items_by_id), bs.id, start, cut))
+    matcher = Matcher()
+    steering = Steering(config=config)
+    matcher.review = partial(steering.review, matcher, matcher.config.threshold)
+    tp = fp = fn = 0
+    for idx, bitem in enumerate(bench.items):
+        active = [(s, gid, cut) for s, gid, start, cut in built if start <= idx]
+        if not active:
+            matcher.observe([bitem.item])
+            continue
+        by_id = {s.id: (gid, cut) for s, gid, cut in active}
+        text = f"{bitem.item.title} {bitem.item.summary}"
+        for a in matcher.assess([bitem.item], [s for s, _, _ in active]):
+            gid, cut = by_id[a.storyline_id]
+            gold = gid in bitem.labels
+            teaching = idx < cut
+            verdict = presser(a.storyline_id, a.matched, gold, teaching)
+            if verdict is not None:
+                steering.add(Example(a.storyline_id, verdict, text, score=a.score))
+            if teaching:
+                continue
+            tp += a.matched and gold
+            fp += a.matched and not gold
+            fn += (not a.matched) and gold
+    return Figures(tp, fp, fn)
+
+
+def no_user(sid: int, matched: bool, gold: bool, teaching: bool) -> str | None:
+    return None
+
+
+def oracle_user(sid: int, matched: bool, gold: bool, teaching: bool) -> str | None:
+    if not (matched and teaching):
+        return None
+    return "up" if gold else "down"
+
+
+def random_user(seed: int) -> Presser:
+    rng = random.Random(seed)
+
+    def press(sid: int, matched: bool, gold: bool, teaching: bool) -> str | None:
+        return "down" if matched and rng.random() < RANDOM_SHARE else None
+
+    return press
+
+
+def median_figures(runs: Sequence[Figures]) -> Figures:
+    return sorted(runs, key=lambda f: f.f1)[len(runs) // 2]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("files", nargs="*", type=Path)
+    ap.add_argument("--grid", action="store_true", help="also try a few feedback settings")
+    args = ap.parse_args(argv)
+    files = args.files or sorted(BENCH_DIR.glob("*.json"))
+    benches = [load_benchmark(f) for f in files]
+    print(f"feedback: {DEFAULT_FEEDBACK}")
+    print("F1 / P / R on the last 70% of each storyline's scored items\n")
+    print("| file | no feedback | 👎 on false alarms, 👍 on hits (first 30%) | ΔF1 | ΔP | ΔR "
+          "| 👎 on 10% of alerts at random (median of 3) | ΔF1 | ΔR |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for bench in benches:
+        base = replay(bench, no_user, DEFAULT_FEEDBACK)
+        user = replay(bench, oracle_user, DEFAULT_FEEDBACK)
+        rand = median_figures([replay(bench, random_user(s), DEFAULT_FEEDBACK) for s in SEEDS])
+        print(f"| {bench.name} | {base.cell()} | {user.cell()} | {user.f1 - base.f1:+.3f} "
+              f"| {user.precision - base.precision:+.3f} | {user.recall - base.recall:+.3f} "
+              f"| {rand.cell()} | {rand.f1 - base.f1:+.3f} | {rand.recall - base.recall:+.3f} |",
+              flush=True)
+    if args.grid:
+        grid = [
+            replace(DEFAULT_FEEDBACK, weight=w, raise_bar=r, miss_cost=m)
+            for w in (0.0, 2.0) for r in (0.0, 0.1, 0.2, 0.4) for m in (1.0, 2.0)
+        ]
+        print("\n| weight | raise_bar | miss_cost | max_penalty | " + " | ".join(
+            b.name for b in benches) + " | random F1 (seed 1, mean of files) |")
+        print("| --- " * (5 + len(benches)) + "|")
+        for cfg in grid:
+            cells = [replay(b, oracle_user, cfg).cell() for b in benches]
+            r = [replay(b, random_user(1), cfg).f1 for b in benches]
+            print(f"| {cfg.weight} | {cfg.raise_bar} | {cfg.miss_cost} "
+                  f"| {cfg.max_penalty} | " + " | ".join(cells) + f" | {statistics.mean(r):.3f} |",
+                  flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

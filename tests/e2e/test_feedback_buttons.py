@@ -1,0 +1,152 @@
+"""End-to-end: the buttons under alerts, through the real bot and the fake Bot API.
+
+- /track TITLE answers with a preview and Track it / Cancel buttons;
+- every alert carries 👍 👎 🔕 Stop following; a press is answered
+  (answerCallbackQuery) and the keyboard edited in place, no new message;
+- a press forged from another chat (its own message, another chat's alert in the
+  data) changes nothing;
+- 👎 on an off-story pattern: the next item like it is not alerted in that chat,
+  while another chat's storyline of the same title still gets it, and an on-story
+  report still comes;
+- a press after a restart works; 🔕 1 day mutes; a press on an alert of a removed
+  storyline gets a clear answer.
+
+With STORYWATCH_TRANSCRIPTS=DIR the conversation is written to DIR (conftest).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import BotProcess, Chat, Feed, wait_until
+from tests.support.fake_telegram import FakeTelegram, Sent
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+TITLE = "Putin trip to China"
+OFF_STORY = ("Putin trip to China: Moscow souvenir shop sells commemorative mugs",
+             "Souvenir shops in Moscow sell mugs with Putin and Xi ahead of the China trip.")
+SIMILAR = ("Souvenir plates of Xi and Putin fill Moscow shop windows",
+           "Souvenir shops in Moscow sell commemorative plates with Putin and Xi ahead of "
+           "the China trip.")
+TRIP = ("Putin lands in Beijing for talks with Xi",
+        "The Russian president arrived for a two-day visit to China.")
+TRIP_2 = ("Putin and Xi sign energy deal in Beijing",
+          "The Russian president's visit to China ended with a gas agreement.")
+SENTINEL_STORY = "Mars rover landing"
+SENTINEL = ("NASA confirms Mars rover landing in Jezero crater", "The rover sent its first images.")
+
+
+def labels(msg: Sent) -> list[str]:
+    rows = (msg.markup or {}).get("inline_keyboard", [])
+    return [b["text"] for row in rows for b in row]
+
+
+def button(msg: Sent, label: str) -> str:
+    for row in (msg.markup or {}).get("inline_keyboard", []):
+        for b in row:
+            if b["text"] == label:
+                return str(b["callback_data"])
+    raise AssertionError(f"no button {label!r} under msg {msg.message_id}: {labels(msg)}")
+
+
+def press(fake: FakeTelegram, chat_id: int, msg: Sent, data: str, user_id: int) -> str:
+    """Press a button and return the bot's answerCallbackQuery text."""
+    qid = fake.press(chat_id, msg.message_id, data, user_id=user_id)
+
+    def answer() -> dict[str, Any] | None:
+        return next((a for a in list(fake.answered_callbacks)
+                     if a.get("callback_query_id") == qid), None)
+
+    fake.wait_for(lambda: answer() is not None, 30, f"the answer to {data}")
+    found = answer()
+    assert found is not None
+    return str(found.get("text") or "")
+
+
+def alert(fake: FakeTelegram, chat_id: int, title: str) -> Sent:
+    wait_until(lambda: any(m.current.startswith("📰") and title in m.current
+                           for m in fake.messages(chat_id)), what=f"the alert {title!r}")
+    return next(m for m in fake.messages(chat_id)
+                if m.current.startswith("📰") and title in m.current)
+
+
+def track(fake: FakeTelegram, user: Chat, title: str) -> str:
+    """/track TITLE, then Track it under the preview; returns the preview."""
+    reply = user.say(f"/track {title}")
+    msg = next(m for m in reversed(fake.messages(user.chat_id)) if m.text == reply)
+    assert "Track it" in labels(msg), labels(msg)
+    assert press(fake, user.chat_id, msg, button(msg, "Track it"), user.user_id) == ""
+    wait_until(lambda: msg.current.startswith("Tracking #") and not labels(msg),
+               what="the preview to be confirmed")
+    return reply
+
+
+def test_thumbs_down_teaches_only_this_chats_storyline(
+    bot: BotProcess, fake: FakeTelegram, news: Feed
+) -> None:
+    a, b = Chat(fake, 801), Chat(fake, 802)
+    preview = track(fake, a, TITLE)
+    assert "I'll look for:" in preview and "In the last 7 days" in preview
+    track(fake, b, TITLE)  # chat B's own storyline, of the same title
+    news.publish(*OFF_STORY)
+    a_alert, b_alert = alert(fake, 801, OFF_STORY[0]), alert(fake, 802, OFF_STORY[0])
+    assert labels(a_alert) == ["👍", "👎", "🔕", "Stop following"]
+    sent_before = len(fake.messages(801))
+
+    # Chat B forges a press naming chat A's alert under a message of its own.
+    forged = press(fake, 802, b_alert, button(a_alert, "👎"), user_id=802)
+    assert "doesn't belong" in forged
+    assert labels(a_alert) == ["👍", "👎", "🔕", "Stop following"]
+
+    answer = press(fake, 801, a_alert, button(a_alert, "👎"), user_id=801)
+    assert answer.startswith("Noted: not this story")
+    wait_until(lambda: "✅ 👎" in labels(a_alert), what="the keyboard to show the 👎")
+    assert len(fake.messages(801)) == sent_before  # answered in place, no new message
+
+    news.publish(*SIMILAR)
+    news.publish(*TRIP)
+    alert(fake, 801, TRIP[0])
+    alert(fake, 802, SIMILAR[0])  # B never pressed anything: its storyline is as it was
+    texts = [m.current for m in fake.messages(801)]
+    assert not any(SIMILAR[0] in t for t in texts), texts
+    assert a_alert.current.count("more") == 0  # nor folded into the rejected alert
+
+
+def test_press_after_restart_mute_and_removed_storyline(
+    bot: BotProcess, fake: FakeTelegram, news: Feed
+) -> None:
+    a = Chat(fake, 811)
+    track(fake, a, TITLE)
+    track(fake, a, SENTINEL_STORY)
+    news.publish(*TRIP)
+    trip = alert(fake, 811, TRIP[0])
+
+    bot.stop()
+    bot.start()
+    answer = press(fake, 811, trip, button(trip, "👍"), user_id=811)
+    assert answer.startswith("Noted: on story")
+    wait_until(lambda: "✅ 👍" in labels(trip), what="the keyboard to show the 👍")
+
+    assert press(fake, 811, trip, button(trip, "🔕"), user_id=811).startswith("Mute #1")
+    wait_until(lambda: "1 day" in labels(trip), what="the mute menu")
+    assert "muted until" in press(fake, 811, trip, button(trip, "1 day"), user_id=811)
+    wait_until(lambda: "🔕 muted" in labels(trip), what="the keyboard to show the mute")
+    assert "🔕 muted until" in a.say("/storylines")
+
+    # Muted: a new report of the story is not sent; the sentinel, in a later poll, is.
+    news.publish(*TRIP_2)
+    polled = len(news.server.requests_for(news.path))
+    wait_until(lambda: len(news.server.requests_for(news.path)) > polled + 1,
+               what="the muted report to be polled")
+    news.publish(*SENTINEL)
+    alert(fake, 811, SENTINEL[0])
+    assert not any(TRIP_2[0] in t for t in a.texts())
+    assert "unmuted" in a.say("/mute 1 off")
+
+    assert "Removed storyline #1" in a.say("/untrack 1")
+    gone = press(fake, 811, trip, button(trip, "✅ 👍"), user_id=811)
+    assert "was removed" in gone
+    wait_until(lambda: not labels(trip), what="the buttons of a removed storyline to go")
