@@ -50,6 +50,9 @@ class Figures:
     tp: int
     fp: int
     fn: int
+    ups: int = 0  # presses during the replay
+    downs: int = 0
+    fp_taught: int = 0  # measured false alarms of storylines that got a 👎 while teaching
 
     @property
     def precision(self) -> float:
@@ -83,7 +86,8 @@ def replay(bench: Benchmark, presser: Presser, config: FeedbackConfig) -> Figure
     matcher = Matcher()
     steering = Steering(config=config)
     matcher.review = partial(steering.review, matcher, matcher.config.threshold)
-    tp = fp = fn = 0
+    tp = fp = fn = ups = downs = fp_taught = 0
+    rejected: set[int] = set()
     for idx, bitem in enumerate(bench.items):
         active = [(s, gid, cut) for s, gid, start, cut in built if start <= idx]
         if not active:
@@ -98,12 +102,17 @@ def replay(bench: Benchmark, presser: Presser, config: FeedbackConfig) -> Figure
             verdict = presser(a.storyline_id, a.matched, gold, teaching)
             if verdict is not None:
                 steering.add(Example(a.storyline_id, verdict, text, score=a.score))
+                ups += verdict == "up"
+                downs += verdict == "down"
+                if verdict == "down" and teaching:
+                    rejected.add(a.storyline_id)
             if teaching:
                 continue
             tp += a.matched and gold
             fp += a.matched and not gold
             fn += (not a.matched) and gold
-    return Figures(tp, fp, fn)
+            fp_taught += a.matched and not gold and a.storyline_id in rejected
+    return Figures(tp, fp, fn, ups, downs, fp_taught)
 
 
 def no_user(sid: int, matched: bool, gold: bool, teaching: bool) -> str | None:
@@ -138,15 +147,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     benches = [load_benchmark(f) for f in files]
     print(f"feedback: {DEFAULT_FEEDBACK}")
     print("F1 / P / R on the last 70% of each storyline's scored items\n")
-    print("| file | no feedback | 👎 on false alarms, 👍 on hits (first 30%) | ΔF1 | ΔP | ΔR "
+    print("| file | positives measured | no feedback | 👎 on false alarms, 👍 on hits "
+          "(first 30%) | ΔF1 | ΔP | ΔR | presses 👍 / 👎 | false alarms measured: of a "
+          "storyline given a 👎 / all "
           "| 👎 on 10% of alerts at random (median of 3) | ΔF1 | ΔR |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- " * 12 + "|")
     for bench in benches:
         base = replay(bench, no_user, DEFAULT_FEEDBACK)
         user = replay(bench, oracle_user, DEFAULT_FEEDBACK)
         rand = median_figures([replay(bench, random_user(s), DEFAULT_FEEDBACK) for s in SEEDS])
-        print(f"| {bench.name} | {base.cell()} | {user.cell()} | {user.f1 - base.f1:+.3f} "
-              f"| {user.precision - base.precision:+.3f} | {user.recall - base.recall:+.3f} "
+        print(f"| {bench.name} | {base.tp + base.fn} | {base.cell()} | {user.cell()} "
+              f"| {user.f1 - base.f1:+.3f} | {user.precision - base.precision:+.3f} "
+              f"| {user.recall - base.recall:+.3f} | {user.ups} / {user.downs} "
+              f"| {user.fp_taught} / {user.fp} "
               f"| {rand.cell()} | {rand.f1 - base.f1:+.3f} | {rand.recall - base.recall:+.3f} |",
               flush=True)
     if args.grid:

@@ -71,7 +71,7 @@ class FeedbackConfig:
     """Up to this is added to the score of an item resembling an accepted one."""
     max_examples: int = 50
     """Newest examples kept per storyline and kind: bounded memory and effect."""
-    raise_bar: float = 0.0
+    raise_bar: float = 0.1
     """Up to this much the storyline's threshold may rise to sit above the scores of
     the items it was told are off story, where that costs fewer accepted items than it
     saves rejected ones (0: off)."""
