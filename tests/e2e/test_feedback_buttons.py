@@ -31,6 +31,8 @@ OFF_STORY = ("Putin trip to China: Moscow souvenir shop sells commemorative mugs
 SIMILAR = ("Souvenir plates of Xi and Putin fill Moscow shop windows",
            "Souvenir shops in Moscow sell commemorative plates with Putin and Xi ahead of "
            "the China trip.")
+EARLIER = ("Kremlin confirms Putin will travel to China in October",
+           "The Russian president is expected in Beijing for the Belt and Road forum.")
 TRIP = ("Putin lands in Beijing for talks with Xi",
         "The Russian president arrived for a two-day visit to China.")
 TRIP_2 = ("Putin and Xi sign energy deal in Beijing",
@@ -88,8 +90,14 @@ def test_thumbs_down_teaches_only_this_chats_storyline(
     bot: BotProcess, fake: FakeTelegram, news: Feed
 ) -> None:
     a, b = Chat(fake, 801), Chat(fake, 802)
+    news.publish(*EARLIER)  # stored before anyone tracks the story: the preview shows it
+    polled = len(news.server.requests_for(news.path))
+    wait_until(lambda: len(news.server.requests_for(news.path)) > polled + 1,
+               what="the earlier report to be stored")
     preview = track(fake, a, TITLE)
-    assert "I'll look for:" in preview and "In the last 7 days" in preview
+    assert "I'll look for:" in preview
+    assert "In the last 7 days it would have matched 1 item(s):" in preview
+    assert EARLIER[0] in preview and "https://news.example.test/world.xml/2" in preview
     track(fake, b, TITLE)  # chat B's own storyline, of the same title
     news.publish(*OFF_STORY)
     a_alert, b_alert = alert(fake, 801, OFF_STORY[0]), alert(fake, 802, OFF_STORY[0])
@@ -145,6 +153,12 @@ def test_press_after_restart_mute_and_removed_storyline(
     alert(fake, 811, SENTINEL[0])
     assert not any(TRIP_2[0] in t for t in a.texts())
     assert "unmuted" in a.say("/mute 1 off")
+    assert "now strict (threshold 0.25)" in a.say("/sensitivity 1 strict")
+    listed = a.say("/storylines")
+    assert "#1 Putin trip to China (this chat's, strict)" in listed and "muted" not in listed
+    tried = a.say("/test Blinken visit to China")
+    assert tried.startswith("Preview of “Blinken visit to China” (nothing created)")
+    assert "Blinken" not in a.say("/storylines")
 
     assert "Removed storyline #1" in a.say("/untrack 1")
     gone = press(fake, 811, trip, button(trip, "✅ 👍"), user_id=811)
