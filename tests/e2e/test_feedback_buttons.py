@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import BotProcess, Chat, Feed, wait_until
+from tests.e2e.conftest import ADMIN, BotProcess, Chat, Feed, wait_until
 from tests.support.fake_telegram import FakeTelegram, Sent
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -86,6 +86,17 @@ def track(fake: FakeTelegram, user: Chat, title: str) -> str:
     return reply
 
 
+def settle(fake: FakeTelegram, news: Feed, chat_id: int) -> None:
+    """Wait until everything published so far was polled and sent to ``chat_id``: a
+    sentinel published in a later poll reaches the chat after all of it (one chat's
+    alerts go out in the order they were queued). The chat must track SENTINEL_STORY."""
+    polled = len(news.server.requests_for(news.path))
+    wait_until(lambda: len(news.server.requests_for(news.path)) > polled + 1,
+               what="the items to be polled")
+    news.publish(*SENTINEL)
+    alert(fake, chat_id, SENTINEL[0])
+
+
 def test_thumbs_down_teaches_only_this_chats_storyline(
     bot: BotProcess, fake: FakeTelegram, news: Feed
 ) -> None:
@@ -99,6 +110,7 @@ def test_thumbs_down_teaches_only_this_chats_storyline(
     assert "In the last 7 days it would have matched 1 item(s):" in preview
     assert EARLIER[0] in preview and "https://news.example.test/world.xml/2" in preview
     track(fake, b, TITLE)  # chat B's own storyline, of the same title
+    track(fake, a, SENTINEL_STORY)
     news.publish(*OFF_STORY)
     a_alert, b_alert = alert(fake, 801, OFF_STORY[0]), alert(fake, 802, OFF_STORY[0])
     assert labels(a_alert) == ["👍", "👎", "🔕", "Stop following"]
@@ -116,6 +128,7 @@ def test_thumbs_down_teaches_only_this_chats_storyline(
 
     news.publish(*SIMILAR)
     news.publish(*TRIP)
+    settle(fake, news, 801)
     alert(fake, 801, TRIP[0])
     alert(fake, 802, SIMILAR[0])  # B never pressed anything: its storyline is as it was
     texts = [m.current for m in fake.messages(801)]
@@ -146,11 +159,7 @@ def test_press_after_restart_mute_and_removed_storyline(
 
     # Muted: a new report of the story is not sent; the sentinel, in a later poll, is.
     news.publish(*TRIP_2)
-    polled = len(news.server.requests_for(news.path))
-    wait_until(lambda: len(news.server.requests_for(news.path)) > polled + 1,
-               what="the muted report to be polled")
-    news.publish(*SENTINEL)
-    alert(fake, 811, SENTINEL[0])
+    settle(fake, news, 811)
     assert not any(TRIP_2[0] in t for t in a.texts())
     assert "unmuted" in a.say("/mute 1 off")
     assert "now strict (threshold 0.25)" in a.say("/sensitivity 1 strict")
@@ -164,3 +173,26 @@ def test_press_after_restart_mute_and_removed_storyline(
     gone = press(fake, 811, trip, button(trip, "✅ 👍"), user_id=811)
     assert "was removed" in gone
     wait_until(lambda: not labels(trip), what="the buttons of a removed storyline to go")
+
+
+def test_on_a_shared_storyline_a_followers_thumbs_down_is_their_own_exclusion(
+    bot: BotProcess, fake: FakeTelegram, news: Feed
+) -> None:
+    admin, other = Chat(fake, ADMIN), Chat(fake, 821)
+    track(fake, admin, TITLE)
+    assert "Shared #1" in admin.say("/share 1")
+    assert "Following #1" in other.say("/subscribe 1")
+    track(fake, other, SENTINEL_STORY)
+    news.publish(*OFF_STORY)
+    mine = alert(fake, 821, OFF_STORY[0])
+    alert(fake, ADMIN, OFF_STORY[0])
+    answer = press(fake, 821, mine, button(mine, "👎"), user_id=821)
+    assert answer.startswith("Noted for this chat")
+    wait_until(lambda: "✅ 👎" in labels(mine), what="the keyboard to show the 👎")
+
+    news.publish(*SIMILAR)
+    news.publish(*TRIP)
+    settle(fake, news, 821)
+    alert(fake, 821, TRIP[0])
+    alert(fake, ADMIN, SIMILAR[0])  # not an admin's 👎: the shared storyline learned nothing
+    assert not any(SIMILAR[0] in t for t in other.texts())
