@@ -196,3 +196,20 @@ def test_on_a_shared_storyline_a_followers_thumbs_down_is_their_own_exclusion(
     alert(fake, 821, TRIP[0])
     alert(fake, ADMIN, SIMILAR[0])  # not an admin's 👎: the shared storyline learned nothing
     assert not any(SIMILAR[0] in t for t in other.texts())
+
+
+def test_an_edit_for_another_outlet_keeps_the_keyboard_as_pressed(
+    bot: BotProcess, fake: FakeTelegram, news: Feed
+) -> None:
+    a = Chat(fake, 831)
+    track(fake, a, TITLE)
+    news.publish("Putin lands in Beijing for Belt and Road forum",
+                 "The Russian president arrived in China for the forum.", source="Agency A")
+    first = alert(fake, 831, "Putin lands in Beijing")
+    press(fake, 831, first, button(first, "👍"), user_id=831)
+    wait_until(lambda: "✅ 👍" in labels(first), what="the 👍 to show")
+    news.publish("Russia's Putin arrives in Beijing for Belt and Road summit",
+                 "Putin arrived in China for the summit.", source="Agency B")
+    wait_until(lambda: "+1 more" in first.current, what="the edit for the other outlet")
+    assert labels(first) == ["✅ 👍", "👎", "🔕", "Stop following"]
+    assert sum(m.current.startswith("📰") for m in fake.messages(831)) == 1
