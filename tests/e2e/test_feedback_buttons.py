@@ -213,3 +213,18 @@ def test_an_edit_for_another_outlet_keeps_the_keyboard_as_pressed(
     wait_until(lambda: "+1 more" in first.current, what="the edit for the other outlet")
     assert labels(first) == ["✅ 👍", "👎", "🔕", "Stop following"]
     assert sum(m.current.startswith("📰") for m in fake.messages(831)) == 1
+
+
+def test_in_a_group_only_its_administrators_steer(
+    bot: BotProcess, fake: FakeTelegram, news: Feed
+) -> None:
+    fake.chat_admins[-900] = {901}
+    boss = Chat(fake, -900, user_id=901)
+    track(fake, boss, TITLE)
+    news.publish(*TRIP)
+    msg = alert(fake, -900, TRIP[0])
+    refused = press(fake, -900, msg, button(msg, "👎"), user_id=902)
+    assert refused.startswith("In groups, only the group's administrators")
+    assert "✅ 👎" not in labels(msg)
+    assert press(fake, -900, msg, button(msg, "👎"), user_id=901).startswith("Noted")
+    wait_until(lambda: "✅ 👎" in labels(msg), what="the administrator's 👎 to show")
