@@ -804,6 +804,9 @@ class Database:
             c.execute(
                 "UPDATE storylines SET created_by = ? WHERE created_by = ?", (new_id, old_id)
             )
+            # Its feedback (and so its own exclusions) go with it.
+            c.execute("UPDATE OR IGNORE feedback SET chat_id = ? WHERE chat_id = ?",
+                      (new_id, old_id))
             exists = c.execute("SELECT 1 FROM chats WHERE id = ?", (new_id,)).fetchone()
             if exists is None:
                 c.execute("UPDATE chats SET id = ? WHERE id = ?", (new_id, old_id))
@@ -820,6 +823,12 @@ class Database:
                 )
                 c.execute(
                     "UPDATE OR IGNORE outbox SET chat_id = ? WHERE chat_id = ?", (new_id, old_id)
+                )
+                c.execute(
+                    "UPDATE subscriptions SET muted_until = (SELECT o.muted_until FROM "
+                    "subscriptions o WHERE o.chat_id = ? AND o.storyline_id = "
+                    "subscriptions.storyline_id) WHERE chat_id = ? AND muted_until IS NULL",
+                    (old_id, new_id),
                 )
                 c.execute("DELETE FROM chats WHERE id = ?", (old_id,))
 
@@ -1088,7 +1097,7 @@ class Database:
     # -- steering: feedback on alerts, mutes, sensitivity (issue 15) ---------------
 
     def record_feedback(
-        self, *, storyline_id: int, chat_id: int, user_id: int | None, item_id: int,
+        self, *, storyline_id: int, chat_id: int, user_id: int | None, item_id: int | None,
         verdict: str, scope: str, title: str, summary: str, now: datetime,
     ) -> None:
         """Store a 👍 / 👎 on an alert; a later press on the same alert replaces it."""

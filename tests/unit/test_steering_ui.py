@@ -123,3 +123,17 @@ def test_feedback_is_kept_once_per_alert_and_follows_the_storyline(db: Database)
     assert db.set_sensitivity(story.id, "strict") and db.sensitivities() == {story.id: "strict"}
     db.deactivate_storyline(story.id)
     assert db.feedback_rows() == [] and db.sensitivities() == {}
+
+
+def test_a_group_that_becomes_a_supergroup_keeps_its_mutes_and_feedback(db: Database) -> None:
+    story = db.add_storyline(Storyline(id=0, title="Putin trip to China"), now=NOW)
+    db.upsert_chat(-5, now=NOW)
+    db.upsert_chat(-1005, now=NOW)  # the supergroup already wrote to the bot
+    db.subscribe(-5, story.id, now=NOW)
+    db.subscribe(-1005, story.id, now=NOW)
+    db.set_mute(-5, story.id, NOW + timedelta(weeks=1))
+    db.record_feedback(storyline_id=story.id, chat_id=-5, user_id=1, item_id=None,
+                       verdict="down", scope="chat", title="t", summary="", now=NOW)
+    db.migrate_chat(-5, -1005)
+    assert db.mutes(-1005, NOW) == {story.id: NOW + timedelta(weeks=1)}
+    assert [r["chat_id"] for r in db.feedback_rows()] == [-1005]
