@@ -268,12 +268,14 @@ class Steering:
         return bag
 
     def adjusted(
-        self, steer: Steer, storyline: Storyline, item: Item, score: float, idf: IdfFn
+        self, steer: Steer, storyline: Storyline, item: Item | Bag, score: float, idf: IdfFn
     ) -> float:
+        """``score`` of ``item`` (or its words, from :func:`words`) after ``steer``."""
         if not steer.taught:
             return score
         core = self._core_of(storyline)
-        bag = words(f"{item.title} {item.summary}", core)
+        bag = (item if isinstance(item, frozenset)
+               else words(f"{item.title} {item.summary}")) - core
         return adjust_score(
             score, bag,
             [self._bag(storyline.id, t, core) for t in steer.negatives],
@@ -307,6 +309,7 @@ class Steering:
                 result += matcher.score(items, wide)
                 result.sort(key=lambda a: order.get(a.item_key, 0))
         by_key = {item.key: item for item in items}
+        bags: dict[str, Bag] = {}  # each item read once, whatever the storylines
         out: list[Assessment] = []
         for a in result:
             storyline = steered.get(a.storyline_id)
@@ -317,7 +320,12 @@ class Steering:
             threshold = steer.bar(
                 steer.threshold if steer.threshold is not None else default_threshold,
                 self.config)
-            score = self.adjusted(steer, storyline, by_key[a.item_key], a.score, matcher.idf)
+            bag = bags.get(a.item_key)
+            if bag is None and steer.taught:
+                it = by_key[a.item_key]
+                bag = bags[a.item_key] = words(f"{it.title} {it.summary}")
+            score = self.adjusted(steer, storyline, bag if bag is not None else by_key[a.item_key],
+                                  a.score, matcher.idf)
             # Only pairs the matcher found on story (facets met, or a follow-up) may
             # match; feedback and sensitivity move the bar, never the facets.
             hit = a.facets_ok and score >= threshold
