@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 from rapidfuzz import fuzz, process
 
+from bot.storylines import languages
 from bot.storylines.knowledge import (
     ABBREVIATIONS,
     DEVELOPMENT_KINDS,
@@ -89,17 +90,27 @@ class _Tok(NamedTuple):
 
 
 def _toks(text: str) -> list[_Tok]:
+    if languages.needs(text):
+        # Chinese is segmented, Cyrillic words stemmed: their forms then match across
+        # word boundaries and endings ("Москву", "Москве").
+        return [_Tok(w, low, s, e) for w, low, s, e in languages.words(text, _latin)]
     out = []
+    new = tuple.__new__  # the NamedTuple's own constructor costs a Python call per word
+    # Most news is ASCII, whose folding keeps every offset: fold the text once.
+    low_text = text.casefold() if text.isascii() else None
     for m in _TOKEN.finditer(text):
-        raw = m.group(0)
-        word = raw
+        word = m.group()
+        start, end = m.span()
         # Possessives are the name: "Putin's" -> "Putin".
-        if word[-2:] in ("'s", "’s", "'S"):
-            word = word[:-2] or raw
-        elif word[-1:] in ("'", "’"):
-            word = word[:-1] or raw
-        out.append(_Tok(word, fold(word), m.start(), m.end()))
+        if word[-2:] in ("'s", "’s", "'S") and len(word) > 2:
+            word = word[:-2]
+        low = low_text[start:start + len(word)] if low_text is not None else fold(word)
+        out.append(new(_Tok, (word, low, start, end)))
     return out
+
+
+def _latin(word: str) -> str:
+    return fold(word[:-2] if word[-2:] in ("'s", "’s", "'S") and len(word) > 2 else word)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +139,7 @@ class ItemFacts:
 
 def _find_places(toks: Sequence[_Tok]) -> list[tuple[int, int, PlaceKey]]:
     table = gazetteer()
+    starts = _place_starts()
     out: list[tuple[int, int, PlaceKey]] = []
     i = 0
     while i < len(toks):
@@ -137,7 +149,7 @@ def _find_places(toks: Sequence[_Tok]) -> list[tuple[int, int, PlaceKey]]:
             i += 1
             continue
         hit = None
-        longest = _place_starts().get(toks[i].low, 0) if toks[i].capitalised else 0
+        longest = starts.get(toks[i].low, 0) if toks[i].text[:1].isupper() else 0
         if longest:
             for n in range(min(longest, len(toks) - i), 0, -1):
                 key = table.get(tuple(t.low for t in toks[i : i + n]))
@@ -194,7 +206,7 @@ def _find_roles(
     out: list[RoleMention] = []
     i = 0
     while i < len(toks):
-        hit = _office_at(toks, i)
+        hit = _office_at(toks, i) if toks[i].low in _ROLE_STARTS else None
         if hit is None:
             i += 1
             continue
@@ -295,6 +307,7 @@ def parse_title(
     facet whose name they share a word with.
     """
     toks = _toks(title)
+    han_names = languages.han_names(title) if languages.has_han(title) else frozenset()
     places = _find_places(toks)
     place_at = {i: (s, e, k) for s, e, k in places for i in range(s, e)}
     facets: list[Facet] = []
@@ -318,6 +331,7 @@ def parse_title(
     pending_role: list[Role] = []
     run: list[_Tok] = []
     words: list[str] = []
+    written: dict[str, str] = {}  # a word's label: as typed, not its stem
 
     def close_run() -> None:
         nonlocal pending_role
@@ -356,6 +370,10 @@ def parse_title(
             close_run()
         elif low in _NEVER_NAMES:
             close_run()  # a month or a day dates the story; it is not what it is about
+        elif tok.text in han_names:
+            close_run()  # Chinese has no capitals: the tagger says what is a name
+            run.append(tok)
+            close_run()
         elif tok.capitalised and (
             is_name(low, title_case) if is_name is not None else not title_case
         ):
@@ -363,13 +381,15 @@ def parse_title(
         else:
             close_run()
             words.append(low)
+            written.setdefault(low, tok.text)
         i += 1
     close_run()
     if kinds:
         facets.append(Facet("what", "/".join(dict.fromkeys(what_words)),
                             frozenset((w,) for w in what_words), kinds=frozenset(kinds)))
     for w in dict.fromkeys(words):
-        facets.append(Facet("word", w, frozenset({(w,)})))
+        label = written[w] if w != fold(written[w]) else w
+        facets.append(Facet("word", label, frozenset({(w,)})))
     return Query(tuple(_with_aliases(facets, aliases)))
 
 
@@ -589,19 +609,37 @@ def _satisfies(f: Facet, facts: ItemFacts, book: RoleBook) -> str | None:
     return None
 
 
-def judge(query: Query, facts: ItemFacts, book: RoleBook) -> Verdict:
+def judge(query: Query, facts: ItemFacts, book: RoleBook, *, quick: bool = False) -> Verdict:
     """Whether ``facts`` satisfy enough of ``query``.
 
     The rule a user would state: every kind of anchor the title names must be
     there (a person or organisation it names, and a place it names), two anchors
     where the title has two or more, and in all at least two of its facets — one
     shared word is never enough. A title of a single facet needs only that one.
+
+    With ``quick``, an item missing the anchors gets a bare refusal (neither what it
+    satisfied nor ``near``): for callers that only want what passes.
     """
-    sat: list[tuple[Facet, str]] = []
-    for f in query.facets:
-        how = _satisfies(f, facts, book)
-        if how is not None:
-            sat.append((f, how))
+    found: dict[int, str] = {}
+    # Anchors first: without them nothing else matters to a quick caller.
+    for idx, f in enumerate(query.facets):
+        if f.kind in ("who", "where"):
+            how = _satisfies(f, facts, book)
+            if how is not None:
+                found[idx] = how
+    if quick:
+        anchors = sum(1 for f in query.facets if f.kind in ("who", "where"))
+        kinds_met = {query.facets[i].kind for i in found}
+        if len(found) < min(2, anchors) or (query.has_who and "who" not in kinds_met) or (
+            query.has_where and "where" not in kinds_met
+        ):
+            return _REFUSED
+    for idx, f in enumerate(query.facets):
+        if f.kind not in ("who", "where"):
+            how = _satisfies(f, facts, book)
+            if how is not None:
+                found[idx] = how
+    sat = [(query.facets[i], found[i]) for i in sorted(found)]
     kinds = {f.kind for f, _ in sat}
     total = sum(_WEIGHT[f.kind] for f in query.facets) or 1.0
     coverage = sum(_WEIGHT[f.kind] for f, _ in sat) / total
@@ -615,6 +653,9 @@ def judge(query: Query, facts: ItemFacts, book: RoleBook) -> Verdict:
     )
     near = ok or (met >= 1 and len(sat) >= 2)
     return Verdict(ok, tuple(sat), coverage, near=near)
+
+
+_REFUSED = Verdict(False, (), 0.0)
 
 
 def elsewhere(query: Query, verdict: Verdict, facts: ItemFacts) -> bool:
@@ -671,7 +712,9 @@ def explain(verdict: Verdict) -> str:
     """``Putin (as "Kremlin chief") · China (as "Beijing") · visit``."""
     parts = []
     for f, how in verdict.satisfied:
-        if f.kind in ("what", "word"):
+        if f.kind == "word" and (how,) in f.forms:
+            parts.append(f.label)  # the word as the title has it, not its stem
+        elif f.kind in ("what", "word"):
             parts.append(how)
         elif fold(how) == fold(f.label) or fold(how) in fold(f.label).split():
             parts.append(f.label)

@@ -81,6 +81,9 @@ class SemanticScorer(Protocol):
         ...
 
 
+_SCORE_CELLS = 250_000  # items x storyline slots scored in one set of numpy calls
+
+
 @dataclass(frozen=True, slots=True)
 class MatcherConfig:
     """Matcher settings. The defaults are the one documented configuration."""
@@ -597,12 +600,15 @@ class Matcher:
         self._post_dirty.clear()
         return self._post
 
-    def _word_scores(self, doc: _Doc) -> tuple[FloatArray, FloatArray, FloatArray]:
-        """Word score (coverage/cosine blend plus adaptive part) for every slot, and the
-        upper bound of the entity/phrase bonus.
+    def _word_scores(
+        self, docs: Sequence[_Doc]
+    ) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Per item (rows) and slot (columns): the word score (coverage/cosine blend plus
+        adaptive part), the upper bound of the entity/phrase bonus, and the number of
+        profile terms shared.
 
-        One concatenation of the item's postings and four bincounts, whatever the
-        number of storylines or the item's length.
+        One concatenation of the batch's postings and four bincounts, whatever the
+        number of items, storylines or words: numpy's cost per call is paid per batch.
         """
         cfg = self.config
         size = self._n_slots
@@ -610,36 +616,48 @@ class Matcher:
         posts: list[_Postings] = []
         idfs: list[float] = []
         dws: list[float] = []
-        for tok, dw in doc.weights.items():
-            post = index.get(tok)
-            if post is not None:
-                posts.append(post)
-                idfs.append(doc.idfs[tok])
-                dws.append(dw)
-        if not posts or doc.norm <= 0:
-            zero = np.zeros(size)
+        offsets: list[int] = []
+        norms = np.zeros(len(docs))
+        for row, doc in enumerate(docs):
+            if doc.norm <= 0:
+                continue
+            norms[row] = doc.norm
+            for tok, dw in doc.weights.items():
+                post = index.get(tok)
+                if post is not None:
+                    posts.append(post)
+                    idfs.append(doc.idfs[tok])
+                    dws.append(dw)
+                    offsets.append(row * size)
+        cells = len(docs) * size
+        if not posts:
+            zero = np.zeros((len(docs), size))
             return zero, zero, zero
         lengths = [len(p.slots) for p in posts]
-        slots = np.concatenate([p.slots for p in posts])
+        # Each posting's slots, moved to its item's row of the flattened (items, slots).
+        slots = np.concatenate([p.slots for p in posts]) + np.repeat(offsets, lengths)
         idf = np.repeat(idfs, lengths)
         dwr = np.repeat(dws, lengths)
         raw_w = np.concatenate([p.weights for p in posts])
         cov_w = raw_w * idf
-        cov = np.bincount(slots, cov_w, minlength=size)
-        # Distinct profile terms the item shares with each storyline.
-        nterms = np.bincount(slots, raw_w > 0, minlength=size).astype(np.float64)
-        dot = np.bincount(slots, cov_w * dwr, minlength=size)
-        bonus = np.bincount(slots, np.concatenate([p.bonus for p in posts]), minlength=size)
+        shape = (len(docs), size)
+        cov = np.bincount(slots, cov_w, minlength=cells).reshape(shape)
+        nterms = np.bincount(slots, raw_w > 0, minlength=cells).astype(np.float64).reshape(shape)
+        dot = np.bincount(slots, cov_w * dwr, minlength=cells).reshape(shape)
+        bonus = np.bincount(slots, np.concatenate([p.bonus for p in posts]),
+                            minlength=cells).reshape(shape)
+        denom = self._pnorm[None, :] * norms[:, None]
         with np.errstate(divide="ignore", invalid="ignore"):
-            cosine = np.where(self._pnorm > 0, dot / (self._pnorm * doc.norm), 0.0)
+            cosine = np.where(denom > 0, dot / denom, 0.0)
             coverage = np.where(self._pmass > 0, cov / self._pmass, 0.0)
         word: FloatArray = cfg.coverage_mix * coverage + (1 - cfg.coverage_mix) * cosine
         if self._cent_rows:
             cdot = np.bincount(
-                slots, np.concatenate([p.learned for p in posts]) * idf * dwr, minlength=size
-            )
+                slots, np.concatenate([p.learned for p in posts]) * idf * dwr, minlength=cells
+            ).reshape(shape)
+            cden = self._cnorm[None, :] * norms[:, None]
             with np.errstate(divide="ignore", invalid="ignore"):
-                adapt = np.where(self._cnorm > 0, cdot / (self._cnorm * doc.norm), 0.0)
+                adapt = np.where(cden > 0, cdot / cden, 0.0)
             # Adaptive part: only ever closes part of the gap to the centroid.
             word = word + self._share * np.maximum(0.0, adapt - word)
         return word, np.minimum(cfg.max_bonus, bonus).astype(np.float64), nterms
@@ -699,9 +717,15 @@ class Matcher:
         semantic = cfg.semantic.similarities(items, storylines) if cfg.semantic else None
         exhaustive = every_pair or semantic is not None
         out: list[Assessment] = []
+        docs = [self._doc(item.key, raw[row]) for row, item in enumerate(items)]
+        # Items scored together, as many as keep each (items, slots) array near 2 MB.
+        chunk = max(1, _SCORE_CELLS // max(1, self._n_slots))
         for row, item in enumerate(items):
-            doc = self._doc(item.key, raw[row])
-            word_all, bub_all, nterms_all = self._word_scores(doc)
+            if row % chunk == 0:
+                word_rows, bub_rows, nterms_rows = self._word_scores(docs[row : row + chunk])
+            doc = docs[row]
+            k = row % chunk
+            word_all, bub_all, nterms_all = word_rows[k], bub_rows[k], nterms_rows[k]
             word = word_all[cols]
             fresh = self._freshness(item, last, tau)
             hot = self._hot(item, last)
@@ -735,7 +759,9 @@ class Matcher:
                 base = (float(word[col]) + b) * float(fresh[col])
                 if cfg.facets:
                     query = queries[col]
-                    v = judge(query, facts[row], self.roles)
+                    # Only a pair that may pass, or may be a follow-up, needs the detail.
+                    v = judge(query, facts[row], self.roles,
+                              quick=not exhaustive and not hot[col])
                     if v.ok:
                         base = (1 - cfg.facet_mix) * base + cfg.facet_mix * v.coverage
                     elif (hot[col] and nterms_all[cols[col]] >= cfg.hot_min_terms

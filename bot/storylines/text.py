@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+from bot.storylines import languages
 from bot.storylines.folding import fold as fold  # re-exported: text readers fold too
 from bot.storylines.knowledge import ADJECTIVES, country_records
 
@@ -42,7 +43,7 @@ STOPWORDS: frozenset[str] = frozenset(
     taken told tell tells amp
     monday tuesday wednesday thursday friday saturday sunday
     """)
-)
+) | languages.STOPWORDS  # Chinese and Russian ones: they cannot collide with English
 
 # Generic titles and roles: they name the *kind* of person, not the person, so
 # they are weak evidence alone but make role aliases ("Russian president").
@@ -166,6 +167,8 @@ def tokens(text: str) -> list[str]:
 
     Years are kept: "2015 wildfires" and "2023 forum" are useful anchors.
     """
+    if languages.needs(text):
+        return _tokens_other(text)
     out: list[str] = []
     for raw in _WORD_RE.findall(fold(text)):
         if raw in STOPWORDS:
@@ -176,6 +179,24 @@ def tokens(text: str) -> list[str]:
         if len(tok) < 2 or tok in STOPWORDS:
             continue
         out.append(tok)
+    return out
+
+
+def _tokens_other(text: str) -> list[str]:
+    """:func:`tokens` of a text holding Chinese or Cyrillic words (``languages``)."""
+    out: list[str] = []
+    for written, low, _, _ in languages.words(text, fold):
+        if low in STOPWORDS or written.casefold() in STOPWORDS:
+            continue
+        if low.isdigit() and not _YEAR_RE.match(low):
+            continue
+        if low.isascii():
+            low = stem(low)
+            if len(low) < 2 or low in STOPWORDS:
+                continue
+        elif len(low) < 2 and not languages.has_han(low):
+            continue
+        out.append(low)
     return out
 
 

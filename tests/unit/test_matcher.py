@@ -6,8 +6,13 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
+import pytest
+
 from bot.models import Item, Storyline
+from bot.storylines import matcher as matcher_module
 from bot.storylines.matcher import DEFAULT_CONFIG, Matcher, match
+from bot.storylines.text import tokens
 
 T0 = datetime(2023, 10, 1, tzinfo=UTC)
 
@@ -238,3 +243,24 @@ def test_note_activity_restarts_a_quiet_storylines_clock() -> None:
     before = m.freshness([late], [PUTIN])[0][0]
     m.note_activity(PUTIN.id, _item("n", "anything", hours=24 * 10 - 1))
     assert m.freshness([late], [PUTIN])[0][0] > before
+
+
+def test_a_batch_scores_each_item_as_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Items are scored together for speed (in chunks bounding memory); each row must be
+    what the item alone would get, chunk boundaries included."""
+    m = Matcher()
+    stories = [PUTIN, OTHER]
+    titles = ["Putin lands in Beijing", "Volkswagen recalls diesel cars",
+              "Storm brings rain", "Putin's Belt and Road speech", "", "Emissions tests"]
+    items = [_item(f"b{i}", t) for i, t in enumerate(titles)]
+    m.observe(BACKGROUND + items)
+    before = [(a.item_key, a.storyline_id, a.score) for a in m.score(items, stories)]
+    docs = [m._doc(i.key, tokens(f"{i.title} {i.summary}")) for i in items]
+    together = m._word_scores(docs)
+    alone = [m._word_scores([d]) for d in docs]
+    for part in range(3):
+        np.testing.assert_allclose(together[part], np.vstack([a[part] for a in alone]))
+    # The scan cuts a batch into chunks: where it cuts changes nothing.
+    monkeypatch.setattr(matcher_module, "_SCORE_CELLS", 1)
+    after = [(a.item_key, a.storyline_id, a.score) for a in m.score(items, stories)]
+    assert after == before and any(score > 0 for _, _, score in before)
