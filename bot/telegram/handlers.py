@@ -276,6 +276,10 @@ class Handlers:
             except BadRequest as exc:
                 if "not modified" not in exc.message.lower():
                     log.warning("could not redraw an alert's buttons: %s", exc.message)
+            except TelegramError as exc:
+                # Recorded already and answered; a keyboard left as it was is no error
+                # to tell the chat about (a 429 here must not become "something went wrong").
+                log.warning("could not redraw an alert's buttons: %s", exc.message)
 
     async def on_track_button(
         self, query: CallbackQuery, press: tuple[int, str], context: ContextTypes.DEFAULT_TYPE
