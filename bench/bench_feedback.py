@@ -33,6 +33,7 @@ from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bot.evaluation import Benchmark, build_storyline, first_scored, load_benchmark
 from bot.models import Storyline
@@ -138,11 +139,56 @@ def median_figures(runs: Sequence[Figures]) -> Figures:
     return sorted(runs, key=lambda f: f.f1)[len(runs) // 2]
 
 
+def speed(n_storylines: int = 100, n_items: int = 2000, batch: int = 200) -> None:
+    """Items per CPU-second of ``Matcher.match`` (bench_match's synthetic stream) with no
+    feedback, with 10% of the storylines given five 👎 each, and with 10% broad."""
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    import bench_match as bm
+
+    def run(steer: Callable[[list[Storyline], Steering], None]) -> float:
+        bm.RNG.seed(20231017)
+        sls = bm.storylines(n_storylines)
+        t0 = datetime(2024, 1, 1, tzinfo=UTC)
+        m = Matcher()
+        steering = Steering()
+        steer(sls, steering)
+        if steering:
+            m.review = partial(steering.review, m, m.config.threshold)
+        m.match(bm.items(batch, t0), sls)
+        stream = bm.items(n_items, t0 + timedelta(days=1))
+        cpu = time.process_time()
+        for k in range(0, n_items, batch):
+            m.match(stream[k : k + batch], sls)
+        return n_items / (time.process_time() - cpu)
+
+    def rejected(sls: list[Storyline], steering: Steering) -> None:
+        for s in sls[:: 10]:
+            for it in bm.items(5, datetime(2023, 1, 1, tzinfo=UTC)):
+                steering.add(Example(s.id, "down", f"{it.title} {it.summary}", score=0.5))
+
+    def broad(sls: list[Storyline], steering: Steering) -> None:
+        for s in sls[:: 10]:
+            steering.set_threshold(s.id, 0.15)
+
+    print(f"\nmatch() throughput, {n_storylines} storylines, {n_items} items in batches of "
+          f"{batch}; items per CPU-second, median of 3:")
+    for name, steer in (("no feedback", lambda sls, st: None), ("10% with five 👎", rejected),
+                        ("10% broad", broad)):
+        print(f"  {name}: {statistics.median(run(steer) for _ in range(3)):,.0f}", flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("files", nargs="*", type=Path)
     ap.add_argument("--grid", action="store_true", help="also try a few feedback settings")
+    ap.add_argument("--speed", action="store_true",
+                    help="only the matcher's throughput with and without feedback")
     args = ap.parse_args(argv)
+    if args.speed:
+        speed()
+        return 0
     files = args.files or sorted(BENCH_DIR.glob("*.json"))
     benches = [load_benchmark(f) for f in files]
     print(f"feedback: {DEFAULT_FEEDBACK}")
