@@ -84,7 +84,8 @@ def run(settings: Settings) -> int:
 
 
 def build_application(settings: Settings, token: str) -> Application:  # type: ignore[type-arg]
-    """The PTB application, pointed at ``STORYWATCH_TELEGRAM_API_URL``.
+    """The PTB application, pointed at ``STORYWATCH_TELEGRAM_API_URL`` (and, for
+    uploaded files, ``STORYWATCH_TELEGRAM_FILE_URL``).
 
     No ``rate_limiter``: PTB's AIORateLimiter retries on 429 by itself, which
     would resend behind the outbox's back. httpx's transport does not retry
@@ -95,6 +96,7 @@ def build_application(settings: Settings, token: str) -> Application:  # type: i
         ApplicationBuilder()
         .token(token)
         .base_url(settings.env.telegram_api_url)
+        .base_file_url(settings.env.telegram_file_url)
         .request(HTTPXRequest(connection_pool_size=64, read_timeout=15.0, write_timeout=15.0))
         .get_updates_request(HTTPXRequest(read_timeout=LONG_POLL_SECONDS + 10.0))
         .concurrent_updates(16)  # handlers serialise per chat themselves

@@ -71,3 +71,8 @@ class StorageBusyError(StorageError):
 
 class StorageFullError(StorageError):
     """The database or the disk under it is full."""
+
+
+class OpmlError(StorywatchError):
+    """A feed list (OPML) that cannot be taken; the message says why, for whoever gave it.
+    Nothing was changed."""

@@ -394,10 +394,14 @@ class Poller:
         parsed = await self._parse(result.body, result.headers, result.final_url)
         return ProbeResult(url=url, title=parsed.title, item_count=len(parsed.items))
 
-    async def add_feed(self, url: str, *, added_by: int | None = None) -> tuple[Feed, ProbeResult]:
+    async def add_feed(
+        self, url: str, *, added_by: int | None = None, title: str | None = None
+    ) -> tuple[Feed, ProbeResult]:
         """Probe ``url`` and, if it is a readable feed, start watching it.
 
-        Raises DuplicateError (already watched), FetchError or ParseError.
+        ``title`` (a name from an imported list) is kept: polls do not replace it with
+        the feed's own title. Raises DuplicateError (already watched), FetchError or
+        ParseError.
         """
         from bot.storage.repository import DuplicateError
 
@@ -406,6 +410,7 @@ class Poller:
             raise DuplicateError(f"feed {url} is already watched (id {existing.id})")
         probe = await self.probe(url)
         feed = await asyncio.to_thread(
-            self._db.add_feed, url, now=datetime.now(UTC), title=probe.title, added_by=added_by
+            self._db.add_feed, url, now=datetime.now(UTC), title=title or probe.title,
+            added_by=added_by, keep_title=title is not None,
         )
         return feed, probe

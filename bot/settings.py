@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from bot.errors import ConfigError
 
 DEFAULT_API_URL = "https://api.telegram.org/bot"
+DEFAULT_FILE_URL = "https://api.telegram.org/file/bot"
 
 
 class FeedConfig(BaseModel):
@@ -114,6 +115,8 @@ class EnvSettings(BaseSettings):
     telegram_bot_token: SecretStr | None = Field(None, alias="TELEGRAM_BOT_TOKEN")
     telegram_bot_token_file: Path | None = Field(None, alias="TELEGRAM_BOT_TOKEN_FILE")
     telegram_api_url: str = Field(DEFAULT_API_URL, alias="STORYWATCH_TELEGRAM_API_URL")
+    # Where uploaded files are downloaded from (python-telegram-bot's base_file_url).
+    telegram_file_url: str = Field(DEFAULT_FILE_URL, alias="STORYWATCH_TELEGRAM_FILE_URL")
     config_path: Path = Field(Path("config/storywatch.toml"), alias="STORYWATCH_CONFIG")
     data_dir: Path = Field(Path("./data"), alias="STORYWATCH_DATA_DIR")
     poll_interval: float = Field(300.0, ge=1, alias="STORYWATCH_POLL_INTERVAL")

@@ -29,6 +29,7 @@ from telegram import (
     Bot,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    InputFile,
     LinkPreviewOptions,
     ReplyParameters,
 )
@@ -44,13 +45,15 @@ Buttons = tuple[tuple[str, str], ...]
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """One message to send, or (``edit_of`` set) one of ours to change."""
+    """One message to send, or (``edit_of`` set) one of ours to change; with
+    ``document`` (file name, content), a file captioned ``text``."""
 
     chat_id: int
     text: str
     reply_to: int | None = None
     buttons: Buttons = ()
     edit_of: int | None = None
+    document: tuple[str, bytes] | None = None
 
 
 def keyboard(buttons: Buttons) -> InlineKeyboardMarkup | None:
@@ -174,6 +177,13 @@ class Replier:
             ReplyParameters(out.reply_to, allow_sending_without_reply=True)
             if out.reply_to is not None else None
         )
+        if out.document is not None:
+            name, content = out.document
+            await self._bot.send_document(
+                chat_id, InputFile(content, filename=name), caption=out.text or None,
+                reply_parameters=reply, reply_markup=markup,
+            )
+            return
         await self._bot.send_message(
             chat_id, out.text, reply_parameters=reply, reply_markup=markup,
             link_preview_options=LinkPreviewOptions(is_disabled=True),

@@ -335,14 +335,17 @@ class Database:
         )
 
     def add_feed(
-        self, url: str, *, now: datetime, title: str | None = None, added_by: int | None = None
+        self, url: str, *, now: datetime, title: str | None = None, added_by: int | None = None,
+        keep_title: bool = False,
     ) -> Feed:
-        """Add a feed; :class:`DuplicateError` if that URL is already watched."""
+        """Add a feed; :class:`DuplicateError` if that URL is already watched.
+        ``keep_title``: polls never replace ``title`` with the feed's own."""
         try:
             with self.transaction() as c:
                 cur = c.execute(
-                    "INSERT INTO feeds(url, title, added_at, added_by) VALUES (?, ?, ?, ?)",
-                    (url, title, _ts(now), added_by),
+                    "INSERT INTO feeds(url, title, added_at, added_by, title_kept) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (url, title, _ts(now), added_by, int(keep_title and title is not None)),
                 )
                 feed_id = int(cur.lastrowid or 0)
         except sqlite3.IntegrityError:
@@ -397,7 +400,8 @@ class Database:
         c.execute(
             "UPDATE feeds SET etag = ?, last_modified = ?, body_hash = ?, next_check = ?, "
             "consecutive_errors = ?, last_error = ?, last_ok = ?, last_checked = ?, "
-            "title = COALESCE(?, title) WHERE id = ?",
+            "title = CASE WHEN title_kept THEN title ELSE COALESCE(?, title) END "
+            "WHERE id = ?",
             (
                 state.etag,
                 state.last_modified,

@@ -125,6 +125,10 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE feeds ADD COLUMN items_seen_at TEXT;
     ALTER TABLE feeds ADD COLUMN items_capped INTEGER NOT NULL DEFAULT 0;
     """,
+    # OPML import: a feed's title from the imported list stays (polls keep their hands off)
+    """
+    ALTER TABLE feeds ADD COLUMN title_kept INTEGER NOT NULL DEFAULT 0;
+    """,
     # issue 15: alerts users can steer. Feedback from the buttons under alerts (the
     # item's text is kept, so the example outlives the item's retention), a chat's
     # mute of a storyline it follows, and each storyline's sensitivity.

@@ -86,6 +86,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
     ),
     CommandSpec("removefeed", "ID", "remove a feed (admins)", "/removefeed 2",
                 arg=Arg.FEED, admin=True),
+    CommandSpec("export", "", "the feeds as an OPML file (admins; send one back to import)",
+                "/export", admin=True),
     CommandSpec("share", "ID", "list a storyline for every chat (admins)", "/share 7",
                 arg=Arg.STORYLINE, admin=True),
     CommandSpec(
@@ -344,6 +346,8 @@ def help_text(*, admin: bool) -> str:
     lines.append("")
     lines.append("In groups, everyone can read; only the group's administrators can change "
                  "what it follows and its settings.")
-    if not admin:
+    if admin:
+        lines.append("To import feeds, send an OPML file (.opml) here as a document.")
+    else:
         lines.append("Feeds are managed by the bot's admins (/feeds, /addfeed, /removefeed).")
     return "\n".join(lines)

@@ -4,6 +4,8 @@
   (``commands``) -> per-chat command budget -> in groups, ``getChatMember`` for
   commands that change the group's storylines -> act (``ChatService``) -> queue
   the reply (``Replier``), quoting the command in groups.
+- Documents in private chats: an admin's OPML feed list, downloaded (``files``) and
+  imported (``ChatService.import_opml``); anyone else is told no before any download.
 - Inline buttons (``callback_query``): the ⟨ ⟩ pages of long lists.
 - ``my_chat_member``: a welcome when the bot joins a group; a chat that removes
   or blocks the bot is marked inactive.
@@ -22,8 +24,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
+from typing import Any
 from weakref import WeakValueDictionary
 
 from telegram import (
@@ -50,7 +53,9 @@ from bot.delivery.buttons import AlertPress, parse_alert_data
 from bot.delivery.ratelimit import CommandLimiter
 from bot.delivery.replies import Outgoing, Replier
 from bot.delivery.sender import markup_of
+from bot.parsing.opml import MAX_OPML_BYTES
 from bot.telegram import commands as c
+from bot.telegram.files import DownloadError, download
 from bot.telegram.pages import parse_page_data
 from bot.telegram.service import GROUP_ADMINS_ONLY, Caller, ChatService, Reply
 from bot.telegram.steering import parse_track_data
@@ -109,6 +114,11 @@ class Handlers:
                 self.on_text,
             )
         )
+        app.add_handler(
+            MessageHandler(
+                only_new & filters.ChatType.PRIVATE & filters.Document.ALL, self.on_document
+            )
+        )
         app.add_handler(CallbackQueryHandler(self.on_button))
         app.add_handler(ChatMemberHandler(self.on_membership, ChatMemberHandler.MY_CHAT_MEMBER))
         app.add_error_handler(self.on_error)
@@ -117,8 +127,11 @@ class Handlers:
              reply: Reply | None = None, *, first: bool = False) -> None:
         # In groups a reply quotes the command it answers: several people talk there.
         quote = msg.message_id if msg is not None and chat.type != Chat.PRIVATE else None
-        self._replier.send(Outgoing(chat.id, text, quote, reply.buttons if reply else ()),
-                           first=first)
+        self._replier.send(
+            Outgoing(chat.id, text, quote, reply.buttons if reply else (),
+                     document=reply.document if reply else None),
+            first=first,
+        )
 
     def _lock(self, chat_id: int) -> asyncio.Lock:
         lock = self._locks.get(chat_id)
@@ -170,22 +183,58 @@ class Handlers:
                     return
                 who = replace(who, group_admin=admin)
             log.info("command /%s from chat %s", raw.name, chat.id)
-            if self._stopping:
+            answer = await self._carry_out(self._service.handle(cmd, who), f"/{raw.name}", chat)
+            if answer is None:
                 return
-            task = asyncio.create_task(self._service.handle(cmd, who))
-            self._running.add(task)
-            try:
-                answer = await task
-            except asyncio.CancelledError:
-                if not task.cancelled():
-                    raise
-                log.info("command /%s from chat %s cut short by shutdown", raw.name, chat.id)
-                return
-            finally:
-                self._running.discard(task)
             self._say(chat, answer.text, msg, answer)
             for chat_id, text in answer.notices:
                 self._replier.send(Outgoing(chat_id, text))
+
+    async def _carry_out(
+        self, work: Coroutine[Any, Any, Reply], what: str, chat: Chat
+    ) -> Reply | None:
+        """Run ``work`` as a task shutdown can cancel; None if it was cut short."""
+        if self._stopping:
+            work.close()
+            return None
+        task = asyncio.create_task(work)
+        self._running.add(task)
+        try:
+            return await task
+        except asyncio.CancelledError:
+            if not task.cancelled():
+                raise
+            log.info("%s from chat %s cut short by shutdown", what, chat.id)
+            return None
+        finally:
+            self._running.discard(task)
+
+    async def on_document(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A file sent in a private chat: an admin's OPML feed list to import."""
+        msg = update.message
+        if msg is None or msg.document is None:
+            return
+        chat = msg.chat
+        async with self._lock(chat.id):
+            if not self._budget(chat, msg):
+                return
+            who = Caller(chat_id=chat.id, user_id=msg.from_user.id if msg.from_user else None,
+                         chat_type=chat.type, chat_title=chat.title)
+            refusal = self._service.upload_refusal(who, msg.document.file_size)
+            if refusal is not None:
+                self._say(chat, refusal.text, msg)
+                return
+            log.info("feed list upload (%s bytes) from chat %s", msg.document.file_size, chat.id)
+            try:
+                data = await download(context.bot, msg.document.file_id, MAX_OPML_BYTES)
+            except DownloadError as exc:
+                self._say(chat, f"{exc} Nothing was imported.", msg)
+                return
+            answer = await self._carry_out(
+                self._service.import_opml(data, who), "a feed list import", chat
+            )
+            if answer is not None:
+                self._say(chat, answer.text, msg, answer)
 
     @staticmethod
     async def _is_group_admin(

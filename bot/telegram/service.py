@@ -23,11 +23,20 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from bot.delivery.render import format_time, tg_len
-from bot.errors import BlockedAddressError, ConfigError, FetchError, HTTPStatusError, ParseError
+from bot.errors import (
+    BlockedAddressError,
+    ConfigError,
+    FetchError,
+    HTTPStatusError,
+    OpmlError,
+    ParseError,
+)
+from bot.feed_import import import_feeds
 from bot.health import INTERNAL_LAST_POLL_KEY, INTERNAL_TOTAL_KEY
 from bot.models import Feed, Storyline
 from bot.observability.logs import BARE_TOKEN
 from bot.parsing.article import strip_bylines
+from bot.parsing.opml import MAX_OPML_BYTES, OpmlFeed, read_opml, write_opml
 from bot.pipeline import ProbeResult
 from bot.settings import Settings
 from bot.storage.repository import Database, DuplicateError, StorylineRow
@@ -46,7 +55,7 @@ class FeedAdder(Protocol):
     """The part of the poller the commands use (``bot.pipeline.Poller``)."""
 
     async def add_feed(
-        self, url: str, *, added_by: int | None = None
+        self, url: str, *, added_by: int | None = None, title: str | None = None
     ) -> tuple[Feed, ProbeResult]: ...
 
 
@@ -75,11 +84,13 @@ class Caller:
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """What to answer: text, optional inline buttons, and notices for other chats."""
+    """What to answer: text, optional inline buttons, and notices for other chats;
+    with ``document`` (file name, content), a file whose caption is ``text``."""
 
     text: str
     buttons: tuple[tuple[str, str], ...] = ()
     notices: tuple[tuple[int, str], ...] = ()
+    document: tuple[str, bytes] | None = None
 
 
 Handler = Callable[["ChatService", Any, Caller], Awaitable[Reply]]
@@ -179,7 +190,7 @@ class ChatService:
         if isinstance(cmd, c.Unknown):
             return Reply(f"I don't know /{cmd.name[:40]}. /help lists what I can do.")
         if cmd.spec.admin and not self.is_admin(who.user_id):
-            if cmd.name in ("feeds", "addfeed", "removefeed"):
+            if cmd.name in ("feeds", "addfeed", "removefeed", "export"):
                 return Reply("Sorry, only the bot's admins can manage feeds. "
                              "/status shows how the feeds are doing.")
             return Reply(f"Sorry, only the bot's admins can use /{cmd.name}.")
@@ -577,6 +588,56 @@ class ChatService:
             return Reply(f"Removed feed #{fid}.")
         return Reply(f"There is no feed #{fid}. /feeds lists them.")
 
+
+    @handles("export")
+    async def _export(self, _: None, who: Caller) -> Reply:
+        feeds = await self._run(self._db.list_feeds)
+        if not feeds:
+            return Reply("There are no feeds to export. Add one: /addfeed https://example.org/rss")
+        document = write_opml(
+            [OpmlFeed(f.url, f.title) for f in feeds], title="Storywatch feeds", created=self._now()
+        )
+        return Reply(
+            f"{len(feeds)} feed(s) as OPML 2.0. Send this file to a Storywatch bot to import them.",
+            document=(EXPORT_FILE_NAME, document),
+        )
+
+    # -- an uploaded feed list -----------------------------------------------
+
+    def upload_refusal(self, who: Caller, size: int | None) -> Reply | None:
+        """Why an uploaded document is not taken before it is downloaded, or None: only
+        the bot's admins send feed lists, and a file over the limit is not fetched."""
+        if not self.is_admin(who.user_id):
+            return Reply(
+                "Sorry, I only take files from the bot's admins: an OPML list of feeds to "
+                "import. To follow a story, use /track; /help lists everything."
+            )
+        if size is not None and size > MAX_OPML_BYTES:
+            return Reply(
+                f"That file is {size:,} bytes; an OPML feed list may be at most "
+                f"{MAX_OPML_BYTES:,} (1 MB). Nothing was imported."
+            )
+        return None
+
+    async def import_opml(self, data: bytes, who: Caller) -> Reply:
+        """Import the feeds of an uploaded OPML file; one summary reply. A file that is
+        not a usable OPML list is refused as a whole and changes nothing."""
+        await self.register(who)
+        refusal = self.upload_refusal(who, len(data))
+        if refusal is not None:
+            return refusal
+        try:
+            feeds = await asyncio.to_thread(read_opml, data)
+        except OpmlError as exc:
+            return Reply(f"I can't import that file: {str(exc).rstrip('.')}. Nothing was changed.")
+        watched = {f.url for f in await self._run(self._db.list_feeds)}
+        report = await import_feeds(self._feeds, feeds, watched, added_by=who.user_id)
+        return Reply(fit(report.describe(per_section=IMPORT_LINES_SHOWN)))
+
+
+EXPORT_FILE_NAME = "storywatch-feeds.opml"
+# Lines of each list (failed, added, already watched) an import summary shows in a chat.
+IMPORT_LINES_SHOWN = 25
 
 _UNBOUND = set(c.BY_NAME) ^ set(_HANDLERS)
 if _UNBOUND:  # pragma: no cover - a command added to the table without a handler

@@ -77,6 +77,7 @@ class BotProcess:
         env.update({
             "TELEGRAM_BOT_TOKEN": TOKEN,
             "STORYWATCH_TELEGRAM_API_URL": self.fake.api_url,
+            "STORYWATCH_TELEGRAM_FILE_URL": self.fake.file_url,
             "STORYWATCH_DATA_DIR": str(self.tmp / "data"),
             "STORYWATCH_CONFIG": str(self.config),
             "STORYWATCH_POLL_INTERVAL": "1",

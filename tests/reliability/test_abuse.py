@@ -50,7 +50,8 @@ class RecordingFeeds:
     def __init__(self) -> None:
         self.calls: list[str] = []
 
-    async def add_feed(self, url: str, *, added_by: int | None = None) -> tuple[Feed, ProbeResult]:
+    async def add_feed(self, url: str, *, added_by: int | None = None,
+                       title: str | None = None) -> tuple[Feed, ProbeResult]:
         self.calls.append(url)
         Guard().check_url(url)
         raise FetchError("could not connect (test)", url=url)

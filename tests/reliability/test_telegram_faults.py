@@ -45,8 +45,10 @@ DROP_AFTER = [40, 41, 42, 43, 44]  # arrives, then the connection drops
 DROP_BEFORE = [45, 46, 47, 48, 49]  # connection drops before anything happens
 STORM = 80  # 429 retry_after=1 for the first 80 sends, whoever they are for
 
+# The send timeout leaves a loaded machine room (a send that is merely slow must not
+# count as a timeout: the figures below are exact); the injected hangs outlast it.
 OPTIONS = SenderOptions(
-    batch=200, send_timeout=1.0, uncertain_delay=0.3, backoff_base=0.05, idle_poll=0.05,
+    batch=200, send_timeout=3.0, uncertain_delay=0.3, backoff_base=0.05, idle_poll=0.05,
     max_hold=0.5, max_attempts=6,
 )
 # Generous limits so 1,000 sends take seconds; the limiter itself is tested elsewhere.
@@ -92,9 +94,9 @@ def _inject(fake: FakeTelegram) -> None:
     for c in SERVER_500:
         fake.fail("sendMessage", chat_id=c, status=500, description="Internal Server Error")
     for c in TIMEOUT_DELIVERED:
-        fake.fail("sendMessage", chat_id=c, status=200, description="", delay=1.5, deliver=True)
+        fake.fail("sendMessage", chat_id=c, status=200, description="", delay=4.5, deliver=True)
     for c in TIMEOUT_LOST:
-        fake.fail("sendMessage", chat_id=c, status=504, description="Gateway Timeout", delay=1.5)
+        fake.fail("sendMessage", chat_id=c, status=504, description="Gateway Timeout", delay=4.5)
     for c in DROP_AFTER:
         fake.fail("sendMessage", chat_id=c, status=200, description="", deliver=True, drop=True)
     for c in DROP_BEFORE:

@@ -4,7 +4,9 @@ The real python-telegram-bot client talks to it over HTTP (point
 ``STORYWATCH_TELEGRAM_API_URL`` at :attr:`FakeTelegram.api_url`). It implements
 what the bot uses (getMe, getUpdates with offset and long polling,
 sendMessage, editMessageText, editMessageReplyMarkup, setMyCommands and
-getMyCommands per scope, getChatMember, deleteWebhook, answerCallbackQuery...),
+getMyCommands per scope, getChatMember, deleteWebhook, answerCallbackQuery, getFile
+and the file downloads under ``/file/bot<token>/`` (point ``STORYWATCH_TELEGRAM_FILE_URL``
+at :attr:`FakeTelegram.file_url`), sendDocument as a multipart upload...),
 checks messages the way Telegram does (the HTML subset, balanced tags,
 entities, 4,096 characters, inline keyboards) and records everything per chat.
 Tests inject updates as users and Telegram make them (messages, button presses,
@@ -22,6 +24,8 @@ thread or event loop. It binds 127.0.0.1 and never reaches anything else.
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
 import json
 import threading
 import time
@@ -30,7 +34,7 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, unquote
 
 ALLOWED_TAGS = frozenset(
     {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "a", "code", "pre"}
@@ -115,6 +119,10 @@ def _describe_update(u: dict[str, Any]) -> str:
         for key in ("migrate_to_chat_id", "migrate_from_chat_id"):
             if key in m:
                 return f"→ [{chat}] service message: {key} {m[key]}"
+        if "document" in m:
+            d = m["document"]
+            return (f"→ [{chat}] user {who} (msg {m['message_id']}) sends a file: "
+                    f"{d.get('file_name')} ({d.get('file_size')} bytes)")
         quoted = ""
         if "reply_to_message" in m:
             quoted = f" (replying to “{_short(m['reply_to_message']['text'], 60)}”)"
@@ -136,12 +144,36 @@ def _describe_sent(mark: str, m: Sent) -> str:
     if m.markup:
         labels = [b["text"] for row in m.markup.get("inline_keyboard", []) for b in row]
         buttons = f" [buttons: {' '.join(labels)}]"
+    if m.document is not None:
+        name, content = m.document
+        return (f"{mark} [{m.chat_id}] msg {m.message_id}{quote}: 📎 {name} ({len(content)} bytes),"
+                f" caption: {_short(m.current)}{buttons}")
     return f"{mark} [{m.chat_id}] msg {m.message_id}{quote}: {_short(m.current)}{buttons}"
 
 
 def _json(value: Any) -> Any:
     """A JSON parameter as PTB sends it: a string in form posts, a value in JSON bodies."""
     return json.loads(value) if isinstance(value, str) else value
+
+
+def _multipart(ctype: str, raw: bytes) -> dict[str, Any]:
+    """A multipart/form-data body (PTB uploads files this way): fields as strings, a
+    file part as ``{"filename": ..., "content": bytes}``."""
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {ctype}\r\n\r\n".encode() + raw
+    )
+    params: dict[str, Any] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        if not isinstance(name, str) or not isinstance(payload, bytes):
+            continue
+        filename = part.get_filename()
+        if filename is not None:
+            params[name] = {"filename": filename, "content": payload}
+        else:
+            params[name] = payload.decode("utf-8")
+    return params
 
 
 def utf16_len(text: str) -> int:
@@ -180,6 +212,7 @@ class Sent:
     edits: list[str] = field(default_factory=list)
     reply_to: int | None = None
     markup: dict[str, Any] | None = None  # the inline keyboard as it stands now
+    document: tuple[str, bytes] | None = None  # (file name, content) of a sendDocument
 
     @property
     def current(self) -> str:
@@ -232,6 +265,8 @@ class FakeTelegram:
         self.allowed_updates: list[str] = []  # as last set by getUpdates; [] = default kinds
         self._flood_times: list[tuple[float, int]] = []  # (arrival, chat) of accepted sends
         self._next_callback_id = 1
+        self.files: dict[str, tuple[str, bytes]] = {}  # file_id -> (file_path, content)
+        self.downloads: list[str] = []  # file paths the bot downloaded, in order
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -246,6 +281,11 @@ class FakeTelegram:
     def api_url(self) -> str:
         """The value for STORYWATCH_TELEGRAM_API_URL (PTB appends the token)."""
         return f"http://127.0.0.1:{self.port}/bot"
+
+    @property
+    def file_url(self) -> str:
+        """The value for STORYWATCH_TELEGRAM_FILE_URL (PTB appends the token)."""
+        return f"http://127.0.0.1:{self.port}/file/bot"
 
     def start(self) -> FakeTelegram:
         self._thread.start()
@@ -300,6 +340,42 @@ class FakeTelegram:
                 }
             self._push({"message": msg})
             return int(msg["message_id"])
+
+    def user_sends_document(
+        self,
+        chat_id: int,
+        file_name: str,
+        content: bytes,
+        *,
+        user_id: int | None = None,
+        mime_type: str = "text/x-opml",
+        declared_size: int | None = None,
+    ) -> int:
+        """A user sends a file as a document; getFile and the file URL then serve it.
+        ``declared_size`` is the file_size the update states (default: the real size).
+        Returns the message id."""
+        uid = user_id if user_id is not None else abs(chat_id)
+        with self._lock:
+            self._user_message_id += 1
+            file_id = f"doc{self._user_message_id}"
+            self.files[file_id] = (f"documents/file_{self._user_message_id}.opml", content)
+            msg: dict[str, Any] = {
+                "message_id": self._user_message_id,
+                "date": int(time.time()),
+                "chat": self._chat(chat_id),
+                "from": {"id": uid, "is_bot": False, "first_name": f"User{uid}"},
+                "document": {
+                    "file_id": file_id, "file_unique_id": f"u{file_id}",
+                    "file_name": file_name, "mime_type": mime_type,
+                    "file_size": len(content) if declared_size is None else declared_size,
+                },
+            }
+            self._push({"message": msg})
+            return int(msg["message_id"])
+
+    def documents(self, chat_id: int) -> list[Sent]:
+        """The files (sendDocument) the bot sent to ``chat_id``."""
+        return [m for m in self.messages(chat_id) if m.document is not None]
 
     def _push(self, update: dict[str, Any]) -> None:
         """Queue one update (the caller holds the lock)."""
@@ -508,6 +584,10 @@ class FakeTelegram:
             return 200, {"ok": True, "result": True}
         if method == "sendMessage":
             return self._send(p)
+        if method == "getFile":
+            return self._get_file(p)
+        if method == "sendDocument":
+            return self._send_document(p)
         if method == "editMessageText":
             return self._edit(p)
         return 404, {"ok": False, "error_code": 404, "description": "Not Found: method not found"}
@@ -661,6 +741,69 @@ class FakeTelegram:
                 raise _Dropped
         return 200, {"ok": True, "result": self._message(chat_id, mid, str(p["text"]))}
 
+    def _get_file(self, p: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        fault = self._fault_for("getFile", None)
+        if fault is not None:
+            return self._refuse("getFile", None, fault)
+        file_id = str(p.get("file_id", ""))
+        with self._lock:
+            found = self.files.get(file_id)
+        if found is None:
+            return self._error(400, "Bad Request: invalid file_id")
+        path, content = found
+        return 200, {"ok": True, "result": {
+            "file_id": file_id, "file_unique_id": f"u{file_id}", "file_size": len(content),
+            "file_path": path,
+        }}
+
+    def _download(self, path: str) -> bytes | None:
+        """The content of an uploaded file by its file_path, or None (404)."""
+        with self._lock:
+            self.downloads.append(path)
+            return next((c for p, c in self.files.values() if p == path), None)
+
+    def _send_document(self, p: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        chat_id = int(p["chat_id"])
+        fault = self._fault_for("sendDocument", chat_id)
+        if fault is not None:
+            return self._refuse("sendDocument", chat_id, fault)
+        if chat_id in self.blocked:
+            return self._refuse_plain(
+                "sendDocument", chat_id, 403, "Forbidden: bot was blocked by the user"
+            )
+        upload = p.get("document")
+        if not isinstance(upload, dict) or not upload.get("content"):
+            return self._refuse_plain(
+                "sendDocument", chat_id, 400, "Bad Request: file must be non-empty"
+            )
+        caption = str(p.get("caption") or "")
+        if utf16_len(caption) > 1024:
+            return self._refuse_plain(
+                "sendDocument", chat_id, 400, "Bad Request: message caption is too long"
+            )
+        with self._lock:
+            mid = self._next_message_id
+            self._next_message_id += 1
+            reply_to = None
+            if p.get("reply_parameters"):
+                reply_to = int(_json(p["reply_parameters"]).get("message_id", 0)) or None
+            self.sent.append(Sent(
+                chat_id, mid, caption, None, time.time(), reply_to=reply_to,
+                markup=_json(p["reply_markup"]) if p.get("reply_markup") else None,
+                document=(str(upload.get("filename") or "file"), bytes(upload["content"])),
+            ))
+            self.events.append((time.time(), _describe_sent("←", self.sent[-1])))
+            self._lock.notify_all()
+        message = self._message(chat_id, mid, caption)
+        del message["text"]
+        message["document"] = {
+            "file_id": f"sent{mid}", "file_unique_id": f"usent{mid}",
+            "file_name": upload.get("filename") or "file", "file_size": len(upload["content"]),
+        }
+        if caption:
+            message["caption"] = caption
+        return 200, {"ok": True, "result": message}
+
     def _edit(self, p: dict[str, Any], *, markup_only: bool = False) -> tuple[int, dict[str, Any]]:
         method = "editMessageReplyMarkup" if markup_only else "editMessageText"
         chat_id = int(p["chat_id"])
@@ -774,9 +917,26 @@ class FakeTelegram:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (timed out or was killed)
 
+            def _file(self) -> None:
+                path = unquote(self.path.split("?")[0])[len(f"/file/bot{fake.token}/"):]
+                content = fake._download(path)
+                status, body = (200, content) if content is not None else (404, b"Not Found")
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/octet-stream")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
+                # PTB percent-encodes the file URL's path (the token's ":" included).
+                if unquote(self.path).startswith(f"/file/bot{fake.token}/"):
+                    self._file()
+                    return
                 prefix = f"/bot{fake.token}/"
                 if not self.path.startswith(prefix):
                     self._respond(
@@ -788,6 +948,8 @@ class FakeTelegram:
                 params: dict[str, Any]
                 if "json" in ctype and raw:
                     params = json.loads(raw)
+                elif ctype.startswith("multipart/form-data"):
+                    params = _multipart(ctype, raw)
                 else:
                     params = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
                 with fake._lock:

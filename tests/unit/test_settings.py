@@ -87,3 +87,15 @@ def test_token_is_not_in_repr(tmp_path: Path) -> None:
     s = load_settings(_env(tmp_path, TELEGRAM_BOT_TOKEN="123:SECRETSECRET"))
     assert "SECRETSECRET" not in repr(s)
     assert "SECRETSECRET" not in str(s)
+
+
+def test_the_file_url_defaults_to_telegrams_and_reaches_the_bot(tmp_path: Path) -> None:
+    from bot.app import build_application
+
+    default = load_settings(_env(tmp_path))
+    assert default.env.telegram_file_url == "https://api.telegram.org/file/bot"
+    assert build_application(default, "123:TEST").bot.base_file_url == (
+        "https://api.telegram.org/file/bot123:TEST")
+    local = load_settings(_env(tmp_path, STORYWATCH_TELEGRAM_FILE_URL="http://127.0.0.1:9/file/bot"))
+    assert build_application(local, "123:TEST").bot.base_file_url == (
+        "http://127.0.0.1:9/file/bot123:TEST")
