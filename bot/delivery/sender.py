@@ -376,11 +376,16 @@ class Sender:
         chat left it: an edit for another outlet redraws it with what was recorded."""
         first = rows[0]
         sids = [r.storyline_id for r in rows]
-        marks = await asyncio.to_thread(
-            self._db.alert_marks, first.chat_id, first.item_id, sids, self._now()
-        )
-        states = {sid: ButtonState(v, muted, following)
-                  for sid, (v, muted, following) in marks.items()}
+        states: dict[int, ButtonState] = {}
+        if first.message_id is not None:
+            # A message already in the chat (redrawn for "+N more"): the chat may have
+            # pressed its buttons. A new alert has nothing recorded yet: no database
+            # round trip on the hot path.
+            marks = await asyncio.to_thread(
+                self._db.alert_marks, first.chat_id, first.item_id, sids, self._now()
+            )
+            states = {sid: ButtonState(v, muted, following)
+                      for sid, (v, muted, following) in marks.items()}
         return markup_of(alert_keyboard(first.id, sids, states,
                                         feedback=first.summary_count == 0))
 
