@@ -341,8 +341,17 @@ class Handlers:
                 return
             who = Caller(chat_id=chat.id, user_id=query.from_user.id, chat_type=chat.type)
             reply = await self._service.track_press(press[0], press[1], who)
-            await query.answer(None if reply is not None else "This button is not yours.")
-            if reply is not None:
+            if reply is None:
+                await query.answer("This button is not yours.")
+            elif press[1] == "keep":
+                # The preview stays readable; only its buttons go.
+                await query.answer(reply.text)
+                try:
+                    await query.edit_message_reply_markup(None)
+                except TelegramError as exc:
+                    log.warning("could not remove a preview's buttons: %s", exc.message)
+            else:
+                await query.answer()
                 self._replier.send(Outgoing(chat.id, reply.text, edit_of=message.message_id))
 
     async def on_membership(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -80,9 +80,10 @@ def track(fake: FakeTelegram, user: Chat, title: str) -> str:
     reply = user.say(f"/track {title}")
     msg = next(m for m in reversed(fake.messages(user.chat_id)) if m.text == reply)
     assert "Track it" in labels(msg), labels(msg)
-    assert press(fake, user.chat_id, msg, button(msg, "Track it"), user.user_id) == ""
-    wait_until(lambda: msg.current.startswith("Tracking #") and not labels(msg),
-               what="the preview to be confirmed")
+    answer = press(fake, user.chat_id, msg, button(msg, "Track it"), user.user_id)
+    assert answer.startswith("Tracking #") and answer.endswith("Alerts come to this chat.")
+    wait_until(lambda: not labels(msg), what="the preview's buttons to go")
+    assert msg.current == reply  # the preview stays readable
     return reply
 
 
@@ -165,6 +166,12 @@ def test_press_after_restart_mute_and_removed_storyline(
     assert "now strict (threshold 0.25)" in a.say("/sensitivity 1 strict")
     listed = a.say("/storylines")
     assert "#1 Putin trip to China (this chat's, strict)" in listed and "muted" not in listed
+    offer = a.say("/track Tesla recall in Germany")
+    msg = next(m for m in reversed(fake.messages(811)) if m.text == offer)
+    assert press(fake, 811, msg, button(msg, "Cancel"), user_id=811) == ""
+    wait_until(lambda: msg.current.startswith("Cancelled. Removed storyline #3"),
+               what="the preview to be cancelled")
+    assert "Tesla" not in a.say("/storylines")
     tried = a.say("/test Blinken visit to China")
     assert tried.startswith("Preview of “Blinken visit to China” (nothing created)")
     assert "Blinken" not in a.say("/storylines")
