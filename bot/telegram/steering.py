@@ -189,7 +189,7 @@ class Steerer:
         )
         sid = storyline.id
         if verdict == "up":
-            return (f"Noted: on story. #{sid} will take items like this one more readily."
+            return (f"Noted: on story. #{sid} keeps items like this one, whatever you 👎."
                     if teaches else "Noted, thanks.")
         if teaches:
             return f"Noted: not this story. Items like this one need more evidence for #{sid}."
