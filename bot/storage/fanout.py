@@ -19,6 +19,7 @@ connection. The rules, per chat:
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 
 from bot.delivery.schedule import Delivery, holds
@@ -43,14 +44,22 @@ def fan_out(
     dup_id: int | None,
     now: datetime,
     hourly_limit: int | None,
+    skip: Collection[int] = (),
 ) -> int:
-    """Write the outbox rows of one match; returns how many messages were queued."""
-    chats = c.execute(
-        "SELECT s.chat_id, s.digest_only, ch.delivery, ch.digest_times, ch.quiet_hours, ch.tz "
-        "FROM subscriptions s JOIN chats ch ON ch.id = s.chat_id "
-        "WHERE s.storyline_id = ? AND ch.active = 1",
-        (storyline_id,),
-    ).fetchall()
+    """Write the outbox rows of one match; returns how many messages were queued.
+
+    Chats that muted the storyline get nothing, nor do the ``skip`` chats (their own
+    👎 on a shared storyline ruled this item out for them)."""
+    chats = [
+        r for r in c.execute(
+            "SELECT s.chat_id, s.digest_only, ch.delivery, ch.digest_times, ch.quiet_hours, "
+            "ch.tz FROM subscriptions s JOIN chats ch ON ch.id = s.chat_id "
+            "WHERE s.storyline_id = ? AND ch.active = 1 "
+            "AND (s.muted_until IS NULL OR s.muted_until <= ?)",
+            (storyline_id, _ts(now)),
+        ).fetchall()
+        if int(r[0]) not in skip
+    ]
     written = 0
     for chat_id, digest_only, mode, times, quiet, tz in chats:
         parent = _parent(c, chat_id, storyline_id, dup_id)
