@@ -8,6 +8,7 @@ as users would (``fake.user_says``) and look at what Telegram received.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -100,6 +101,9 @@ class BotProcess:
             env=self.env(),
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
+            # Its own process group, with its parse pool's forkserver and worker and the
+            # resource tracker: a kill or close takes them all (see _reap).
+            start_new_session=True,
         )
         # Ready once it has registered its commands (it did getMe before that).
         self.fake.wait_for(
@@ -121,18 +125,31 @@ class BotProcess:
         assert self.proc is not None
         self.proc.send_signal(sig)
         code = self.proc.wait(timeout=timeout)
+        self._reap()
         self._polls_at_start = sum(1 for m, _ in self.fake.requests if m == "getUpdates")
         return code
 
     def kill(self) -> None:
-        self.stop(signal.SIGKILL)
+        """A crash, as a container or service manager sees one: the bot and every
+        process it started die at once (SIGKILL to its process group)."""
+        assert self.proc is not None
+        self._reap()
+        self.proc.wait(timeout=30)
+        self._polls_at_start = sum(1 for m, _ in self.fake.requests if m == "getUpdates")
+
+    def _reap(self) -> None:
+        # A bot killed outright leaves its parse pool's forkserver, worker and resource
+        # tracker running; hundreds of them pile up over a test run.
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
 
     def output(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in self.logs if p.exists())
 
     def close(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
+        if self.proc is not None:
+            self._reap()
             self.proc.wait(timeout=30)
 
 

@@ -126,7 +126,7 @@ def test_sigkill_at_random_moments_loses_nothing(
 
             wait_until(
                 lambda: all(set(expected) <= set(delivered(c)) for c in (alice, group)),
-                timeout=90, what="every published item alerted in both chats",
+                timeout=180, what="every published item alerted in both chats",
             )
             assert bot.stop(signal.SIGTERM) == 0, bot.output()[-3000:]
         finally:

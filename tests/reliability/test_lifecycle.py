@@ -48,7 +48,8 @@ def start_offline(tmp_path: Path, fake: FakeTelegram, config: Path) -> BotProces
     log = tmp_path / "bot-1.log"
     bot.logs.append(log)
     bot.proc = subprocess.Popen([sys.executable, "-m", "bot", "run"], cwd=tmp_path,
-                                env=bot.env(), stdout=log.open("wb"), stderr=subprocess.STDOUT)
+                                env=bot.env(), stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                                start_new_session=True)
     return bot
 
 
