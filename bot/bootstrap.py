@@ -50,10 +50,14 @@ def normalise_feed_url(url: str) -> str:
 def open_database(settings: Settings, *, sync: bool = True) -> Database:
     """Open the database; with ``sync``, add the config's feeds and the seed storylines."""
     storage = settings.file.storage
-    db = Database.open(
-        settings.database_path, busy_timeout=storage.busy_timeout_seconds,
-        lock_attempts=storage.lock_attempts,
-    )
+    database_url = settings.env.database_url
+    if database_url is not None:
+        db = Database.open_postgres(database_url.get_secret_value())
+    else:
+        db = Database.open(
+            settings.database_path, busy_timeout=storage.busy_timeout_seconds,
+            lock_attempts=storage.lock_attempts,
+        )
     if sync:
         now = datetime.now(UTC)
         for feed in settings.file.feeds:

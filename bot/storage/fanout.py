@@ -1,29 +1,27 @@
-"""Outbox rows for one new match: one per subscribed chat, within the storm bounds.
+"""Outbox rows for one new match: the facts the planner needs, then its plan written.
 
 Called inside the poll transaction (``Database.commit_poll``) with its
-connection. The rules, per chat:
-
-- a match that repeats an alert the chat has (``dup_id``) becomes an "edit"
-  row ("+N more" on that message); at most ``MAX_EDITS_PER_ALERT`` per alert,
-  and while one edit is pending the next ones are folded into it (written as
-  'dropped', listed by the pending edit when it redraws the message);
-- past ``hourly_limit`` messages about the storyline in the last hour (alerts
-  and edits), the match is counted into the chat's one pending summary of the
-  storyline, which goes out when the hour's first message is an hour old.
+connection. The decisions (edit or send, folded, storm summary) are
+``bot.planner``'s; this module only reads the facts and saves the actions.
 """
 
 from __future__ import annotations
 
-import sqlite3
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-# Alerts per chat and storyline are limited over this window (a storm).
-STORM_WINDOW = timedelta(hours=1)
+from bot.planner import (
+    FOLDED,
+    MAX_EDITS_PER_ALERT,
+    STORM_WINDOW,
+    ChatFacts,
+    CountIntoSummary,
+    Queue,
+    StartSummary,
+    plan_fanout,
+)
+from bot.storage.engine import Conn, as_datetime
 
-# Reports folded into one alert as "+N more" edits, at most.
-MAX_EDITS_PER_ALERT = 20
-
-FOLDED = "shown by the pending edit"
+__all__ = ["FOLDED", "MAX_EDITS_PER_ALERT", "STORM_WINDOW", "fan_out"]
 
 
 def _ts(value: datetime) -> str:
@@ -31,7 +29,7 @@ def _ts(value: datetime) -> str:
 
 
 def fan_out(
-    c: sqlite3.Connection,
+    c: Conn,
     storyline_id: int,
     item_id: int,
     dup_id: int | None,
@@ -43,41 +41,69 @@ def fan_out(
         int(r[0])
         for r in c.execute(
             "SELECT s.chat_id FROM subscriptions s JOIN chats ch ON ch.id = s.chat_id "
-            "WHERE s.storyline_id = ? AND ch.active = 1",
+            "WHERE s.storyline_id = ? AND ch.active = 1 ORDER BY s.chat_id",
             (storyline_id,),
-        )
+        ).fetchall()
     ]
+    facts = [_facts(c, chat_id, storyline_id, dup_id, now, hourly_limit) for chat_id in chats]
     written = 0
-    for chat_id in chats:
-        parent = _parent(c, chat_id, storyline_id, dup_id)
-        status = "pending"
-        if parent is not None:
-            edits, waiting = c.execute(
-                "SELECT COUNT(*), COALESCE(SUM(status = 'pending'), 0) FROM outbox "
-                "WHERE parent_id = ?", (parent,),
-            ).fetchone()
-            if edits >= MAX_EDITS_PER_ALERT:
-                continue  # the message already says "+N more"; a storm must not grow it
-            if waiting:
-                status = "dropped"
-        if status == "pending" and hourly_limit is not None and _storming(
-            c, chat_id, storyline_id, now, hourly_limit
-        ):
-            written += _hold(c, chat_id, storyline_id, item_id, now)
-            continue
-        cur = c.execute(
-            "INSERT OR IGNORE INTO outbox(chat_id, storyline_id, item_id, kind, parent_id, "
-            "status, last_error, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (chat_id, storyline_id, item_id, "send" if parent is None else "edit", parent,
-             status, None if status == "pending" else FOLDED, _ts(now)),
-        )
-        written += cur.rowcount if status == "pending" else 0
+    for action in plan_fanout(facts, now, hourly_limit):
+        if isinstance(action, Queue):
+            cur = c.execute(
+                "INSERT OR IGNORE INTO outbox(chat_id, storyline_id, item_id, kind, parent_id, "
+                "status, last_error, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (action.chat_id, storyline_id, item_id, action.kind, action.parent,
+                 action.status, action.last_error, _ts(now)),
+            )
+            written += cur.rowcount if action.status == "pending" else 0
+        elif isinstance(action, CountIntoSummary):
+            c.execute(
+                "UPDATE outbox SET summary_count = summary_count + 1, item_id = ? WHERE id = ?",
+                (item_id, action.summary_id),
+            )
+        elif isinstance(action, StartSummary):
+            c.execute(
+                "INSERT OR IGNORE INTO outbox(chat_id, storyline_id, item_id, kind, "
+                "summary_count, not_before, created_at) VALUES (?, ?, ?, 'send', 1, ?, ?)",
+                (action.chat_id, storyline_id, item_id, _ts(action.due), _ts(now)),
+            )
+            written += 1
     return written
 
 
-def _parent(
-    c: sqlite3.Connection, chat_id: int, storyline_id: int, dup_id: int | None
-) -> int | None:
+def _facts(
+    c: Conn, chat_id: int, storyline_id: int, dup_id: int | None, now: datetime,
+    hourly_limit: int | None,
+) -> ChatFacts:
+    parent = _parent(c, chat_id, storyline_id, dup_id)
+    edits = waiting = 0
+    if parent is not None:
+        row = c.execute(
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN status = 'pending' THEN 1 ELSE 0 END), 0) "
+            "FROM outbox WHERE parent_id = ?", (parent,),
+        ).fetchone()
+        edits, waiting = int(row[0]), int(row[1])
+    if hourly_limit is None:
+        return ChatFacts(chat_id, parent, edits, waiting)
+    # Alerts and "+N more" edits count; summaries and folded edits do not.
+    row = c.execute(
+        "SELECT COUNT(*), MIN(created_at) FROM outbox WHERE chat_id = ? AND storyline_id = ? "
+        "AND created_at > ? AND summary_count = 0 AND status != 'dropped'",
+        (chat_id, storyline_id, _ts(now - STORM_WINDOW)),
+    ).fetchone()
+    summary = c.execute(
+        "SELECT id FROM outbox WHERE chat_id = ? AND storyline_id = ? "
+        "AND summary_count > 0 AND status = 'pending'",
+        (chat_id, storyline_id),
+    ).fetchone()
+    return ChatFacts(
+        chat_id, parent, edits, waiting, recent=int(row[0]),
+        summary_id=None if summary is None else int(summary[0]),
+        oldest_recent=as_datetime(row[1]),
+    )
+
+
+def _parent(c: Conn, chat_id: int, storyline_id: int, dup_id: int | None) -> int | None:
     """The chat's alert of the item this match repeats, if it has one."""
     if dup_id is None:
         return None
@@ -87,47 +113,3 @@ def _parent(
         (chat_id, storyline_id, dup_id),
     ).fetchone()
     return None if row is None else int(row[0])
-
-
-def _storming(
-    c: sqlite3.Connection, chat_id: int, storyline_id: int, now: datetime, limit: int
-) -> bool:
-    """True when the chat already got ``limit`` messages about this storyline in the
-    last hour: alerts and "+N more" edits (summaries and folded edits not counted)."""
-    sent = c.execute(
-        "SELECT COUNT(*) FROM outbox WHERE chat_id = ? AND storyline_id = ? "
-        "AND created_at > ? AND summary_count = 0 AND status != 'dropped'",
-        (chat_id, storyline_id, _ts(now - STORM_WINDOW)),
-    ).fetchone()[0]
-    return int(sent) >= limit
-
-
-def _hold(
-    c: sqlite3.Connection, chat_id: int, storyline_id: int, item_id: int, now: datetime
-) -> int:
-    """Count a match past the hourly limit into the chat's pending summary of the
-    storyline, or start one; returns the messages queued (0 or 1)."""
-    row = c.execute(
-        "SELECT id FROM outbox WHERE chat_id = ? AND storyline_id = ? "
-        "AND summary_count > 0 AND status = 'pending'",
-        (chat_id, storyline_id),
-    ).fetchone()
-    if row is not None:
-        c.execute(
-            "UPDATE outbox SET summary_count = summary_count + 1, item_id = ? WHERE id = ?",
-            (item_id, row[0]),
-        )
-        return 0
-    oldest = c.execute(
-        "SELECT MIN(created_at) FROM outbox WHERE chat_id = ? AND storyline_id = ? "
-        "AND created_at > ? AND summary_count = 0 AND status != 'dropped'",
-        (chat_id, storyline_id, _ts(now - STORM_WINDOW)),
-    ).fetchone()[0]
-    # One summary with the storm's final count, once alerts may flow again.
-    due = (datetime.fromisoformat(oldest) if oldest else now) + STORM_WINDOW
-    c.execute(
-        "INSERT OR IGNORE INTO outbox(chat_id, storyline_id, item_id, kind, summary_count, "
-        "not_before, created_at) VALUES (?, ?, ?, 'send', 1, ?, ?)",
-        (chat_id, storyline_id, item_id, _ts(due), _ts(now)),
-    )
-    return 1

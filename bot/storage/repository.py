@@ -24,9 +24,11 @@ from typing import Any
 from bot.errors import ConfigError
 from bot.models import Feed, FeedState, Item, Match, Storyline
 from bot.parsing.normalize import content_key
+from bot.planner import alerts_allowed
 from bot.storage import faults
+from bot.storage.engine import Conn, PgConn, Row, as_datetime
 from bot.storage.fanout import fan_out
-from bot.storage.schema import migrate
+from bot.storage.schema import migrate, migrate_postgres
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +51,29 @@ def _ts(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat()
 
 
-def _dt(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value)
+def _dt(value: str | datetime | None) -> datetime | None:
+    return as_datetime(value)
+
+
+def _redact(url: str) -> str:
+    """A database URL without its password, fit for logs and errors."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    user = f"{parts.username}:***@" if parts.username else ""
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit(parts._replace(netloc=f"{user}{host}{port}"))
+
+
+def _integrity_errors() -> tuple[type[Exception], ...]:
+    try:
+        import psycopg
+    except ImportError:
+        return (sqlite3.IntegrityError,)
+    return (sqlite3.IntegrityError, psycopg.IntegrityError)
 
 
 def _ids(outbox_ids: int | Sequence[int]) -> list[int]:
@@ -151,17 +174,22 @@ class DuplicateError(Exception):
 
 
 class Database:
-    """The Storywatch database; construct with :meth:`open`."""
+    """The Storywatch database; construct with :meth:`open` (SQLite) or
+    :meth:`open_postgres`. One class serves both engines: its SQL is written
+    in SQLite's dialect and rewritten for PostgreSQL by ``storage.engine``."""
 
     def __init__(
         self,
-        conn: sqlite3.Connection,
+        conn: sqlite3.Connection | None,
         path: Path,
         *,
         busy_timeout: float = BUSY_TIMEOUT,
         lock_attempts: int = LOCK_ATTEMPTS,
+        pool: Any = None,
     ) -> None:
         self._conn = conn
+        self._pool = pool  # psycopg_pool.ConnectionPool on PostgreSQL
+        self.engine = "sqlite" if pool is None else "postgres"
         self.path = path
         self._busy_timeout = busy_timeout
         self._lock_attempts = max(1, lock_attempts)
@@ -212,40 +240,105 @@ class Database:
             raise
         return cls(conn, path, busy_timeout=busy_timeout, lock_attempts=lock_attempts)
 
+    @classmethod
+    def open_postgres(
+        cls, url: str, *, schema: str | None = None, min_size: int = 1, max_size: int = 8
+    ) -> Database:
+        """Connect to PostgreSQL at ``url`` (a pool) and migrate; ``schema`` puts
+        every table in that schema (tests give each test its own)."""
+        try:
+            import psycopg
+            from psycopg_pool import ConnectionPool
+        except ImportError:
+            raise ConfigError(
+                "STORYWATCH_DATABASE_URL names PostgreSQL, but psycopg is not installed: "
+                "pip install 'storywatch[postgres]'"
+            ) from None
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            given = conninfo_to_dict(url)
+        except psycopg.ProgrammingError:
+            raise ConfigError("STORYWATCH_DATABASE_URL is not a valid PostgreSQL URL") from None
+        # Times are compared and returned in UTC; a schema in the URL's options stays.
+        options = f"{given.get('options') or ''} -c timezone=UTC".strip()
+        if schema is not None:
+            if not schema.isidentifier():
+                raise ValueError(f"not a schema name: {schema!r}")
+            options += f" -c search_path={schema}"
+        pool = ConnectionPool(
+            url, min_size=min_size, max_size=max_size, open=False,
+            kwargs={"autocommit": True, "options": options,
+                    "cursor_factory": psycopg.ClientCursor},
+        )
+        try:
+            pool.open(wait=True, timeout=15.0)
+        except Exception as exc:
+            pool.close()
+            raise ConfigError(
+                f"cannot connect to PostgreSQL ({_redact(url)}): {type(exc).__name__}"
+            ) from None
+        db = cls(None, Path(_redact(url)), pool=pool)
+        try:
+            with db._connection() as c:
+                migrate_postgres(c)
+        except BaseException:
+            pool.close()
+            raise
+        return db
+
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            return
         with self._lock:
+            assert self._conn is not None
             self._conn.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def _connection(self) -> Iterator[Conn]:
+        """The connection to use: SQLite's one (serialised), or one from the pool."""
+        if self._pool is None:
+            with self._lock:
+                assert self._conn is not None
+                yield self._conn
+        else:
+            with self._pool.connection() as raw:
+                yield PgConn(raw)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Conn]:
         """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any exception.
 
         Taking the write lock is retried ``lock_attempts`` times (each waits the
         busy timeout), then StorageBusyError says who to look for. SQLite errors
         come out as StorageError (full disk, damage) with the database's path.
         """
-        with self._lock:
-            self._begin()
+        with self._connection() as conn:
+            self._begin(conn)
             try:
-                yield self._conn
-                self._conn.execute("COMMIT")
+                yield conn
+                conn.execute("COMMIT")
             except BaseException as exc:
                 # After SQLITE_FULL or an I/O error SQLite may have rolled back
                 # already; a second ROLLBACK would hide the real error.
-                if self._conn.in_transaction:
+                if conn.in_transaction:
                     try:
-                        self._conn.execute("ROLLBACK")
-                    except sqlite3.Error as rollback_exc:
+                        conn.execute("ROLLBACK")
+                    except Exception as rollback_exc:
                         log.warning("rollback after %s failed: %s", type(exc).__name__,
                                     rollback_exc)
                 if isinstance(exc, sqlite3.Error) and faults.is_fault(exc):
                     raise faults.translate(exc, self.path) from exc
                 raise
 
-    def _begin(self) -> None:
+    def _begin(self, conn: Conn) -> None:
+        if self._pool is not None:
+            conn.execute("BEGIN")  # row locks, not a database lock: nothing to retry
+            return
         for attempt in range(1, self._lock_attempts + 1):
             try:
-                self._conn.execute("BEGIN IMMEDIATE")
+                conn.execute("BEGIN IMMEDIATE")
                 return
             except sqlite3.OperationalError as exc:
                 if not faults.is_busy(exc):
@@ -259,10 +352,10 @@ class Database:
                     self._lock_attempts,
                 )
 
-    def _query(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
-        with self._lock:
+    def _query(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+        with self._connection() as conn:
             try:
-                cur = self._conn.execute(sql, params)
+                cur = conn.execute(sql, params)
                 cur.row_factory = sqlite3.Row
                 return list(cur.fetchall())
             except sqlite3.Error as exc:
@@ -274,9 +367,14 @@ class Database:
         """The value of an integer PRAGMA (``page_count``, ``freelist_count``...)."""
         if not name.isidentifier():
             raise ValueError(f"not a pragma name: {name!r}")
+        if self.engine != "sqlite":
+            raise ValueError("PRAGMA is SQLite's; this database is PostgreSQL")
         return int(self._query(f"PRAGMA {name}")[0][0])
 
     def integrity_check(self) -> str:
+        if self.engine != "sqlite":
+            self._query("SELECT 1")  # PostgreSQL checks its pages itself; reachable is ok
+            return "ok"
         return str(self._query("PRAGMA integrity_check")[0][0])
 
     # -- meta ---------------------------------------------------------------
@@ -315,7 +413,7 @@ class Database:
     # -- feeds --------------------------------------------------------------
 
     @staticmethod
-    def _feed(row: sqlite3.Row) -> Feed:
+    def _feed(row: Row) -> Feed:
         return Feed(
             id=row["id"],
             url=row["url"],
@@ -340,13 +438,12 @@ class Database:
         ``keep_title``: polls never replace ``title`` with the feed's own."""
         try:
             with self.transaction() as c:
-                cur = c.execute(
+                feed_id = int(c.execute(
                     "INSERT INTO feeds(url, title, added_at, added_by, title_kept) "
-                    "VALUES (?, ?, ?, ?, ?)",
+                    "VALUES (?, ?, ?, ?, ?) RETURNING id",
                     (url, title, _ts(now), added_by, int(keep_title and title is not None)),
-                )
-                feed_id = int(cur.lastrowid or 0)
-        except sqlite3.IntegrityError:
+                ).fetchone()[0])
+        except _integrity_errors():
             raise DuplicateError(f"feed {url} is already watched") from None
         feed = self.get_feed(feed_id)
         assert feed is not None
@@ -393,12 +490,12 @@ class Database:
 
     @staticmethod
     def _write_state(
-        c: sqlite3.Connection, feed_id: int, state: FeedState, now: datetime, title: str | None
+        c: Conn, feed_id: int, state: FeedState, now: datetime, title: str | None
     ) -> None:
         c.execute(
             "UPDATE feeds SET etag = ?, last_modified = ?, body_hash = ?, next_check = ?, "
             "consecutive_errors = ?, last_error = ?, last_ok = ?, last_checked = ?, "
-            "title = CASE WHEN title_kept THEN title ELSE COALESCE(?, title) END "
+            "title = CASE WHEN title_kept = 1 THEN title ELSE COALESCE(?, title) END "
             "WHERE id = ?",
             (
                 state.etag,
@@ -508,7 +605,8 @@ class Database:
                     continue
                 cur = c.execute(
                     "INSERT INTO items(feed_id, key, title, summary, link, published, source, "
-                    "first_seen, last_seen, content_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "first_seen, last_seen, content_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "RETURNING id",
                     (
                         feed_id,
                         item.key,
@@ -522,9 +620,9 @@ class Database:
                         content,
                     ),
                 )
-                new_ids[item.key] = int(cur.lastrowid or 0)
+                new_ids[item.key] = int(cur.fetchone()[0])
             match_count = alert_count = 0
-            if primed:
+            if alerts_allowed(primed):
                 for m in matches:
                     item_id = new_ids.get(m.match.item_key)
                     if item_id is None:
@@ -552,7 +650,7 @@ class Database:
         return PollCommit(new_items=len(new_ids), matches=match_count, alerts=alert_count)
 
     @staticmethod
-    def _resolve_item(c: sqlite3.Connection, key: tuple[int | None, str] | None) -> int | None:
+    def _resolve_item(c: Conn, key: tuple[int | None, str] | None) -> int | None:
         if key is None:
             return None
         row = c.execute(
@@ -589,7 +687,7 @@ class Database:
             "ORDER BY m.created_at DESC, i.id DESC) AS newest "
             "FROM matches m JOIN items i ON i.id = m.item_id "
             f"WHERE m.storyline_id IN ({marks}) AND m.created_at >= ? "
-            "AND m.duplicate_of IS NULL) WHERE ? IS NULL OR newest <= ? "
+            "AND m.duplicate_of IS NULL) AS ranked WHERE ? IS NULL OR newest <= ? "
             "ORDER BY matched_at, id, storyline_id",
             (*storyline_ids, _ts(since), per_storyline, per_storyline),
         )
@@ -601,7 +699,7 @@ class Database:
         return [self._item(r) for r in reversed(rows)]
 
     @staticmethod
-    def _item(row: sqlite3.Row) -> Item:
+    def _item(row: Row) -> Item:
         return Item(
             key=row["key"],
             title=row["title"],
@@ -615,7 +713,7 @@ class Database:
     # -- storylines ---------------------------------------------------------
 
     @staticmethod
-    def _storyline(row: sqlite3.Row) -> Storyline:
+    def _storyline(row: Row) -> Storyline:
         aliases = tuple(
             (str(name), tuple(str(a) for a in alts)) for name, alts in json.loads(row["aliases"])
         )
@@ -640,12 +738,11 @@ class Database:
     ) -> Storyline:
         """Insert a storyline (its ``id`` is ignored) and return it with its new id."""
         with self.transaction() as c:
-            cur = c.execute(
+            new_id = int(c.execute(
                 "INSERT INTO storylines(title, seed_text, aliases, keywords, shared, slug, "
-                "created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (*self._storyline_params(storyline), created_by, _ts(now)),
-            )
-            new_id = int(cur.lastrowid or 0)
+            ).fetchone()[0])
         got = self.get_storyline(new_id)
         assert got is not None
         return got
@@ -743,7 +840,7 @@ class Database:
         return [
             MatchRow(
                 r["storyline_id"], r["storyline_title"], r["score"], r["reason"],
-                datetime.fromisoformat(r["matched_at"]), self._item(r),
+                as_datetime(r["matched_at"]) or since, self._item(r),
                 r["duplicate_of"] is not None,
             )
             for r in rows
@@ -772,7 +869,7 @@ class Database:
             c.execute(
                 "INSERT INTO chats(id, type, title, created_at) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT(id) DO UPDATE SET type = excluded.type, "
-                "title = COALESCE(excluded.title, title), active = 1, inactive_reason = NULL",
+                "title = COALESCE(excluded.title, chats.title), active = 1, inactive_reason = NULL",
                 (chat_id, type_, title, _ts(now)),
             )
 
@@ -813,8 +910,13 @@ class Database:
                     "SELECT ?, storyline_id, created_at FROM subscriptions WHERE chat_id = ?",
                     (new_id, old_id),
                 )
+                # Rows the new id holds already stay behind and go with the old chat.
                 c.execute(
-                    "UPDATE OR IGNORE outbox SET chat_id = ? WHERE chat_id = ?", (new_id, old_id)
+                    "UPDATE outbox SET chat_id = ? WHERE chat_id = ? AND NOT EXISTS ("
+                    "SELECT 1 FROM outbox n WHERE n.chat_id = ? "
+                    "AND n.storyline_id = outbox.storyline_id AND n.item_id = outbox.item_id "
+                    "AND n.kind = outbox.kind)",
+                    (new_id, old_id, new_id),
                 )
                 c.execute("DELETE FROM chats WHERE id = ?", (old_id,))
 
@@ -890,7 +992,7 @@ class Database:
     )
 
     @classmethod
-    def _entry(cls, r: sqlite3.Row, *, attempts: int) -> OutboxEntry:
+    def _entry(cls, r: Row, *, attempts: int) -> OutboxEntry:
         return OutboxEntry(
             id=r["id"],
             chat_id=r["chat_id"],
@@ -929,10 +1031,12 @@ class Database:
         """
         with self.transaction() as c:
             c.row_factory = sqlite3.Row
+            lock = "" if self.engine == "sqlite" else " FOR UPDATE OF o SKIP LOCKED"
             try:
                 rows = c.execute(
                     self._ENTRY_SELECT + "WHERE " + self._CLAIMABLE
-                    + "AND (o.not_before IS NULL OR o.not_before <= ?) ORDER BY o.id LIMIT ?",
+                    + "AND (o.not_before IS NULL OR o.not_before <= ?) ORDER BY o.id LIMIT ?"
+                    + lock,
                     (_ts(now), limit),
                 ).fetchall()
                 taken = {r["id"] for r in rows}
@@ -942,7 +1046,7 @@ class Database:
                     # treats a message's rows together), so they are due as well.
                     siblings = c.execute(
                         self._ENTRY_SELECT + "WHERE " + self._CLAIMABLE
-                        + "AND o.chat_id = ? AND o.item_id = ? AND o.kind = ?",
+                        + "AND o.chat_id = ? AND o.item_id = ? AND o.kind = ?" + lock,
                         (chat_id, item_id, kind),
                     ).fetchall()
                     rows.extend(r for r in siblings if r["id"] not in taken)
