@@ -30,7 +30,8 @@ from bot.health import INTERNAL_LAST_POLL_KEY, INTERNAL_TOTAL_KEY, LAST_POLL_KEY
 from bot.models import Feed, Item, Match, Storyline
 from bot.parsing.feeds import ParsedFeed, parse_feed
 from bot.settings import Settings
-from bot.storage.repository import Database, MatchToStore, RecentMatch
+from bot.storage.ports import PollerStore
+from bot.storage.repository import MatchToStore, RecentMatch
 from bot.storylines.dedupe import DEFAULT_DEDUPE, DedupeConfig, Report, find_duplicates
 from bot.storylines.matcher import Matcher
 
@@ -161,7 +162,7 @@ def collapse(
 
 
 async def collapse_matches(
-    db: Database, matches: Sequence[Match], items: dict[str, Item], now: datetime
+    db: PollerStore, matches: Sequence[Match], items: dict[str, Item], now: datetime
 ) -> list[MatchToStore]:
     """:func:`collapse` against the alerts of the window, both off the event loop.
 
@@ -181,7 +182,7 @@ class Poller:
 
     def __init__(
         self,
-        db: Database,
+        db: PollerStore,
         fetcher: FeedFetcher,
         matcher: Matcher,
         settings: Settings,
@@ -249,6 +250,45 @@ class Poller:
             async with self._matcher_lock:
                 await asyncio.to_thread(self._save_matcher_state)
         await asyncio.to_thread(self._record_pass, report, now)
+        return report
+
+    async def poll_leased(
+        self, worker: str, *, lease: timedelta, batch: int = 50,
+        stopping: Callable[[], bool] = lambda: False,
+    ) -> PassReport:
+        """Poll the due feeds this worker can lease, ``batch`` at a time, until none
+        is left (``storywatch worker``; other workers lease the others).
+
+        A feed's lease ends when its outcome is written; a worker that dies
+        mid-batch leaves its leases to run out, and another worker polls those
+        feeds then. ``stopping`` ends the pass between batches.
+        """
+        slack = timedelta(seconds=min(MAX_DUE_SLACK_SECONDS, self._interval / 10))
+        storylines = await asyncio.to_thread(self._db.active_storylines)
+        reports: list[FeedReport] = []
+        started = datetime.now(UTC)
+        while not stopping():
+            now = datetime.now(UTC)
+            feeds = await asyncio.to_thread(
+                functools.partial(
+                    self._db.lease_due_feeds, now + slack, worker=worker, lease=lease,
+                    limit=batch,
+                )
+            )
+            if not feeds:
+                break
+            results = await asyncio.gather(
+                *(self.poll_feed(f, storylines, now) for f in feeds), return_exceptions=True
+            )
+            for r in results:
+                if isinstance(r, BaseException):
+                    raise r
+            reports.extend(r for r in results if isinstance(r, FeedReport))
+        report = PassReport(tuple(reports))
+        if report.new_items:
+            async with self._matcher_lock:
+                await asyncio.to_thread(self._save_matcher_state)
+        await asyncio.to_thread(self._record_pass, report, started)
         return report
 
     def _record_pass(self, report: PassReport, now: datetime) -> None:

@@ -477,6 +477,75 @@ class Database:
         )
         return [self._feed(r) for r in rows]
 
+    def lease_due_feeds(
+        self, now: datetime, *, worker: str, lease: timedelta, limit: int
+    ) -> list[Feed]:
+        """Lease up to ``limit`` feeds due at ``now`` to ``worker`` until ``now + lease``;
+        a feed leased to another worker is skipped until its lease runs out.
+
+        Writing the poll's outcome (``commit_poll``, ``record_feed_state``) ends
+        the lease and moves the feed's next check past this interval, so each
+        feed is polled by one worker per interval. On PostgreSQL the candidate
+        rows are locked with ``FOR UPDATE SKIP LOCKED``: workers leasing at the
+        same moment take different feeds instead of waiting for each other.
+        """
+        lock = "" if self.engine == "sqlite" else " FOR UPDATE SKIP LOCKED"
+        with self.transaction() as c:
+            rows = c.execute(
+                "SELECT id FROM feeds WHERE (next_check IS NULL OR next_check <= ?) "  # noqa: S608
+                "AND (leased_until IS NULL OR leased_until <= ?) "
+                "ORDER BY next_check IS NOT NULL, next_check, id LIMIT ?" + lock,
+                (_ts(now), _ts(now), limit),
+            ).fetchall()
+            ids = [int(r[0]) for r in rows]
+            if ids:
+                c.execute(
+                    "UPDATE feeds SET leased_until = ?, leased_by = ? "  # noqa: S608
+                    f"WHERE id IN ({_marks(ids)})",
+                    (_ts(now + lease), worker, *ids),
+                )
+        if not ids:
+            return []
+        got = self._query(
+            f"SELECT * FROM feeds WHERE id IN ({_marks(ids)}) "  # noqa: S608
+            "ORDER BY next_check IS NOT NULL, next_check, id",
+            ids,
+        )
+        return [self._feed(r) for r in got]
+
+    def release_feed(self, feed_id: int, worker: str) -> None:
+        """Give a leased feed back unpolled (shutdown): due again at once elsewhere."""
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE feeds SET leased_until = NULL, leased_by = NULL "
+                "WHERE id = ? AND leased_by = ?",
+                (feed_id, worker),
+            )
+
+    def take_lease(self, name: str, holder: str, *, now: datetime, ttl: timedelta) -> bool:
+        """Hold the named lease until ``now + ttl``: True if ``holder`` has it now
+        (it was free, expired, or already its own, then renewed)."""
+        with self.transaction() as c:
+            got = c.execute(
+                "INSERT INTO leases(name, holder, leased_until) VALUES (?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET holder = excluded.holder, "
+                "leased_until = excluded.leased_until "
+                "WHERE leases.holder = excluded.holder OR leases.leased_until <= ?",
+                (name, holder, _ts(now + ttl), _ts(now)),
+            ).rowcount
+        return got > 0
+
+    def drop_lease(self, name: str, holder: str) -> None:
+        """Give the named lease up (a clean stop): another holder may take it at once."""
+        with self.transaction() as c:
+            c.execute("DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder))
+
+    def lease_holder(self, name: str, now: datetime) -> str | None:
+        rows = self._query(
+            "SELECT holder FROM leases WHERE name = ? AND leased_until > ?", (name, _ts(now))
+        )
+        return str(rows[0]["holder"]) if rows else None
+
     def item_count(self, feed_id: int) -> int:
         rows = self._query("SELECT COUNT(*) FROM items WHERE feed_id = ?", (feed_id,))
         return int(rows[0][0])
@@ -495,8 +564,8 @@ class Database:
         c.execute(
             "UPDATE feeds SET etag = ?, last_modified = ?, body_hash = ?, next_check = ?, "
             "consecutive_errors = ?, last_error = ?, last_ok = ?, last_checked = ?, "
-            "title = CASE WHEN title_kept = 1 THEN title ELSE COALESCE(?, title) END "
-            "WHERE id = ?",
+            "title = CASE WHEN title_kept = 1 THEN title ELSE COALESCE(?, title) END, "
+            "leased_until = NULL, leased_by = NULL WHERE id = ?",
             (
                 state.etag,
                 state.last_modified,

@@ -139,6 +139,18 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE feeds ADD COLUMN title_kept INTEGER NOT NULL DEFAULT 0;
     """,
+    # Many workers (issue 16): a feed due for a poll is leased by one worker until
+    # it is polled or the lease runs out; named leases elect one sender.
+    """
+    ALTER TABLE feeds ADD COLUMN leased_until TEXT;
+    ALTER TABLE feeds ADD COLUMN leased_by TEXT;
+    CREATE INDEX feeds_next_check ON feeds(next_check);
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        leased_until TEXT NOT NULL
+    );
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)
