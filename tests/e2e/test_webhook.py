@@ -32,7 +32,7 @@ def post(url: str, update: dict[str, object], secret: str | None) -> int:
         headers["X-Telegram-Bot-Api-Secret-Token"] = secret
     req = urllib.request.Request(url, json.dumps(update).encode(), headers, method="POST")
     try:
-        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - 127.0.0.1
+        with urllib.request.urlopen(req, timeout=10) as resp:
             return int(resp.status)
     except urllib.error.HTTPError as exc:
         return int(exc.code)

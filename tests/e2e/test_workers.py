@@ -12,17 +12,14 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.models import Storyline
-from bot.storage.repository import Database
 from tests.conftest import TOKEN
 from tests.e2e.conftest import REPO, Feed, wait_until
 from tests.support.botconfig import write_config
-from tests.support.engines import fresh_schema
+from tests.support.engines import database_env, open_for_env
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.feed_server import FeedServer
 
@@ -37,20 +34,6 @@ HEADLINES = [
 ]
 CHATS = (501, 502)
 FEEDS = 6
-
-
-@contextmanager
-def database_env(engine: str, tmp: Path) -> Iterator[dict[str, str]]:
-    if engine == "sqlite":
-        yield {}
-        return
-    with fresh_schema() as url:
-        yield {"STORYWATCH_DATABASE_URL": url}
-
-
-def open_db(env: dict[str, str], tmp: Path) -> Database:
-    url = env.get("STORYWATCH_DATABASE_URL")
-    return Database.open_postgres(url) if url else Database.open(tmp / "data" / "storywatch.db")
 
 
 def start_worker(tmp: Path, fake: FakeTelegram, config: Path, env_extra: dict[str, str],
@@ -79,12 +62,12 @@ def start_worker(tmp: Path, fake: FakeTelegram, config: Path, env_extra: dict[st
 def test_three_workers_share_feeds_and_survive_the_sender_killed(
     engine: str, tmp_path: Path, fake: FakeTelegram
 ) -> None:
-    with FeedServer() as server, database_env(engine, tmp_path) as env:
+    with FeedServer() as server, database_env(engine) as env:
         feeds = [Feed(server, f"/f{i}.xml", f"Feed {i}") for i in range(FEEDS)]
         for f in feeds:
             f.publish(f"Old news {f.path}", guid=f"{f.path}-old")
         config = write_config(tmp_path, [f.url for f in feeds])
-        db = open_db(env, tmp_path)
+        db = open_for_env(env, tmp_path / "data")
         now = datetime.now(UTC)
         story = db.add_storyline(Storyline(id=0, title=STORY, shared=True, slug="wang-yi"),
                                  now=now)

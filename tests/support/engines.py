@@ -91,3 +91,20 @@ def integrity_errors() -> tuple[type[Exception], ...]:
     except ImportError:
         return (sqlite3.IntegrityError,)
     return (sqlite3.IntegrityError, psycopg.IntegrityError)
+
+
+@contextmanager
+def database_env(engine: str) -> Iterator[dict[str, str]]:
+    """The environment a ``storywatch`` process needs for ``engine``: nothing for
+    SQLite (its file in STORYWATCH_DATA_DIR), a fresh schema's URL for PostgreSQL."""
+    if engine == "sqlite":
+        yield {}
+        return
+    with fresh_schema() as url:
+        yield {"STORYWATCH_DATABASE_URL": url}
+
+
+def open_for_env(env: dict[str, str], data_dir: Path) -> Database:
+    """The database a process started with ``env`` uses."""
+    url = env.get("STORYWATCH_DATABASE_URL")
+    return Database.open_postgres(url) if url else Database.open(data_dir / "storywatch.db")
