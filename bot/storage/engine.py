@@ -87,15 +87,14 @@ def _questions_to_format(sql: str) -> str:
 
 
 # Columns that hold a point in time: TEXT in SQLite (ISO 8601, UTC), timestamptz here.
+# By name: these, and any column named ``*_at`` or ``*_until`` (new migrations follow it).
 TIMESTAMP_COLUMNS = frozenset({
-    "added_at", "next_check", "last_ok", "last_checked", "published", "first_seen",
-    "last_seen", "created_at", "sent_at", "not_before", "claimed_at", "items_seen_at",
-    "leased_until", "at", "muted_until", "snoozed_until", "last_sent_at", "digest_at",
-    "updated_at", "expires_at",
+    "next_check", "last_ok", "last_checked", "published", "first_seen", "last_seen",
+    "not_before",
 })
 
 _TS_COLUMN = re.compile(
-    r"\b(" + "|".join(sorted(TIMESTAMP_COLUMNS, key=len, reverse=True)) + r")\s+TEXT\b",
+    r"\b(" + "|".join(sorted(TIMESTAMP_COLUMNS)) + r"|\w+_at|\w+_until)\s+TEXT\b",
     re.IGNORECASE,
 )
 
@@ -187,11 +186,11 @@ class PgConn:
         self.raw = raw
 
     def execute(self, sql: str, parameters: Any = ()) -> PgCursor:
-        cur = self.raw.cursor(row_factory=pg_row_factory)
         params = parameters if isinstance(parameters, dict) else tuple(parameters)
-        cur.execute(to_postgres(sql), params)
-        rows = cur.fetchall() if cur.description is not None else []
-        return PgCursor(rows, cur.rowcount)
+        with self.raw.cursor(row_factory=pg_row_factory) as cur:
+            cur.execute(to_postgres(sql), params)
+            rows = cur.fetchall() if cur.description is not None else []
+            return PgCursor(rows, cur.rowcount)
 
     def executemany(self, sql: str, seq: Sequence[Sequence[Any]]) -> PgCursor:
         total = 0
