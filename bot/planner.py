@@ -9,13 +9,20 @@ writes what the plan says (``bot.storage.fanout``). The rules, per chat:
   edit is pending the next ones are folded into it (written as 'dropped');
 - past the hourly limit of messages about the storyline, the match is counted
   into the chat's one pending summary of the storyline, or starts one that is
-  due when the hour's first message is an hour old.
+  due when the hour's first message is an hour old;
+- a chat in digest mode or in its quiet hours, or a digest-only storyline, gets
+  a held row instead: the next digest of the chat gathers it. A repeat of a
+  development still waiting for its digest is held too (it adds an outlet); a
+  repeat of one a digest already told is not told again. The storm bound does
+  not apply to held rows: a digest is already one message.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+
+from bot.delivery.schedule import Delivery, holds
 
 # Alerts per chat and storyline are limited over this window (a storm).
 STORM_WINDOW = timedelta(hours=1)
@@ -50,6 +57,10 @@ class ChatFacts:
     recent: int | None = None
     summary_id: int | None = None
     oldest_recent: datetime | None = None
+    delivery: Delivery = field(default_factory=Delivery)
+    digest_only: bool = False
+    parent_held: bool = False  # the repeated alert waits for (or went into) a digest
+    parent_in_digest: bool = False  # ... and a digest told it already
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,11 +96,32 @@ class StartSummary:
     due: datetime
 
 
-Action = Queue | CountIntoSummary | StartSummary
+@dataclass(frozen=True, slots=True)
+class HoldForDigest:
+    """Write a held row (a 'send', or an 'edit' of ``parent``) for the chat's next digest."""
+
+    chat_id: int
+    parent: int | None
+
+    @property
+    def kind(self) -> str:
+        return "send" if self.parent is None else "edit"
+
+
+Action = Queue | CountIntoSummary | StartSummary | HoldForDigest
 
 
 def plan_chat(facts: ChatFacts, now: datetime, hourly_limit: int | None) -> Action | None:
-    """What to write for one chat; None: nothing (the alert already says "+20 more")."""
+    """What to write for one chat; None: nothing (the alert already says "+20 more",
+    or a digest told the development already)."""
+    wants_digest = holds(facts.delivery, now, digest_only=facts.digest_only)
+    if facts.parent is None:
+        if wants_digest:
+            return HoldForDigest(facts.chat_id, None)
+    elif facts.parent_held:
+        if facts.parent_in_digest:
+            return None
+        return HoldForDigest(facts.chat_id, facts.parent)
     status = "pending"
     if facts.parent is not None:
         if facts.parent_edits >= MAX_EDITS_PER_ALERT:

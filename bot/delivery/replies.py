@@ -54,6 +54,7 @@ class Outgoing:
     buttons: Buttons = ()
     edit_of: int | None = None
     document: tuple[str, bytes] | None = None
+    photo: bytes | None = None  # a PNG, sent with sendPhoto and ``text`` as its caption
 
 
 def keyboard(buttons: Buttons) -> InlineKeyboardMarkup | None:
@@ -182,6 +183,12 @@ class Replier:
             await self._bot.send_document(
                 chat_id, InputFile(content, filename=name), caption=out.text or None,
                 reply_parameters=reply, reply_markup=markup,
+            )
+            return
+        if out.photo is not None:
+            await self._bot.send_photo(
+                chat_id, out.photo, caption=out.text or None, reply_parameters=reply,
+                reply_markup=markup,
             )
             return
         await self._bot.send_message(

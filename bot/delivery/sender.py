@@ -21,6 +21,9 @@ all of them at once (sent with the same message id, retried, failed, given back)
 - other network errors and 5xx -> retry with exponential backoff, ``mark_failed``
   after ``max_attempts``.
 
+Digests (issue 17) go out through the :class:`DigestCourier` each pass builds
+and drains (``bot.delivery.digest_sender``), under the same limiter.
+
 Database calls are short and run in a thread; the Bot is python-telegram-bot's,
 with no rate limiter or retry of its own (those would double-send).
 """
@@ -50,6 +53,7 @@ from telegram.error import (
     TimedOut,
 )
 
+from bot.delivery.digest_sender import DigestCourier
 from bot.delivery.ratelimit import SendLimiter
 from bot.delivery.render import AlertView, Hit, render_html, render_plain, summary_view
 from bot.errors import StorageError
@@ -157,6 +161,14 @@ class Sender:
         # and kept out of lease recovery, so a delivered alert is never resent.
         self._unrecorded: dict[int, tuple[datetime, int | None]] = {}
         self._next_lease_check = 0.0
+        o = self.options
+        self.digests = DigestCourier(
+            db, bot, wait_turn=self._wait_turn, stopping=lambda: self._stopping,
+            utcnow=utcnow, send_timeout=o.send_timeout, uncertain_delay=o.uncertain_delay,
+            backoff=lambda n: min(o.backoff_max, o.backoff_base * 2 ** max(0, n - 1)),
+            max_attempts=o.max_attempts, on_send=on_send, monotonic=monotonic,
+            block=self._limiter.block,
+        )
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -209,11 +221,14 @@ class Sender:
                                     message_id=message_id)
             del self._unrecorded[outbox_id]
             log.info("outbox row %s: delivery recorded after a storage fault", outbox_id)
+        await self.digests.record_unrecorded()
+        await self.digests.build()
         if self._mono() >= self._next_lease_check:
             self._next_lease_check = self._mono() + self.options.lease_check
             recovered = await asyncio.to_thread(
                 self._db.recover_expired_claims, self._now(),
                 timedelta(seconds=self.options.claim_lease), keep=set(self._unrecorded),
+                keep_digests=self.digests.keep(),
             )
             if recovered:
                 log.warning("%d claimed alert(s) outlived their lease; pending again", recovered)
@@ -230,17 +245,17 @@ class Sender:
     # -- one pass -----------------------------------------------------------
 
     async def drain_once(self) -> int:
-        """Claim one batch of due rows and deliver it; returns how many rows were claimed."""
+        """Claim one batch of due rows and the due digests and deliver them; returns how
+        many rows and digests were claimed."""
         entries = await asyncio.to_thread(
             self._db.claim_due_alerts, self._now(), self.options.batch
         )
-        if not entries:
-            return 0
         by_chat: dict[int, list[list[OutboxEntry]]] = {}
         for group in messages_of(entries):
             by_chat.setdefault(group[0].chat_id, []).append(group)
+        digests = asyncio.create_task(self.digests.deliver_due())
         await asyncio.gather(*(self._chat_worker(groups) for groups in by_chat.values()))
-        return len(entries)
+        return len(entries) + await digests
 
     async def _chat_worker(self, groups: list[list[OutboxEntry]]) -> None:
         for index, group in enumerate(groups):

@@ -20,6 +20,8 @@ from typing import Any, Protocol
 class Row(Protocol):
     def __getitem__(self, key: int | str) -> Any: ...
 
+    def __iter__(self) -> Iterator[Any]: ...
+
     def keys(self) -> list[str]: ...
 
 
@@ -53,11 +55,17 @@ def as_datetime(value: str | datetime | None) -> datetime | None:
     return datetime.fromisoformat(value)
 
 
+def timestamp(value: str | datetime) -> datetime:
+    """A stored timestamp that is never NULL, as a ``datetime``."""
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
+
+
 # -- SQL dialect ------------------------------------------------------------
 
 _INSERT_OR_IGNORE = re.compile(r"\bINSERT OR IGNORE INTO\b", re.IGNORECASE)
 _IS_PARAM = re.compile(r"\bIS \?")
 _MAX2 = re.compile(r"\bMAX\(([^(),]+),([^(),]+)\)")
+_INSTR = re.compile(r"\binstr\(", re.IGNORECASE)
 _NAMED = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
 
 
@@ -68,6 +76,7 @@ def to_postgres(sql: str) -> str:
     out = sql.replace("%", "%%")
     out = _IS_PARAM.sub("IS NOT DISTINCT FROM ?", out)
     out = _MAX2.sub(r"GREATEST(\1,\2)", out)  # two-argument MAX is SQLite's scalar max
+    out = _INSTR.sub("strpos(", out)  # instr(text, part) is strpos(text, part)
     if _INSERT_OR_IGNORE.search(out):
         out = _INSERT_OR_IGNORE.sub("INSERT INTO", out)
         returning = out.upper().rfind(" RETURNING ")

@@ -7,14 +7,17 @@ connection. The decisions (edit or send, folded, storm summary) are
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
+from bot.delivery.schedule import Delivery
 from bot.planner import (
     FOLDED,
     MAX_EDITS_PER_ALERT,
     STORM_WINDOW,
     ChatFacts,
     CountIntoSummary,
+    HoldForDigest,
     Queue,
     StartSummary,
     plan_fanout,
@@ -37,18 +40,27 @@ def fan_out(
     hourly_limit: int | None,
 ) -> int:
     """Write the outbox rows of one match; returns how many messages were queued."""
-    chats = [
-        int(r[0])
-        for r in c.execute(
-            "SELECT s.chat_id FROM subscriptions s JOIN chats ch ON ch.id = s.chat_id "
-            "WHERE s.storyline_id = ? AND ch.active = 1 ORDER BY s.chat_id",
-            (storyline_id,),
-        ).fetchall()
+    chats = c.execute(
+        "SELECT s.chat_id, s.digest_only, ch.delivery, ch.digest_times, ch.quiet_hours, ch.tz "
+        "FROM subscriptions s JOIN chats ch ON ch.id = s.chat_id "
+        "WHERE s.storyline_id = ? AND ch.active = 1 ORDER BY s.chat_id",
+        (storyline_id,),
+    ).fetchall()
+    facts = [
+        _facts(c, int(r[0]), storyline_id, dup_id, now, hourly_limit,
+               Delivery.stored(r[2], r[3], r[4], r[5]), bool(r[1]))
+        for r in chats
     ]
-    facts = [_facts(c, chat_id, storyline_id, dup_id, now, hourly_limit) for chat_id in chats]
     written = 0
     for action in plan_fanout(facts, now, hourly_limit):
-        if isinstance(action, Queue):
+        if isinstance(action, HoldForDigest):
+            cur = c.execute(
+                "INSERT OR IGNORE INTO outbox(chat_id, storyline_id, item_id, kind, parent_id, "
+                "status, held, created_at) VALUES (?, ?, ?, ?, ?, 'pending', 1, ?)",
+                (action.chat_id, storyline_id, item_id, action.kind, action.parent, _ts(now)),
+            )
+            written += cur.rowcount if action.parent is None else 0
+        elif isinstance(action, Queue):
             cur = c.execute(
                 "INSERT OR IGNORE INTO outbox(chat_id, storyline_id, item_id, kind, parent_id, "
                 "status, last_error, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -73,22 +85,28 @@ def fan_out(
 
 def _facts(
     c: Conn, chat_id: int, storyline_id: int, dup_id: int | None, now: datetime,
-    hourly_limit: int | None,
+    hourly_limit: int | None, delivery: Delivery, digest_only: bool,
 ) -> ChatFacts:
     parent = _parent(c, chat_id, storyline_id, dup_id)
     edits = waiting = 0
+    held = in_digest = False
     if parent is not None:
         row = c.execute(
             "SELECT COUNT(*), COALESCE(SUM(CASE WHEN status = 'pending' THEN 1 ELSE 0 END), 0) "
             "FROM outbox WHERE parent_id = ?", (parent,),
         ).fetchone()
         edits, waiting = int(row[0]), int(row[1])
+        row = c.execute("SELECT held, digest_id FROM outbox WHERE id = ?", (parent,)).fetchone()
+        held, in_digest = bool(row[0]), row[1] is not None
+    base = ChatFacts(chat_id, parent, edits, waiting, delivery=delivery,
+                     digest_only=digest_only, parent_held=held, parent_in_digest=in_digest)
     if hourly_limit is None:
-        return ChatFacts(chat_id, parent, edits, waiting)
-    # Alerts and "+N more" edits count; summaries and folded edits do not.
+        return base
+    # Alerts and "+N more" edits count; summaries, folded edits and alerts that went
+    # into a digest (one message for them all) do not.
     row = c.execute(
         "SELECT COUNT(*), MIN(created_at) FROM outbox WHERE chat_id = ? AND storyline_id = ? "
-        "AND created_at > ? AND summary_count = 0 AND status != 'dropped'",
+        "AND created_at > ? AND summary_count = 0 AND status != 'dropped' AND held = 0",
         (chat_id, storyline_id, _ts(now - STORM_WINDOW)),
     ).fetchone()
     summary = c.execute(
@@ -96,9 +114,8 @@ def _facts(
         "AND summary_count > 0 AND status = 'pending'",
         (chat_id, storyline_id),
     ).fetchone()
-    return ChatFacts(
-        chat_id, parent, edits, waiting, recent=int(row[0]),
-        summary_id=None if summary is None else int(summary[0]),
+    return replace(
+        base, recent=int(row[0]), summary_id=None if summary is None else int(summary[0]),
         oldest_recent=as_datetime(row[1]),
     )
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from bot.models import Feed, FeedState, Item, Storyline
 
 if TYPE_CHECKING:
+    from bot.storage.digests import DigestJob
     from bot.storage.repository import (
         ChatFigures,
         MatchRow,
@@ -182,7 +183,12 @@ class OutboxStore(Protocol):
     def recover_in_flight(self) -> int: ...
 
     def recover_expired_claims(
-        self, now: datetime, lease: timedelta, *, keep: Collection[int] = ()
+        self,
+        now: datetime,
+        lease: timedelta,
+        *,
+        keep: Collection[int] = (),
+        keep_digests: Collection[int] = (),
     ) -> int: ...
 
     def outbox_counts(self) -> dict[str, int]: ...
@@ -212,7 +218,25 @@ class PollerStore(FeedStore, PollWrites, MetaStore, MatcherStateStore, LeaseStor
     def active_storylines(self) -> list[Storyline]: ...
 
 
-class SenderStore(OutboxStore, MetaStore, Protocol):
+class DigestStore(Protocol):
+    """Digests: built when their time comes, claimed and sent part by part."""
+
+    def build_due_digests(self, now: datetime) -> list[int]: ...
+
+    def claim_due_digests(self, now: datetime, limit: int) -> list[DigestJob]: ...
+
+    def digest_part_sent(
+        self, digest_id: int, index: int, *, message_id: int | None, now: datetime
+    ) -> None: ...
+
+    def release_digest(
+        self, digest_id: int, *, not_before: datetime, error: str, counted: bool = False
+    ) -> None: ...
+
+    def fail_digest(self, digest_id: int, error: str) -> None: ...
+
+
+class SenderStore(OutboxStore, DigestStore, MetaStore, Protocol):
     """What delivery needs (``bot.delivery.sender``): the outbox, and the chat
     changes Telegram reports (blocked, migrated)."""
 

@@ -21,12 +21,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bot.delivery.schedule import Delivery
 from bot.errors import ConfigError
 from bot.models import Feed, FeedState, Item, Match, Storyline
 from bot.parsing.normalize import content_key
 from bot.planner import alerts_allowed
-from bot.storage import faults
-from bot.storage.engine import Conn, PgConn, Row, as_datetime
+from bot.storage import digests, faults
+from bot.storage.digests import DigestJob
+from bot.storage.engine import Conn, PgConn, Row, as_datetime, timestamp
 from bot.storage.fanout import fan_out
 from bot.storage.schema import migrate, migrate_postgres
 
@@ -158,6 +160,16 @@ class MatchRow:
     created_at: datetime
     item: Item
     duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineRow:
+    """One development of a storyline: its item, when it matched, and the reports
+    collapsed into it as the same development."""
+
+    item: Item
+    matched_at: datetime
+    duplicates: tuple[Item, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -909,7 +921,7 @@ class Database:
         return [
             MatchRow(
                 r["storyline_id"], r["storyline_title"], r["score"], r["reason"],
-                as_datetime(r["matched_at"]) or since, self._item(r),
+                timestamp(r["matched_at"]), self._item(r),
                 r["duplicate_of"] is not None,
             )
             for r in rows
@@ -957,6 +969,11 @@ class Database:
                 "WHERE chat_id = ? AND status IN ('pending', 'sending')",
                 (reason, chat_id),
             )
+            c.execute(
+                "UPDATE digests SET status = 'dropped', last_error = ? "
+                "WHERE chat_id = ? AND status IN ('pending', 'sending')",
+                (reason, chat_id),
+            )
 
     def migrate_chat(self, old_id: int, new_id: int) -> None:
         """Follow a group that became a supergroup to its new id: its subscriptions,
@@ -987,6 +1004,11 @@ class Database:
                     "AND n.kind = outbox.kind)",
                     (new_id, old_id, new_id),
                 )
+                c.execute(
+                    "UPDATE digests SET chat_id = ? WHERE chat_id = ? AND NOT EXISTS ("
+                    "SELECT 1 FROM digests n WHERE n.chat_id = ? AND n.slot = digests.slot)",
+                    (new_id, old_id, new_id),
+                )
                 c.execute("DELETE FROM chats WHERE id = ?", (old_id,))
 
     def chat_tz(self, chat_id: int) -> str | None:
@@ -996,6 +1018,119 @@ class Database:
     def set_chat_tz(self, chat_id: int, tz: str | None) -> None:
         with self.transaction() as c:
             c.execute("UPDATE chats SET tz = ? WHERE id = ?", (tz, chat_id))
+
+    # -- delivery: instant, digests, quiet hours (issue 17) -------------------
+
+    def chat_delivery(self, chat_id: int) -> Delivery:
+        rows = self._query(
+            "SELECT delivery, digest_times, quiet_hours, tz FROM chats WHERE id = ?", (chat_id,)
+        )
+        if not rows:
+            return Delivery()
+        r = rows[0]
+        return Delivery.stored(r["delivery"], r["digest_times"], r["quiet_hours"], r["tz"])
+
+    def set_chat_delivery(
+        self, chat_id: int, mode: str, *, times: str | None = None, quiet: str | None = None
+    ) -> None:
+        """Set the mode, and the digest times or quiet hours when given (kept otherwise)."""
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE chats SET delivery = ?, digest_times = COALESCE(?, digest_times), "
+                "quiet_hours = COALESCE(?, quiet_hours) WHERE id = ?",
+                (mode, times, quiet, chat_id),
+            )
+
+    def set_digest_only(self, chat_id: int, storyline_id: int, on: bool) -> bool:
+        """False if the chat does not follow the storyline."""
+        with self.transaction() as c:
+            return c.execute(
+                "UPDATE subscriptions SET digest_only = ? WHERE chat_id = ? AND storyline_id = ?",
+                (int(on), chat_id, storyline_id),
+            ).rowcount > 0
+
+    def digest_only_storylines(self, chat_id: int) -> list[tuple[int, str]]:
+        rows = self._query(
+            "SELECT s.id, s.title FROM subscriptions x JOIN storylines s ON s.id = x.storyline_id "
+            "WHERE x.chat_id = ? AND x.digest_only = 1 AND s.active = 1 ORDER BY s.id",
+            (chat_id,),
+        )
+        return [(int(r["id"]), str(r["title"])) for r in rows]
+
+    def held_count(self, chat_id: int) -> int:
+        """Alerts of the chat waiting for a digest not built yet."""
+        rows = self._query(
+            "SELECT COUNT(*) FROM outbox o WHERE o.chat_id = ? AND o.held = 1 "
+            "AND o.digest_id IS NULL AND o.status = 'pending' AND o.kind = 'send'",
+            (chat_id,),
+        )
+        return int(rows[0][0])
+
+    def build_due_digests(self, now: datetime) -> list[int]:
+        """Build the digests whose time has come (``storage.digests``); their ids."""
+        # Looked at every second by the sender: the write lock only when one is due.
+        candidates = self._query(digests.CANDIDATES)
+        if not any(digests.due_slot(tuple(r), now) for r in candidates):
+            return []
+        with self.transaction() as c:
+            return digests.build_due(c, now)
+
+    def build_digest_now(self, chat_id: int, now: datetime) -> int | None:
+        """Gather the chat's held alerts into a digest due now (the chat switched to
+        instant: what waited comes at once, as one message)."""
+        with self.transaction() as c:
+            return digests.build_now(c, chat_id, now)
+
+    def claim_due_digests(self, now: datetime, limit: int) -> list[DigestJob]:
+        with self.transaction() as c:
+            return digests.claim(c, now, limit)
+
+    def digest_part_sent(
+        self, digest_id: int, index: int, *, message_id: int | None, now: datetime
+    ) -> None:
+        with self.transaction() as c:
+            digests.part_sent(c, digest_id, index, message_id, now)
+
+    def release_digest(
+        self, digest_id: int, *, not_before: datetime, error: str, counted: bool = False
+    ) -> None:
+        with self.transaction() as c:
+            digests.release(c, digest_id, not_before, error, counted=counted)
+
+    def fail_digest(self, digest_id: int, error: str) -> None:
+        with self.transaction() as c:
+            digests.fail(c, digest_id, error)
+
+    def digest_counts(self) -> dict[str, int]:
+        rows = self._query("SELECT status, COUNT(*) AS n FROM digests GROUP BY status")
+        counts = {"pending": 0, "sending": 0, "sent": 0, "failed": 0, "dropped": 0}
+        counts.update({r["status"]: int(r["n"]) for r in rows})
+        return counts
+
+    # -- timeline -------------------------------------------------------------
+
+    def timeline(self, storyline_id: int) -> list[TimelineRow]:
+        """The storyline's developments (matches that were not duplicates), newest
+        first, each with the reports collapsed into it."""
+        rows = self._query(
+            "SELECT m.created_at AS matched_at, i.* FROM matches m JOIN items i "
+            "ON i.id = m.item_id WHERE m.storyline_id = ? AND m.duplicate_of IS NULL "
+            "ORDER BY COALESCE(i.published, m.created_at) DESC, i.id DESC",
+            (storyline_id,),
+        )
+        dups = self._query(
+            "SELECT m.duplicate_of, i.* FROM matches m JOIN items i ON i.id = m.item_id "
+            "WHERE m.storyline_id = ? AND m.duplicate_of IS NOT NULL ORDER BY i.id",
+            (storyline_id,),
+        )
+        collapsed: dict[int, list[Item]] = {}
+        for d in dups:
+            collapsed.setdefault(int(d["duplicate_of"]), []).append(self._item(d))
+        return [
+            TimelineRow(self._item(r), timestamp(r["matched_at"]),
+                        tuple(collapsed.get(int(r["id"]), ())))
+            for r in rows
+        ]
 
     def chat_figures(self, chat_id: int) -> ChatFigures:
         rows = self._query(
@@ -1083,7 +1218,7 @@ class Database:
 
     # A row the sender may hand out: still wanted, and (for an edit) its parent settled.
     _CLAIMABLE = (
-        "o.status = 'pending' AND ch.active = 1 AND s.active = 1 "
+        "o.status = 'pending' AND o.held = 0 AND ch.active = 1 AND s.active = 1 "
         "AND (o.kind = 'send' OR p.status IN ('sent', 'failed', 'dropped')) "
     )
 
@@ -1204,10 +1339,11 @@ class Database:
         with self.transaction() as c:
             return c.execute(
                 "UPDATE outbox SET status = 'pending' WHERE status = 'sending'"
-            ).rowcount
+            ).rowcount + digests.recover(c, None, None)  # all of them: none is in flight
 
     def recover_expired_claims(
-        self, now: datetime, lease: timedelta, *, keep: Collection[int] = ()
+        self, now: datetime, lease: timedelta, *, keep: Collection[int] = (),
+        keep_digests: Collection[int] = (),
     ) -> int:
         """Claims older than ``lease`` go back to pending, except the ``keep`` ids
         (sends still in flight in this process); returns how many.
@@ -1229,7 +1365,9 @@ class Database:
                 "last_error = 'claim expired; sending again' WHERE id = ? AND status = 'sending'",
                 expired,
             )
-        return len(expired)
+            # Digests are sent by one task each, which writes every outcome itself.
+            stale = digests.recover(c, now, lease, keep=keep_digests)
+        return len(expired) + stale
 
     def outbox_counts(self) -> dict[str, int]:
         rows = self._query("SELECT status, COUNT(*) AS n FROM outbox GROUP BY status")

@@ -9,7 +9,9 @@ transaction so the bot's own writes (and another process) never wait long:
 3. items not seen in their feed for ``items_days``, that are no longer in the
    feed's latest body, have no match left and no outbox row (an item still
    listed by its feed is kept however old, or it would come back as new);
-4. ``meta`` notes about uncertain sends of rows that are no longer pending.
+4. ``meta`` notes about uncertain sends of rows that are no longer pending;
+5. digests sent, failed or dropped more than ``alerts_days`` ago, and the notes
+   about their uncertain parts.
 
 Then ``PRAGMA incremental_vacuum`` returns the freed pages to the file system,
 in steps, when the database was created with ``auto_vacuum=INCREMENTAL``
@@ -54,8 +56,17 @@ _UNCERTAIN_NOTES = (
     "AND CAST(substr(key, 18) AS INTEGER) NOT IN "
     "(SELECT id FROM outbox WHERE status IN ('pending', 'sending')) LIMIT :n)"
 )
+_DIGESTS = (
+    "DELETE FROM digests WHERE id IN (SELECT id FROM digests "
+    "WHERE status IN ('sent', 'failed', 'dropped') AND created_at < :alerts LIMIT :n)"
+)
+_DIGEST_NOTES = (  # digest.uncertain.<digest id>.<part>
+    "DELETE FROM meta WHERE key IN (SELECT key FROM meta WHERE key LIKE 'digest.uncertain.%' "
+    "AND CAST(substr(key, 18, instr(substr(key, 18), '.') - 1) AS INTEGER) NOT IN "
+    "(SELECT id FROM digests WHERE status IN ('pending', 'sending')) LIMIT :n)"
+)
 STEPS = (("outbox", _OUTBOX), ("matches", _MATCHES), ("items", _ITEMS),
-         ("meta", _UNCERTAIN_NOTES))
+         ("meta", _UNCERTAIN_NOTES), ("digests", _DIGESTS), ("meta", _DIGEST_NOTES))
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +116,7 @@ def prune(db: Database, now: datetime, policy: RetentionPolicy) -> PruneReport:
             total += deleted
             if deleted < policy.batch_rows:
                 break
-        report.deleted[table] = total
+        report.deleted[table] = report.deleted.get(table, 0) + total
     _give_back(db, report)
     return report
 

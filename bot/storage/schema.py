@@ -139,6 +139,37 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE feeds ADD COLUMN title_kept INTEGER NOT NULL DEFAULT 0;
     """,
+    # issue 17 (delivery per chat): a chat's delivery mode ('instant', 'digest' at
+    # local times, 'quiet' hours), digest-only storylines, outbox rows held for a
+    # digest, and the digests themselves (built once per slot, sent part by part).
+    """
+    ALTER TABLE chats ADD COLUMN delivery TEXT NOT NULL DEFAULT 'instant';
+    ALTER TABLE chats ADD COLUMN digest_times TEXT;
+    ALTER TABLE chats ADD COLUMN quiet_hours TEXT;
+    ALTER TABLE subscriptions ADD COLUMN digest_only INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE digests (
+        id INTEGER PRIMARY KEY,
+        chat_id INTEGER NOT NULL REFERENCES chats(id) ON DELETE CASCADE ON UPDATE CASCADE,
+        slot TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending'
+            CHECK (status IN ('pending', 'sending', 'sent', 'failed', 'dropped')),
+        parts TEXT NOT NULL,
+        parts_sent INTEGER NOT NULL DEFAULT 0,
+        message_ids TEXT NOT NULL DEFAULT '[]',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        not_before TEXT,
+        claimed_at TEXT,
+        created_at TEXT NOT NULL,
+        sent_at TEXT,
+        last_error TEXT,
+        UNIQUE (chat_id, slot)
+    );
+    CREATE INDEX digests_status ON digests(status, not_before);
+    ALTER TABLE outbox ADD COLUMN held INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE outbox ADD COLUMN digest_id INTEGER REFERENCES digests(id) ON DELETE SET NULL;
+    CREATE INDEX outbox_held ON outbox(chat_id, created_at) WHERE held = 1 AND digest_id IS NULL;
+    CREATE INDEX outbox_digest ON outbox(digest_id);
+    """,
     # Many workers (issue 16): a feed due for a poll is leased by one worker until
     # it is polled or the lease runs out; named leases elect one sender.
     """

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import Enum
 from urllib.parse import urlsplit
 
+from bot.delivery.schedule import format_quiet, format_times, parse_quiet, parse_times
 from bot.storylines.text import STOPWORDS
 
 
@@ -61,8 +62,13 @@ COMMANDS: tuple[CommandSpec, ...] = (
         arg=Arg.STORYLINE, changes=True,
     ),
     CommandSpec(
-        "settings", "[tz ZONE]", "this chat's settings; tz sets the time zone of alerts",
+        "settings", "[tz ZONE | instant | digest TIMES | quiet START-END | digestonly ID on|off]",
+        "this chat's settings: time zone, instant alerts, digests at set times, quiet hours",
         "/settings tz Europe/Paris", arg=Arg.SETTING, changes=True,
+    ),
+    CommandSpec(
+        "timeline", "ID", "a storyline's developments, dated, with a chart per day",
+        "/timeline 3", arg=Arg.STORYLINE,
     ),
     CommandSpec("status", "", "this chat's storylines and alerts, and the bot's health", "/status"),
     CommandSpec("feeds", "", "list the feeds (admins)", "/feeds", admin=True),
@@ -256,15 +262,41 @@ def parse_title(args: str, *, has_reply: bool) -> str | Link | None:
     return title
 
 
+SETTING_NAMES = ("tz", "instant", "digest", "quiet", "digestonly")
+
+
 def parse_setting(args: str) -> Setting:
+    """``tz ZONE``, ``instant``, ``digest [08:00, 18:00]``, ``quiet [22:00-07:00]`` or
+    ``digestonly ID on|off``; times are checked here, zones by the service."""
     words = args.split()
     if not words:
         return Setting(None)
-    if words[0].lower() != "tz":
-        raise UsageError(f"I know one setting, tz. {usage('settings')}")
-    if len(words) != 2:
-        raise UsageError(f"Give one time zone name. {usage('settings')}")
-    return Setting("tz", words[1])
+    name = words[0].lower()
+    rest = " ".join(words[1:])
+    if name not in SETTING_NAMES:
+        raise UsageError(
+            f"I know these settings: {', '.join(SETTING_NAMES)}. {usage('settings')}"
+        )
+    if name == "tz":
+        if len(words) != 2:
+            raise UsageError(f"Give one time zone name. {usage('settings')}")
+        return Setting("tz", words[1])
+    if name == "instant":
+        if rest:
+            raise UsageError("/settings instant takes nothing after it.")
+        return Setting("instant")
+    try:
+        if name == "digest":
+            return Setting("digest", format_times(parse_times(rest)) if rest else "")
+        if name == "quiet":
+            return Setting("quiet", format_quiet(parse_quiet(rest)) if rest else "")
+    except ValueError as exc:
+        example = "08:00, 18:00" if name == "digest" else "22:00-07:00"
+        raise UsageError(f"{exc}. Example: /settings {name} {example}") from None
+    if len(words) != 3 or words[2].lower() not in ("on", "off"):
+        raise UsageError("Say which storyline and on or off, e.g. /settings digestonly 3 on")
+    sid = parse_id("settings", words[1], "storyline")
+    return Setting("digestonly", f"{sid} {words[2].lower()}")
 
 
 def parse(cmd: RawCommand, *, has_reply: bool = False) -> Command:

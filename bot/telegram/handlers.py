@@ -6,7 +6,8 @@
   the reply (``Replier``), quoting the command in groups.
 - Documents in private chats: an admin's OPML feed list, downloaded (``files``) and
   imported (``ChatService.import_opml``); anyone else is told no before any download.
-- Inline buttons (``callback_query``): the ⟨ ⟩ pages of long lists.
+- Inline buttons (``callback_query``): the ⟨ ⟩ pages of long lists, and the
+  delivery choices under ``/settings`` (group administrators only, in groups).
 - ``my_chat_member``: a welcome when the bot joins a group; a chat that removes
   or blocks the bot is marked inactive.
 - A group becoming a supergroup (``migrate_to_chat_id``): its storylines,
@@ -29,7 +30,7 @@ from dataclasses import replace
 from typing import Any
 from weakref import WeakValueDictionary
 
-from telegram import Bot, BotCommand, BotCommandScopeChat, Chat, Message, Update
+from telegram import Bot, BotCommand, BotCommandScopeChat, CallbackQuery, Chat, Message, Update
 from telegram.constants import ChatMemberStatus
 from telegram.error import TelegramError
 from telegram.ext import (
@@ -47,7 +48,7 @@ from bot.parsing.opml import MAX_OPML_BYTES
 from bot.telegram import commands as c
 from bot.telegram.files import DownloadError, download
 from bot.telegram.pages import parse_page_data
-from bot.telegram.service import Caller, ChatService, Reply
+from bot.telegram.service import SETTINGS_BUTTON, Caller, ChatService, Reply
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +177,8 @@ class Handlers:
             if answer is None:
                 return
             self._say(chat, answer.text, msg, answer)
+            if answer.photo is not None:  # after its text, in the chat's order
+                self._replier.send(Outgoing(chat.id, answer.photo_caption, photo=answer.photo))
             for chat_id, text in answer.notices:
                 self._replier.send(Outgoing(chat_id, text))
 
@@ -250,8 +253,13 @@ class Handlers:
         query = update.callback_query
         if query is None:
             return
-        page = parse_page_data(query.data or "")
         message = query.message
+        choice = (query.data or "").split(":")
+        if message is not None and len(choice) == 2 and choice[0] == SETTINGS_BUTTON:
+            await self._setting_button(query, context, message.chat, message.message_id,
+                                       choice[1])
+            return
+        page = parse_page_data(query.data or "")
         if page is None or message is None:
             await query.answer("This button no longer works.")
             return
@@ -266,6 +274,29 @@ class Handlers:
             if reply is not None:
                 self._replier.send(Outgoing(chat.id, reply.text, buttons=reply.buttons,
                                             edit_of=message.message_id))
+
+    async def _setting_button(
+        self, query: CallbackQuery, context: ContextTypes.DEFAULT_TYPE, chat: Chat,
+        message_id: int, mode: str,
+    ) -> None:
+        """A delivery button under /settings: in groups, for the group's admins only."""
+        async with self._lock(chat.id):
+            if self._limiter.check(chat.id, self._mono()) != "allow":
+                await query.answer("Too fast: please wait a few seconds.")
+                return
+            who = Caller(chat_id=chat.id, user_id=query.from_user.id, chat_type=chat.type)
+            if who.in_group:
+                admin = await self._is_group_admin(context.bot, chat.id, who.user_id, None)
+                if not admin:
+                    await query.answer("Only the group's administrators can change this.")
+                    return
+                who = replace(who, group_admin=True)
+            await self._service.register(who)
+            reply = await self._service.delivery_button(mode, who)
+            await query.answer(None if reply is not None else "This button no longer works.")
+            if reply is not None:
+                self._replier.send(Outgoing(chat.id, reply.text, buttons=reply.buttons,
+                                            edit_of=message_id))
 
     async def on_membership(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         change = update.my_chat_member

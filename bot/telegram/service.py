@@ -22,6 +22,8 @@ from datetime import UTC, datetime
 from typing import Any, ParamSpec, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
+from bot.delivery import schedule, timeline
+from bot.delivery.chart import INSTALL_HINT, chart_png
 from bot.delivery.render import format_time, tg_len
 from bot.errors import (
     BlockedAddressError,
@@ -90,6 +92,8 @@ class Reply:
     buttons: tuple[tuple[str, str], ...] = ()
     notices: tuple[tuple[int, str], ...] = ()
     document: tuple[str, bytes] | None = None
+    photo: bytes | None = None  # a PNG sent after the text (the /timeline chart)
+    photo_caption: str = ""
 
 
 Handler = Callable[["ChatService", Any, Caller], Awaitable[Reply]]
@@ -198,7 +202,20 @@ class ChatService:
             return await self._list(who, number)
         if list_name == "feeds" and self.is_admin(who.user_id):
             return await self._feeds_list(number)
+        if list_name.startswith("timeline."):
+            sid = list_name.removeprefix("timeline.")
+            if sid.isdecimal() and len(sid) <= 12:
+                return await self._timeline_page(int(sid), number, who, chart=False)
         return None
+
+    async def delivery_button(self, mode: str, who: Caller) -> Reply | None:
+        """A delivery button under /settings was pressed (group admins checked by the
+        handler); None for a button this bot does not know."""
+        if mode not in ("instant", "digest", "quiet"):
+            return None
+        confirmation = await self._settings_cmd(c.Setting(mode), who)
+        overview = await self._settings_cmd(c.Setting(None), who)
+        return Reply(f"{confirmation.text}\n\n{overview.text}", overview.buttons)
 
     # -- commands -----------------------------------------------------------
 
@@ -413,11 +430,9 @@ class ChatService:
     @handles("settings")
     async def _settings_cmd(self, setting: c.Setting, who: Caller) -> Reply:
         if setting.name is None:
-            tz = await self._run(self._db.chat_tz, who.chat_id) or "UTC"
-            return Reply(
-                f"Settings of this chat:\ntz: {tz} (the time zone of alert times)\n\n"
-                f"Change it: {c.BY_NAME['settings'].example}"
-            )
+            return await self._settings_overview(who)
+        if setting.name != "tz":
+            return await self._delivery_setting(setting, who)
         name = setting.value
         try:
             ZoneInfo(name)
@@ -433,6 +448,7 @@ class ChatService:
     @handles("status")
     async def _status(self, _: None, who: Caller) -> Reply:
         mine = await self._run(self._db.chat_figures, who.chat_id)
+        held = await self._run(self._db.held_count, who.chat_id)
         tz = await self._run(self._db.chat_tz, who.chat_id)
         feeds = await self._run(self._db.list_feeds)
         last_poll = await self._run(self._db.get_meta, "last_poll")
@@ -443,6 +459,7 @@ class ChatService:
         lines = [
             f"This chat: follows {mine.following} storyline(s), {mine.created} created here",
             f"Alerts here: {mine.sent} sent, {mine.pending} pending"
+            + (f" ({held} waiting for a digest)" if held else "")
             + (f", {mine.failed} failed" if mine.failed else ""),
             "",
             f"Bot: feeds {len(ok)} ok, {len(failing)} failing"
@@ -574,9 +591,114 @@ class ChatService:
         return Reply(fit(report.describe(per_section=IMPORT_LINES_SHOWN)))
 
 
+    # -- delivery settings and the timeline (issue 17) -------------------------
+
+    async def _settings_overview(self, who: Caller) -> Reply:
+        d = await self._run(self._db.chat_delivery, who.chat_id)
+        only = await self._run(self._db.digest_only_storylines, who.chat_id)
+        held = await self._run(self._db.held_count, who.chat_id)
+        lines = [
+            "Settings of this chat:",
+            f"tz: {d.tz or 'UTC'} (the time zone of alert and digest times)",
+            f"delivery: {schedule.describe(d)}",
+            "digest only: " + (", ".join(f"#{i} {t}" for i, t in only) if only else "none")
+            + (f" (at {schedule.format_times(d.digest_times)})" if only and d.mode == "instant"
+               else ""),
+        ]
+        if held:
+            lines.append(f"waiting for the next digest: {held} alert(s)")
+        lines += [
+            "",
+            "Choose below, or: /settings instant · /settings digest 08:00, 18:00 · "
+            "/settings quiet 22:00-07:00 · /settings digestonly ID on|off · "
+            f"{c.BY_NAME['settings'].example}",
+        ]
+        labels = {"instant": "Instant", "digest": "Digest", "quiet": "Quiet hours"}
+        buttons = tuple(
+            (("✓ " if d.mode == mode else "") + label, f"{SETTINGS_BUTTON}:{mode}")
+            for mode, label in labels.items()
+        )
+        return Reply(fit("\n".join(lines)), buttons)
+
+    async def _delivery_setting(self, setting: c.Setting, who: Caller) -> Reply:
+        if setting.name == "digestonly":
+            sid_text, state = setting.value.split()
+            sid, on = int(sid_text), state == "on"
+            row = await self._visible(sid, who.chat_id)
+            if row is None:
+                return self._no_such(sid)
+            if not await self._run(self._db.set_digest_only, who.chat_id, sid, on):
+                return Reply(f"This chat doesn't follow #{sid}. /subscribe {sid} first.")
+            d = await self._run(self._db.chat_delivery, who.chat_id)
+            if not on:
+                return Reply(f"#{sid}: {row.storyline.title} follows this chat's delivery "
+                             f"again ({schedule.describe(d)}).")
+            return Reply(f"#{sid}: {row.storyline.title} now comes only in digests, at "
+                         f"{schedule.format_times(schedule.slot_times(d))} ({d.tz or 'UTC'}).")
+        mode = str(setting.name)
+        await self._run(
+            self._db.set_chat_delivery, who.chat_id, mode,
+            times=setting.value or None if mode == "digest" else None,
+            quiet=setting.value or None if mode == "quiet" else None,
+        )
+        d = await self._run(self._db.chat_delivery, who.chat_id)
+        zone_name = d.tz or "UTC"
+        if mode == "instant":
+            waited = await self._run(self._db.held_count, who.chat_id)
+            built = await self._run(self._db.build_digest_now, who.chat_id, self._now())
+            extra = (f" The {waited} alert(s) that were waiting come now, as one digest."
+                     if built is not None else "")
+            return Reply(f"Alerts now come to this chat as they happen.{extra}")
+        first = format_time(schedule.next_slot(d, self._now()), d.tz)
+        if mode == "digest":
+            return Reply(
+                f"Alerts in this chat now come as one digest at "
+                f"{schedule.format_times(d.digest_times)} ({zone_name}); the next is at {first}."
+            )
+        q = d.quiet_hours
+        return Reply(
+            f"Quiet hours {schedule.format_quiet(q)} ({zone_name}): alerts in those hours wait "
+            f"and come as one digest at {q[1]:%H:%M}; at other times they come at once."
+        )
+
+    @handles("timeline")
+    async def _timeline(self, sid: int, who: Caller) -> Reply:
+        return await self._timeline_page(sid, 1, who, chart=True)
+
+    async def _timeline_page(self, sid: int, number: int, who: Caller, *, chart: bool
+                             ) -> Reply:
+        row = await self._visible(sid, who.chat_id)
+        if row is None:
+            return self._no_such(sid)
+        title = row.storyline.title
+        rows = await self._run(self._db.timeline, sid)
+        tz = await self._run(self._db.chat_tz, who.chat_id)
+        if not rows:
+            return Reply(f"#{sid} {title} has no developments yet. Alerts come here when it "
+                         "moves.")
+        photo: bytes | None = None
+        if len(rows) < timeline.CHART_MIN:
+            footer = f"A chart of developments per day comes with {timeline.CHART_MIN} or more."
+        elif chart:
+            photo = await self._run(chart_png, timeline.per_day(rows, tz), f"#{sid} {title}",
+                                    short=f"#{sid}")
+            footer = ("The chart below counts developments per day." if photo is not None else
+                      "No chart: this bot was installed without its charts extra "
+                      f"({INSTALL_HINT}).")
+        else:
+            footer = ""
+        page = paginate(f"timeline.{sid}", timeline.header(sid, title, len(rows)),
+                        timeline.lines(rows, tz), footer, number)
+        caption = f"#{sid} {title}: developments per day ({tz or 'UTC'})"
+        return Reply(page.text, page.buttons, photo=photo, photo_caption=fit(caption, 1024))
+
+
+
 EXPORT_FILE_NAME = "storywatch-feeds.opml"
 # Lines of each list (failed, added, already watched) an import summary shows in a chat.
 IMPORT_LINES_SHOWN = 25
+# Callback data prefix of the /settings delivery buttons.
+SETTINGS_BUTTON = "set"
 
 _UNBOUND = set(c.BY_NAME) ^ set(_HANDLERS)
 if _UNBOUND:  # pragma: no cover - a command added to the table without a handler

@@ -3,10 +3,11 @@
 The real python-telegram-bot client talks to it over HTTP (point
 ``STORYWATCH_TELEGRAM_API_URL`` at :attr:`FakeTelegram.api_url`). It implements
 what the bot uses (getMe, getUpdates with offset and long polling,
-sendMessage, editMessageText, editMessageReplyMarkup, setMyCommands and
-getMyCommands per scope, getChatMember, deleteWebhook, answerCallbackQuery, getFile
-and the file downloads under ``/file/bot<token>/`` (point ``STORYWATCH_TELEGRAM_FILE_URL``
-at :attr:`FakeTelegram.file_url`), sendDocument as a multipart upload...),
+sendMessage, sendPhoto and sendDocument (multipart uploads), editMessageText,
+editMessageReplyMarkup, setMyCommands and getMyCommands per scope, getChatMember,
+deleteWebhook, answerCallbackQuery, getFile and the file downloads under
+``/file/bot<token>/`` (point ``STORYWATCH_TELEGRAM_FILE_URL`` at
+:attr:`FakeTelegram.file_url`)...),
 checks messages the way Telegram does (the HTML subset, balanced tags,
 entities, 4,096 characters, inline keyboards) and records everything per chat.
 Tests inject updates as users and Telegram make them (messages, button presses,
@@ -140,6 +141,8 @@ def _describe_update(u: dict[str, Any]) -> str:
 
 def _describe_sent(mark: str, m: Sent) -> str:
     quote = f" ↩ msg {m.reply_to}" if m.reply_to else ""
+    if m.photo is not None:
+        quote += f" [photo: PNG, {len(m.photo):,} bytes]"
     buttons = ""
     if m.markup:
         labels = [b["text"] for row in m.markup.get("inline_keyboard", []) for b in row]
@@ -173,6 +176,10 @@ def _multipart(ctype: str, raw: bytes) -> dict[str, Any]:
             params[name] = {"filename": filename, "content": payload}
         else:
             params[name] = payload.decode("utf-8")
+    # PTB names the upload in a field ("attach://<name>") or sends it as the field itself.
+    for key, value in list(params.items()):
+        if isinstance(value, str) and value.startswith("attach://"):
+            params[key] = params.get(value.removeprefix("attach://"), value)
     return params
 
 
@@ -213,6 +220,7 @@ class Sent:
     reply_to: int | None = None
     markup: dict[str, Any] | None = None  # the inline keyboard as it stands now
     document: tuple[str, bytes] | None = None  # (file name, content) of a sendDocument
+    photo: bytes | None = None  # sendPhoto: the image as uploaded (``text`` is its caption)
 
     @property
     def current(self) -> str:
@@ -586,6 +594,8 @@ class FakeTelegram:
             return self._get_file(p)
         if method == "sendDocument":
             return self._send_document(p)
+        if method == "sendPhoto":
+            return self._send_photo(p)
         if method == "editMessageText":
             return self._edit(p)
         return 404, {"ok": False, "error_code": 404, "description": "Not Found: method not found"}
@@ -801,6 +811,40 @@ class FakeTelegram:
         if caption:
             message["caption"] = caption
         return 200, {"ok": True, "result": message}
+
+    def _send_photo(self, p: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """sendPhoto with an uploaded file (multipart): a PNG or JPEG, a caption of at
+        most 1,024 characters; recorded like a message, ``text`` being the caption."""
+        chat_id = int(p["chat_id"])
+        fault = self._fault_for("sendPhoto", chat_id)
+        if fault is not None:
+            return self._refuse("sendPhoto", chat_id, fault)
+        upload = p.get("photo")
+        photo = upload.get("content") if isinstance(upload, dict) else upload
+        caption = str(p.get("caption", "") or "")
+        why = None
+        if not isinstance(photo, bytes):
+            why = "there is no photo in the request"
+        elif not photo.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")):
+            why = "IMAGE_PROCESS_FAILED"
+        elif utf16_len(caption) > 1024:
+            why = "message caption is too long"
+        if why is not None:
+            return self._refuse_plain("sendPhoto", chat_id, 400, f"Bad Request: {why}")
+        with self._lock:
+            mid = self._next_message_id
+            self._next_message_id += 1
+            self.sent.append(Sent(chat_id, mid, caption, None, time.time(),
+                                  photo=photo if isinstance(photo, bytes) else None))
+            self.events.append((time.time(), _describe_sent("←", self.sent[-1])))
+            self._lock.notify_all()
+        result = self._message(chat_id, mid, caption)
+        del result["text"]
+        result["photo"] = [{"file_id": f"photo{mid}", "file_unique_id": f"p{mid}",
+                            "width": 640, "height": 320}]
+        if caption:
+            result["caption"] = caption
+        return 200, {"ok": True, "result": result}
 
     def _edit(self, p: dict[str, Any], *, markup_only: bool = False) -> tuple[int, dict[str, Any]]:
         method = "editMessageReplyMarkup" if markup_only else "editMessageText"

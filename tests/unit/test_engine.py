@@ -18,6 +18,7 @@ def test_parameters_conflicts_and_sqlite_scalars_are_rewritten() -> None:
     assert "GREATEST(attempts - 1, 0)" in to_postgres("SET attempts = MAX(attempts - 1, 0)")
     assert to_postgres("SELECT MAX(id) FROM t") == "SELECT MAX(id) FROM t"
     assert to_postgres("BEGIN IMMEDIATE") == "BEGIN"
+    assert to_postgres("SELECT instr(key, '.')") == "SELECT strpos(key, '.')"
 
 
 def test_literals_keep_their_question_marks_and_percent_signs() -> None:
