@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
-import os
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import asynccontextmanager
@@ -85,9 +84,13 @@ def parse_executor() -> Executor:
 
     forkserver, because forking a process that runs threads (the event loop's
     default executor, SQLite) can copy held locks into the child.
+
+    One worker: since plain feeds are read through lxml (``parsing.fastpath``) a
+    first pass of 1,000 feeds costs the pool about 6 CPU-s against about 20 in the
+    bot's own process, so a second worker would wait, idle, and cost ~29 MB
+    (docs/performance.md).
     """
-    workers = max(1, min(2, os.cpu_count() or 1))
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
+    return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("forkserver"))
 
 
 def build_matcher(settings: Settings) -> Matcher:

@@ -60,6 +60,10 @@ ACCEPT_ENCODING = "gzip, deflate"
 MAX_STACKED_ENCODINGS = 3
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+# Bodies of 304s, redirects and error pages up to this size are read to their end so
+# the connection goes back to the pool; httpcore closes a connection whose response
+# was closed unread, which cost one new TCP (and TLS) connection per 304.
+DRAIN_LIMIT = 64 * 1024
 
 
 class RedirectError(FetchError):
@@ -279,6 +283,25 @@ def _mapped_errors(shown: str, host: str) -> Iterator[None]:
         ) from None
 
 
+async def _drain(response: httpx.Response) -> None:
+    """Read a body nobody needs (304, redirect, error page) to its end, when it is
+    small, so the connection is reused; a large or unsized one is left for
+    ``aclose`` to cut, which closes the connection instead."""
+    declared = response.headers.get("content-length", "")
+    status = response.status_code
+    no_body = status == 304 or 100 <= status < 200 or status == 204
+    if not no_body and not (declared.isdigit() and int(declared) <= DRAIN_LIMIT):
+        return
+    read = 0
+    try:
+        async for raw in response.aiter_raw():
+            read += len(raw)
+            if read > DRAIN_LIMIT:
+                return  # the server lied about the length; aclose() drops the connection
+    except httpx.HTTPError:
+        return  # the answer is already known; only the connection is lost
+
+
 class FeedFetcher:
     """Fetches feeds through one shared, guarded httpx client. Use as an async context
     manager or call :meth:`aclose`.
@@ -373,6 +396,7 @@ class FeedFetcher:
                 try:
                     if response.status_code not in REDIRECT_STATUSES:
                         return await self._finish(response, current, shown)
+                    await _drain(response)
                     target = self._redirect_target(response, current, shown, hops)
                 finally:
                     await response.aclose()
@@ -411,8 +435,10 @@ class FeedFetcher:
         status = response.status_code
         headers = {k.lower(): v for k, v in response.headers.items()}
         if status == 304:
+            await _drain(response)
             return self._result(True, b"", headers, current, status)
         if status != 200:
+            await _drain(response)
             retry_after = parse_retry_after(headers.get("retry-after"), now=datetime.now(UTC))
             # The reason phrase is server-chosen text: keep it short and printable.
             reason = "".join(c for c in response.reason_phrase[:60] if c.isprintable())

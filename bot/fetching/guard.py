@@ -26,11 +26,13 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import re
+import select
 import socket
 import ssl
 import typing
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import httpcore
@@ -407,6 +409,53 @@ def _replace_netloc(parts: SplitResult, netloc: str) -> SplitResult:
 # --- httpcore / httpx seams ----------------------------------------------------------
 
 
+def _has_pending_input(sock: socket.socket | None) -> bool:
+    """Whether reading ``sock`` now would not block: data, or the peer's close. A
+    socket that is gone counts as readable (its next read is the end)."""
+    fd = -1 if sock is None else sock.fileno()
+    if fd < 0:
+        return True
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+class _IdleCheckedStream(httpcore.AsyncNetworkStream):
+    """A connection whose "is the idle server gone?" check is one ``poll()``.
+
+    httpcore asks every pooled connection that on every request it queues or
+    finishes; through anyio each answer rebuilt a dict of socket attributes, and
+    that was the largest single cost of a pass of 304s (issue 18). The raw socket
+    is looked up once, at connect, and survives TLS (the same descriptor)."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkStream, sock: socket.socket | None) -> None:
+        self._inner = inner
+        self._sock = sock
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        return await self._inner.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        await self._inner.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+    ) -> httpcore.AsyncNetworkStream:
+        tls = await self._inner.start_tls(ssl_context, server_hostname, timeout)
+        return _IdleCheckedStream(tls, self._sock)
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable":
+            return _has_pending_input(self._sock)
+        return self._inner.get_extra_info(info)
+
+
 class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
     """An httpcore network backend that connects only to addresses the guard checked.
 
@@ -431,13 +480,14 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
         last_error: Exception | None = None
         for ip in addresses:
             try:
-                return await self._inner.connect_tcp(
+                stream = await self._inner.connect_tcp(
                     str(ip),
                     port,
                     timeout=timeout,
                     local_address=local_address,
                     socket_options=socket_options,
                 )
+                return _IdleCheckedStream(stream, stream.get_extra_info("socket"))
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 last_error = exc
         assert last_error is not None

@@ -569,6 +569,13 @@ class Database:
         with self.transaction() as c:
             self._write_state(c, feed_id, state, now, title)
 
+    def record_feed_states(self, states: Sequence[tuple[int, FeedState, datetime]]) -> None:
+        """:meth:`record_feed_state` for many feeds ``(feed_id, state, now)`` in one
+        transaction (a steady pass of 304s writes them in batches)."""
+        with self.transaction() as c:
+            for feed_id, state, now in states:
+                self._write_state(c, feed_id, state, now, None)
+
     @staticmethod
     def _write_state(
         c: Conn, feed_id: int, state: FeedState, now: datetime, title: str | None

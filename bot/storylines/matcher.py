@@ -81,6 +81,7 @@ class SemanticScorer(Protocol):
         ...
 
 
+_MAX_TERM_LENGTH = 40  # characters: longer tokens are not counted in the statistics
 _SCORE_CELLS = 250_000  # items x storyline slots scored in one set of numpy calls
 
 
@@ -150,6 +151,9 @@ class MatcherConfig:
     rhythm_max_hours: float = 24.0 * 14
     max_docs: int = 20_000
     """Corpus statistics are halved beyond this many items: bounded memory, recent IDF."""
+    max_terms: int = 100_000
+    """...and beyond this many distinct terms: a stream of rare words (names, typos,
+    other languages) cannot grow them without bound either (about 15 MB at the cap)."""
     refresh_ratio: float = 0.02
     """Cached profile norms are recomputed when the corpus grew by this share."""
     semantic: SemanticScorer | None = None
@@ -354,11 +358,13 @@ class Matcher:
 
     def _observe_tokens(self, docs: Sequence[list[str]]) -> None:
         for toks in docs:
-            self._df.update(set(toks))
+            # A "word" longer than any word (a URL, base64, a run of CJK no one segmented)
+            # is never a storyline's term: counting it costs memory and nothing else.
+            self._df.update({t for t in toks if len(t) <= _MAX_TERM_LENGTH})
             self._n_docs += 1
         if docs:
             self._idf_cache.clear()
-        if self._n_docs > self.config.max_docs:
+        if self._n_docs > self.config.max_docs or len(self._df) > self.config.max_terms:
             # Halving keeps memory bounded and lets IDF follow the news of the day.
             self._n_docs /= 2
             for tok in list(self._df):

@@ -122,6 +122,37 @@ async def test_conditional_get_etag(server: FeedServer, fetcher: FeedFetcher) ->
     assert server.requests_for("/feed.xml")[1].headers["if-none-match"] == '"v1"'
 
 
+async def test_connection_is_kept_alive_across_304s(server: FeedServer) -> None:
+    # One client, one feed at a time: every fetch after the first can reuse the
+    # connection only if the 304 before it was read to its end.
+    for i in range(5):
+        server.set_route(f"/f{i}.xml", Route(body=RSS, etag=f'"v{i}"'))
+    async with FeedFetcher(
+        FetchOptions(deadline_seconds=10, concurrency=1, per_host=1), allow_private_networks=True
+    ) as one_slot:
+        for _ in range(4):
+            for i in range(5):
+                result = await one_slot.fetch(server.url(f"/f{i}.xml"), FeedState(etag=f'"v{i}"'))
+                assert result.not_modified
+    assert len(server.requests) == 20
+    assert server.connections == 1
+
+
+async def test_connection_is_kept_alive_across_redirects_and_errors(server: FeedServer) -> None:
+    server.set_route("/feed.xml", Route(body=RSS))
+    server.redirect("/old.xml", "/feed.xml")
+    server.set_route("/gone.xml", Route(body=b"gone\n", status=404))
+    async with FeedFetcher(
+        FetchOptions(deadline_seconds=10, concurrency=1, per_host=1), allow_private_networks=True
+    ) as one_slot:
+        for _ in range(3):
+            assert (await one_slot.fetch(server.url("/old.xml"), FeedState())).body == RSS
+            with pytest.raises(HTTPStatusError):
+                await one_slot.fetch(server.url("/gone.xml"), FeedState())
+    assert len(server.requests) == 9
+    assert server.connections == 1
+
+
 async def test_conditional_get_last_modified(server: FeedServer, fetcher: FeedFetcher) -> None:
     lm = "Wed, 01 May 2024 10:00:00 GMT"
     server.set_route("/feed.xml", Route(body=RSS, last_modified=lm))

@@ -98,6 +98,10 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         pass  # keep pytest output clean; the request log is the record
 
+    def setup(self) -> None:
+        super().setup()
+        self.server.owner._connected()
+
     def do_GET(self) -> None:
         with self.server.owner._in_flight():
             self._answer()
@@ -197,6 +201,7 @@ class FeedServer:
         self._stopping = threading.Event()
         self._active = 0
         self._peak = 0
+        self._connections = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -305,6 +310,16 @@ class FeedServer:
         """Most requests served at the same time since start or ``clear_requests``."""
         with self._lock:
             return self._peak
+
+    @property
+    def connections(self) -> int:
+        """TCP connections accepted since start (keep-alive reuse keeps this low)."""
+        with self._lock:
+            return self._connections
+
+    def _connected(self) -> None:
+        with self._lock:
+            self._connections += 1
 
     @contextmanager
     def _in_flight(self) -> Iterator[None]:

@@ -264,3 +264,16 @@ def test_a_batch_scores_each_item_as_alone(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(matcher_module, "_SCORE_CELLS", 1)
     after = [(a.item_key, a.storyline_id, a.score) for a in m.score(items, stories)]
     assert after == before and any(score > 0 for _, _, score in before)
+
+
+def test_statistics_stay_bounded_by_distinct_terms() -> None:
+    """A stream of ever-new words (names, typos, junk) does not grow the term statistics
+    past ``max_terms``; over-long tokens are not counted at all."""
+    m = Matcher(replace(DEFAULT_CONFIG, max_terms=500, max_docs=10**9))
+    words = [f"w{n:05d}x" for n in range(3000)]
+    for start in range(0, len(words), 10):
+        m.observe([_item(f"n{start}", " ".join(words[start:start + 10]) + " tariff tariff")])
+    assert len(m._df) <= 500
+    assert m.idf("tariff") < m.idf("w02995x")  # the common word is still known as common
+    m.observe([_item("long", "x" * 60 + " tariff")])
+    assert "x" * 60 not in m._df

@@ -320,7 +320,26 @@ def test_external_parameter_entity_and_dtd_are_not_loaded(tmp_path: Path) -> Non
 
 
 def test_doctype_guard_is_installed() -> None:
+    # feedparser is imported on first use (the fast path may never need it); the
+    # guard comes with it.
+    assert feeds._feedparser() is feedparser
     assert feedparser.api.replace_doctype is feeds._replace_doctype_without_entities
+
+
+def test_a_parse_worker_imports_no_feedparser_for_a_plain_feed() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from bot.parsing.feeds import parse_feed; "
+        "p = parse_feed(b'<rss version=\"2.0\"><channel><title>t</title><item><title>a</title>"
+        "<guid>1</guid><pubDate>Mon, 06 Jan 2025 08:00:00 GMT</pubDate></item></channel></rss>',"
+        " {}, 'https://n.test/f'); "
+        "print(len(p.items), 'feedparser' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["1", "False"]
 
 
 def test_netscape_rss091_doctype_still_detected() -> None:

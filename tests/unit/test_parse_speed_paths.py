@@ -1,0 +1,96 @@
+"""The two shortcuts of issue 18 give exactly what the slow paths give.
+
+* ``plain_text(x, limit)`` parses a long field only until it has more than ``limit``
+  characters of text: its result must equal cutting the whole field's text.
+* ``parsing.fastpath`` reads plain RSS 2.0 / Atom through lxml: on every document of
+  the feedparser corpus where it answers, ``parse_feed`` must give the same feed title
+  and link and the same items (keys, titles, links, dates, summaries, sources) as with
+  feedparser alone; where it does not answer, feedparser reads the document.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot.errors import ParseError
+from bot.parsing import fastpath
+from bot.parsing.feeds import ParsedFeed, _replace_doctype_without_entities, parse_feed
+from bot.parsing.normalize import plain_text, truncate
+
+CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpora" / "feedparser"
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+_PIECES = st.sampled_from([
+    "word ", "Café ", "  ", "\n", "<p>", "</p>", "<br/>", "<b>", "</b>", "<script>x<y</script>",
+    "<style>p{}</style>", "&amp;", "&lt;", "&#8230;", "&nbsp;", "&am", "<a href=\"x>y\">",
+    "</a>", "<!-- c -->", "<", ">", "&", "\u202e", "\x00", "<div", " class='q'>", "</div>",
+    # Markup-heavy pieces, so the first piece parsed often holds less text than kept.
+    '<span class="a-long-class-name-for-the-styling-of-this-word">', "</span>",
+    '<img src="https://img.example.test/a/very/long/path/to/a/picture.jpg" alt="">',
+    "<script>" + "var x = 1;" * 30 + "</script>",
+])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_PIECES, min_size=0, max_size=800), st.integers(min_value=1, max_value=80))
+def test_plain_text_with_a_limit_equals_cutting_the_whole_text(
+    pieces: list[str], limit: int
+) -> None:
+    raw = "".join(pieces)
+    whole = plain_text(raw)
+    assert plain_text(raw, limit=limit) == (truncate(whole, limit) if len(whole) > limit
+                                            else whole)
+
+
+def test_a_long_description_is_not_parsed_whole() -> None:
+    # The tail is an unclosed comment: parsed, it would swallow nothing before it but
+    # cost the whole 2 MB; the text kept comes from the first paragraphs.
+    raw = "<p>" + "news of the day " * 200 + "</p>" + "<b>x</b>" * 250_000
+    assert plain_text(raw, limit=1000) == truncate(plain_text(raw[:10_000]), 1000)
+
+
+def _parsed(body: bytes, fast: bool) -> ParsedFeed | str:
+    try:
+        return parse_feed(body, {"content-type": "application/xml"},
+                          "http://example.test/feed", now=NOW, use_fast_path=fast)
+    except ParseError as exc:
+        return str(exc)
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="the shared feedparser corpus is absent")
+def test_fast_path_agrees_with_feedparser_on_the_corpus() -> None:
+    answered = 0
+    for path in sorted(CORPUS.rglob("*.xml")):
+        body = path.read_bytes()
+        if fastpath.entries(_replace_doctype_without_entities(body)[1], "application/xml") is None:
+            continue
+        answered += 1
+        fast, slow = _parsed(body, True), _parsed(body, False)
+        assert isinstance(fast, ParsedFeed) and isinstance(slow, ParsedFeed), path
+        assert (fast.title, fast.link) == (slow.title, slow.link), path
+        assert fast.items == slow.items, path
+    assert answered >= 100  # the fast path is exercised, not skipped everywhere
+
+
+@pytest.mark.parametrize("body", [
+    b"<rss version='2.0'><channel><title>t</title><item><title>a&nbsp;b</title></item>"
+    b"</channel></rss>",  # an HTML entity: not XML, feedparser's loose parser reads it
+    b"<rss version='2.0'><channel><item><title>a</title>",  # truncated
+    b"<?xml version='1.0' encoding='iso-8859-1'?><rss version='2.0'><channel><item>"
+    b"<title>caf\xe9</title></item></channel></rss>",
+    b"<rdf:RDF xmlns:rdf='http://www.w3.org/1999/02/22-rdf-syntax-ns#' "
+    b"xmlns='http://purl.org/rss/1.0/'><item><title>r</title></item></rdf:RDF>",
+    b"<rss version='2.0'><channel><item><title>a</title><media:title "
+    b"xmlns:media='http://search.yahoo.com/mrss/'>m</media:title></item></channel></rss>",
+])
+def test_what_the_fast_path_does_not_read_goes_to_feedparser_and_keeps_its_items(
+    body: bytes,
+) -> None:
+    assert fastpath.entries(body, "application/xml") is None
+    fed = parse_feed(body, {}, "http://example.test/feed", now=NOW)
+    assert len(fed.items) == 1
