@@ -35,6 +35,7 @@ from bot.settings import Settings
 from bot.storage.ports import PollerStore
 from bot.storage.repository import MatchToStore, RecentMatch
 from bot.storylines.dedupe import DEFAULT_DEDUPE, DedupeConfig, Report, find_duplicates
+from bot.storylines.feedback import SENSITIVITIES, Example, Steering
 from bot.storylines.matcher import Matcher
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,19 @@ def _host_of(url: str) -> str:
         return ""  # the fetcher refuses it with a message on the feed
 
 
+def load_steering(db: PollerStore) -> Steering:
+    """Every active storyline's feedback and sensitivity, as stored."""
+    examples = [
+        Example(int(r["storyline_id"]), str(r["verdict"]), f"{r['title']} {r['summary']}",
+                int(r["chat_id"]) if r["scope"] == "chat" else None,
+                None if r["score"] is None else float(r["score"]))
+        for r in db.feedback_rows()
+    ]
+    thresholds = {sid: bar for sid, name in db.sensitivities().items()
+                  if (bar := SENSITIVITIES.get(name)) is not None}
+    return Steering(examples, thresholds)
+
+
 def body_digest(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
@@ -218,6 +232,7 @@ class Poller:
         self._max_backoff = settings.file.fetch.max_backoff_seconds
         self._item_cap = settings.file.limits.items_per_feed_poll
         self._unchanged: list[tuple[int, FeedState, datetime]] = []
+        self._steering: Steering | None = None  # users' feedback, read each pass
 
     @property
     def parse_executor(self) -> Executor | None:
@@ -257,6 +272,9 @@ class Poller:
         slack = timedelta(seconds=min(MAX_DUE_SLACK_SECONDS, self._interval / 10))
         feeds = await asyncio.to_thread(self._db.due_feeds, now + slack)
         storylines = await asyncio.to_thread(self._db.active_storylines)
+        steering = await asyncio.to_thread(load_steering, self._db)
+        async with self._matcher_lock:
+            self._steer(steering)
         try:
             reports = await self._stream(feeds, storylines, now)
         finally:
@@ -359,6 +377,9 @@ class Poller:
         """
         slack = timedelta(seconds=min(MAX_DUE_SLACK_SECONDS, self._interval / 10))
         storylines = await asyncio.to_thread(self._db.active_storylines)
+        steering = await asyncio.to_thread(load_steering, self._db)
+        async with self._matcher_lock:
+            self._steer(steering)
         reports: list[FeedReport] = []
         started = datetime.now(UTC)
         while not stopping():
@@ -383,6 +404,34 @@ class Poller:
                 await asyncio.to_thread(self._save_matcher_state)
         await asyncio.to_thread(self._record_pass, report, started)
         return report
+
+    def _steer(self, steering: Steering) -> None:
+        """Install this pass's feedback and sensitivities on the matcher (a fresh
+        read of storage each pass: a press counts from the next poll on)."""
+        m = self._matcher
+        base = float(getattr(getattr(m, "hybrid", None), "threshold", m.config.threshold))
+        self._steering = steering
+        m.review = functools.partial(steering.review, m, base) if steering else None
+
+    def _exclusions(
+        self, found: Sequence[Match], items: dict[str, Item], storylines: Sequence[Storyline]
+    ) -> dict[tuple[str, int], set[int]]:
+        """Chats whose own 👎 on a shared storyline rules a match out for them."""
+        steering = self._steering
+        if steering is None:
+            return {}
+        m = self._matcher
+        base = float(getattr(getattr(m, "hybrid", None), "threshold", m.config.threshold))
+        by_id = {s.id: s for s in storylines}
+        out: dict[tuple[str, int], set[int]] = {}
+        for match in found:
+            s = by_id.get(match.storyline_id)
+            if s is None or not steering.has_exclusions(s.id):
+                continue
+            chats = steering.excluded_chats(s, items[match.item_key], match.score, base, m.idf)
+            if chats:
+                out[(match.item_key, s.id)] = chats
+        return out
 
     def _record_pass(self, report: PassReport, now: datetime) -> None:
         internal = report.internal_errors
@@ -448,9 +497,13 @@ class Poller:
         ) if feed.primed else set()
         new = [i for k, i in items.items() if k not in known]
         to_store: list[MatchToStore] = []
+        excluded: dict[tuple[str, int], set[int]] = {}
         if feed.primed and new:
             async with self._matcher_lock:
                 found = await asyncio.to_thread(self._matcher.match, new, storylines)
+                if found:
+                    excluded = await asyncio.to_thread(
+                        self._exclusions, found, items, storylines)
             if found:
                 to_store = await collapse_matches(self._db, found, items, now)
         elif new:
@@ -464,6 +517,7 @@ class Poller:
             self._db.commit_poll, feed.id, state, now=now, title=parsed.title,
             items=list(items.values()), matches=to_store, capped=parsed.skipped,
             hourly_limit=self._settings.file.limits.alerts_per_storyline_hour,
+            excluded=excluded,
         )
         return replace(
             report, title=parsed.title or feed.title, new_items=commit.new_items,

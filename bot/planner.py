@@ -4,6 +4,8 @@ Pure functions over facts the storage read (``ChatFacts``); the storage only
 writes what the plan says (``bot.storage.fanout``). The rules, per chat:
 
 - nothing is alerted from a feed's first good poll (it primes the feed);
+- a chat that muted the storyline gets nothing, nor one whose own 👎 on a shared
+  storyline ruled the item out;
 - a match that repeats an alert the chat has becomes an "edit" row ("+N more"
   on that message); at most ``MAX_EDITS_PER_ALERT`` per alert, and while one
   edit is pending the next ones are folded into it (written as 'dropped');
@@ -61,6 +63,8 @@ class ChatFacts:
     digest_only: bool = False
     parent_held: bool = False  # the repeated alert waits for (or went into) a digest
     parent_in_digest: bool = False  # ... and a digest told it already
+    muted: bool = False  # the chat muted the storyline for now
+    excluded: bool = False  # the chat's own 👎 on a shared storyline ruled the item out
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +118,8 @@ Action = Queue | CountIntoSummary | StartSummary | HoldForDigest
 def plan_chat(facts: ChatFacts, now: datetime, hourly_limit: int | None) -> Action | None:
     """What to write for one chat; None: nothing (the alert already says "+20 more",
     or a digest told the development already)."""
+    if facts.muted or facts.excluded:
+        return None
     wants_digest = holds(facts.delivery, now, digest_only=facts.digest_only)
     if facts.parent is None:
         if wants_digest:

@@ -41,7 +41,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from telegram import Bot, LinkPreviewOptions, Message
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Message
 from telegram.constants import ParseMode
 from telegram.error import (
     BadRequest,
@@ -53,6 +53,7 @@ from telegram.error import (
     TimedOut,
 )
 
+from bot.delivery.buttons import ButtonState, Row, alert_keyboard
 from bot.delivery.digest_sender import DigestCourier
 from bot.delivery.ratelimit import SendLimiter
 from bot.delivery.render import AlertView, Hit, render_html, render_plain, summary_view
@@ -307,6 +308,7 @@ class Sender:
 
         edit_of: int | None = None
         view = view_of(group)
+        shown = group  # the rows the message names (its buttons act on them)
         if entry.summary_count > 0:
             latest = await asyncio.to_thread(
                 self._db.held_items, entry.chat_id, entry.storyline_id,
@@ -321,18 +323,20 @@ class Sender:
                 more = await asyncio.to_thread(self._db.duplicates_of, _ids(parents))
                 view = view_of(parents, more)
                 edit_of = entry.parent_message_id
+                shown = parents
             # else the parent never reached the chat (failed): tell this as a new alert.
         # Times in the alert are the chat's own (/settings tz).
         view = replace(view, tz=entry.tz)
 
         chat_id = entry.chat_id
+        markup = await self._buttons(shown)
         as_html = True
         for _ in range(3):  # at most: migrate once, fall back to plain once
             text = render_html(view) if as_html else render_plain(view)
             started = self._mono()
             ok = False
             try:
-                message_id = await self._call(chat_id, text, as_html, edit_of)
+                message_id = await self._call(chat_id, text, as_html, edit_of, markup)
                 ok = True
             except RetryAfter as exc:
                 secs = retry_after_seconds(exc) + 0.5
@@ -383,19 +387,41 @@ class Sender:
         await self._retry_or_fail(group, "gave up after migration and plain-text fallback")
         return True
 
-    async def _call(self, chat_id: int, text: str, as_html: bool, edit_of: int | None) -> int:
+    async def _buttons(self, rows: Sequence[OutboxEntry]) -> InlineKeyboardMarkup:
+        """The keyboard under the alert of ``rows`` (👍 👎 🔕 Stop following), as the
+        chat left it: an edit for another outlet redraws it with what was recorded."""
+        first = rows[0]
+        sids = [r.storyline_id for r in rows]
+        states: dict[int, ButtonState] = {}
+        if first.message_id is not None:
+            # A message already in the chat (redrawn for "+N more"): the chat may have
+            # pressed its buttons. A new alert has nothing recorded yet: no database
+            # round trip on the hot path.
+            marks = await asyncio.to_thread(
+                self._db.alert_marks, first.chat_id, first.item_id, sids, self._now()
+            )
+            states = {sid: ButtonState(v, muted, following)
+                      for sid, (v, muted, following) in marks.items()}
+        return markup_of(alert_keyboard(first.id, sids, states,
+                                        feedback=first.summary_count == 0))
+
+    async def _call(
+        self, chat_id: int, text: str, as_html: bool, edit_of: int | None,
+        markup: InlineKeyboardMarkup | None = None,
+    ) -> int:
         parse_mode = ParseMode.HTML if as_html else None
         t = self.options.send_timeout
         no_preview = LinkPreviewOptions(is_disabled=True)
         if edit_of is not None:
             result = await self._bot.edit_message_text(
                 text, chat_id=chat_id, message_id=edit_of, parse_mode=parse_mode,
-                link_preview_options=no_preview, read_timeout=t, write_timeout=t,
+                link_preview_options=no_preview, reply_markup=markup,
+                read_timeout=t, write_timeout=t,
             )
             return result.message_id if isinstance(result, Message) else edit_of
         msg = await self._bot.send_message(
             chat_id, text, parse_mode=parse_mode, link_preview_options=no_preview,
-            read_timeout=t, write_timeout=t,
+            reply_markup=markup, read_timeout=t, write_timeout=t,
         )
         return msg.message_id
 
@@ -456,6 +482,12 @@ class Sender:
             self._db.mark_retry, ids,
             not_before=self._now() + timedelta(seconds=delay), error=error,
         )
+
+
+def markup_of(rows: Sequence[Row]) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        [[InlineKeyboardButton(text, callback_data=d) for text, d in row] for row in rows]
+    )
 
 
 def _ids(rows: Sequence[OutboxEntry]) -> list[int]:

@@ -7,6 +7,7 @@ connection. The decisions (edit or send, folded, storm summary) are
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -38,19 +39,28 @@ def fan_out(
     dup_id: int | None,
     now: datetime,
     hourly_limit: int | None,
+    skip: Collection[int] = (),
 ) -> int:
-    """Write the outbox rows of one match; returns how many messages were queued."""
+    """Write the outbox rows of one match; returns how many messages were queued.
+
+    Chats that muted the storyline get nothing, nor do the ``skip`` chats (their own
+    👎 on a shared storyline ruled this item out for them): the planner says so."""
     chats = c.execute(
-        "SELECT s.chat_id, s.digest_only, ch.delivery, ch.digest_times, ch.quiet_hours, ch.tz "
-        "FROM subscriptions s JOIN chats ch ON ch.id = s.chat_id "
+        "SELECT s.chat_id, s.digest_only, ch.delivery, ch.digest_times, ch.quiet_hours, ch.tz, "
+        "s.muted_until FROM subscriptions s JOIN chats ch ON ch.id = s.chat_id "
         "WHERE s.storyline_id = ? AND ch.active = 1 ORDER BY s.chat_id",
         (storyline_id,),
     ).fetchall()
-    facts = [
-        _facts(c, int(r[0]), storyline_id, dup_id, now, hourly_limit,
-               Delivery.stored(r[2], r[3], r[4], r[5]), bool(r[1]))
-        for r in chats
-    ]
+    facts = []
+    for r in chats:
+        chat_id, muted_until = int(r[0]), as_datetime(r[6])
+        muted = muted_until is not None and muted_until > now
+        if muted or chat_id in skip:
+            # Nothing else about the chat matters: no queries for it.
+            facts.append(ChatFacts(chat_id, muted=muted, excluded=chat_id in skip))
+            continue
+        facts.append(_facts(c, chat_id, storyline_id, dup_id, now, hourly_limit,
+                            Delivery.stored(r[2], r[3], r[4], r[5]), bool(r[1])))
     written = 0
     for action in plan_fanout(facts, now, hourly_limit):
         if isinstance(action, HoldForDigest):

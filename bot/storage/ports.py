@@ -9,11 +9,12 @@ what each component needs. Decisions are not here: see ``bot.planner``.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.models import Feed, FeedState, Item, Storyline
+from bot.storage.engine import Row
 
 if TYPE_CHECKING:
     from bot.storage.digests import DigestJob
@@ -100,6 +101,7 @@ class PollWrites(Protocol):
         matches: Sequence[MatchToStore],
         capped: int = 0,
         hourly_limit: int | None = None,
+        excluded: Mapping[tuple[str, int], Collection[int]] | None = None,
     ) -> PollCommit: ...
 
     def recent_matches(
@@ -219,6 +221,10 @@ class PollerStore(FeedStore, PollWrites, MetaStore, MatcherStateStore, LeaseStor
 
     def active_storylines(self) -> list[Storyline]: ...
 
+    def feedback_rows(self, storyline_id: int | None = None) -> list[Row]: ...
+
+    def sensitivities(self) -> dict[int, str]: ...
+
 
 class DigestStore(Protocol):
     """Digests: built when their time comes, claimed and sent part by part."""
@@ -245,6 +251,10 @@ class SenderStore(OutboxStore, DigestStore, MetaStore, Protocol):
     def deactivate_chat(self, chat_id: int, reason: str) -> None: ...
 
     def migrate_chat(self, old_id: int, new_id: int) -> None: ...
+
+    def alert_marks(
+        self, chat_id: int, item_id: int, storyline_ids: Sequence[int], now: datetime
+    ) -> dict[int, tuple[str | None, bool, bool]]: ...
 
     def held_items(
         self, chat_id: int, storyline_id: int, since: datetime, limit: int

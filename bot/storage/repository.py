@@ -14,7 +14,7 @@ import logging
 import sqlite3
 import threading
 import zlib
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -95,6 +95,8 @@ class StorylineRow:
     subscribers: int
     subscribed: bool
     created_by: int | None
+    sensitivity: str = "normal"
+    muted_until: datetime | None = None  # this chat's mute of it, if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -652,6 +654,7 @@ class Database:
         matches: Sequence[MatchToStore],
         capped: int = 0,
         hourly_limit: int | None = None,
+        excluded: Mapping[tuple[str, int], Collection[int]] | None = None,
     ) -> PollCommit:
         """Write a poll's outcome in ONE transaction: new items, their matches,
         the outbox rows for every active subscribed chat, and the feed state.
@@ -664,6 +667,8 @@ class Database:
         alerted. ``capped`` is how many items the feed listed past the per-poll cap.
         ``hourly_limit`` bounds the alerts one chat gets for one storyline in an
         hour; matches past it are counted in one summary row (``storage.fanout``).
+        ``excluded`` names, per (item key, storyline id), chats not to alert (their
+        own feedback ruled the item out).
         """
         with self.transaction() as c:
             primed = bool(
@@ -726,7 +731,8 @@ class Database:
                         continue
                     match_count += 1
                     alert_count += fan_out(
-                        c, m.match.storyline_id, item_id, dup_id, now, hourly_limit
+                        c, m.match.storyline_id, item_id, dup_id, now, hourly_limit,
+                        (excluded or {}).get((m.match.item_key, m.match.storyline_id), ()),
                     )
             self._write_state(c, feed_id, state, now, title)
             # items_seen_at = the last_seen of every item in this body: retention
@@ -877,15 +883,18 @@ class Database:
             "SELECT s.*, "
             "(SELECT COUNT(*) FROM subscriptions x WHERE x.storyline_id = s.id) AS subscribers, "
             "EXISTS(SELECT 1 FROM subscriptions x WHERE x.storyline_id = s.id "
-            "AND x.chat_id IS ?) AS subscribed "
+            "AND x.chat_id IS ?) AS subscribed, "
+            "(SELECT x.muted_until FROM subscriptions x WHERE x.storyline_id = s.id "
+            "AND x.chat_id IS ?) AS muted_until "
             "FROM storylines s WHERE s.active = 1 AND (? IS NULL OR s.shared = 1 "
             "OR s.created_by = ? OR EXISTS(SELECT 1 FROM subscriptions x "
             "WHERE x.storyline_id = s.id AND x.chat_id = ?)) ORDER BY s.id",
-            (chat_id, chat_id, chat_id, chat_id),
+            (chat_id, chat_id, chat_id, chat_id, chat_id),
         )
         return [
             StorylineRow(
-                self._storyline(r), int(r["subscribers"]), bool(r["subscribed"]), r["created_by"]
+                self._storyline(r), int(r["subscribers"]), bool(r["subscribed"]), r["created_by"],
+                str(r["sensitivity"]), _dt(r["muted_until"]),
             )
             for r in rows
         ]
@@ -989,6 +998,9 @@ class Database:
             c.execute(
                 "UPDATE storylines SET created_by = ? WHERE created_by = ?", (new_id, old_id)
             )
+            # Its feedback (and so its own exclusions) go with it.
+            c.execute("UPDATE OR IGNORE feedback SET chat_id = ? WHERE chat_id = ?",
+                      (new_id, old_id))
             exists = c.execute("SELECT 1 FROM chats WHERE id = ?", (new_id,)).fetchone()
             if exists is None:
                 c.execute("UPDATE chats SET id = ? WHERE id = ?", (new_id, old_id))
@@ -1015,6 +1027,12 @@ class Database:
                     "UPDATE digests SET chat_id = ? WHERE chat_id = ? AND NOT EXISTS ("
                     "SELECT 1 FROM digests n WHERE n.chat_id = ? AND n.slot = digests.slot)",
                     (new_id, old_id, new_id),
+                )
+                c.execute(
+                    "UPDATE subscriptions SET muted_until = (SELECT o.muted_until FROM "
+                    "subscriptions o WHERE o.chat_id = ? AND o.storyline_id = "
+                    "subscriptions.storyline_id) WHERE chat_id = ? AND muted_until IS NULL",
+                    (old_id, new_id),
                 )
                 c.execute("DELETE FROM chats WHERE id = ?", (old_id,))
 
@@ -1397,3 +1415,94 @@ class Database:
                 "AND status = 'sending'",
                 (_ts(not_before), error, *ids),
             )
+
+    # -- steering: feedback on alerts, mutes, sensitivity (issue 15) ---------------
+
+    def record_feedback(
+        self, *, storyline_id: int, chat_id: int, user_id: int | None, item_id: int | None,
+        verdict: str, scope: str, title: str, summary: str, now: datetime,
+    ) -> None:
+        """Store a 👍 / 👎 on an alert; a later press on the same alert replaces it."""
+        with self.transaction() as c:
+            c.execute(
+                "INSERT INTO feedback(storyline_id, chat_id, user_id, item_id, verdict, scope, "
+                "title, summary, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(storyline_id, chat_id, item_id) DO UPDATE SET "
+                "user_id = excluded.user_id, verdict = excluded.verdict, scope = excluded.scope, "
+                "created_at = excluded.created_at",
+                (storyline_id, chat_id, user_id, item_id, verdict, scope, title, summary,
+                 _ts(now)),
+            )
+
+    def feedback_rows(self, storyline_id: int | None = None) -> list[Row]:
+        """Feedback on active storylines (who, when, on what), oldest first; at most the
+        newest 200 per storyline, chat scope and verdict (more would not change much)."""
+        return self._query(
+            "SELECT * FROM (SELECT f.*, (SELECT m.score FROM matches m WHERE m.item_id = "
+            "f.item_id AND m.storyline_id = f.storyline_id) AS score, "
+            "ROW_NUMBER() OVER (PARTITION BY f.storyline_id, "
+            "f.scope, CASE f.scope WHEN 'chat' THEN f.chat_id END, f.verdict "
+            "ORDER BY f.id DESC) AS n FROM feedback f JOIN storylines s "
+            "ON s.id = f.storyline_id AND s.active = 1 "
+            "WHERE ? IS NULL OR f.storyline_id = ?) AS ranked WHERE n <= 200 ORDER BY id",
+            (storyline_id, storyline_id),
+        )
+
+    def alert_marks(
+        self, chat_id: int, item_id: int, storyline_ids: Sequence[int], now: datetime
+    ) -> dict[int, tuple[str | None, bool, bool]]:
+        """Per storyline of an alert: (this chat's verdict on the item, muted now,
+        followed), for drawing its buttons."""
+        out: dict[int, tuple[str | None, bool, bool]] = {}
+        for sid in dict.fromkeys(storyline_ids):
+            verdict = self._query(
+                "SELECT verdict FROM feedback WHERE storyline_id = ? AND chat_id = ? "
+                "AND item_id = ?", (sid, chat_id, item_id),
+            )
+            sub = self._query(
+                "SELECT muted_until FROM subscriptions WHERE chat_id = ? AND storyline_id = ?",
+                (chat_id, sid),
+            )
+            until = as_datetime(sub[0]["muted_until"]) if sub else None
+            muted = until is not None and until > now
+            out[sid] = (verdict[0]["verdict"] if verdict else None, muted, bool(sub))
+        return out
+
+    def set_mute(self, chat_id: int, storyline_id: int, until: datetime | None) -> bool:
+        """Mute (``until`` a time) or unmute (None) a storyline for a chat; False if
+        the chat does not follow it."""
+        with self.transaction() as c:
+            return c.execute(
+                "UPDATE subscriptions SET muted_until = ? WHERE chat_id = ? AND storyline_id = ?",
+                (_ts(until), chat_id, storyline_id),
+            ).rowcount > 0
+
+    def mutes(self, chat_id: int, now: datetime) -> dict[int, datetime]:
+        """The storylines this chat has muted now, with until when."""
+        rows = self._query(
+            "SELECT storyline_id, muted_until FROM subscriptions WHERE chat_id = ? "
+            "AND muted_until > ?", (chat_id, _ts(now)),
+        )
+        return {int(r["storyline_id"]): timestamp(r["muted_until"]) for r in rows}
+
+    def set_sensitivity(self, storyline_id: int, value: str) -> bool:
+        with self.transaction() as c:
+            return c.execute(
+                "UPDATE storylines SET sensitivity = ? WHERE id = ? AND active = 1",
+                (value, storyline_id),
+            ).rowcount > 0
+
+    def sensitivities(self) -> dict[int, str]:
+        """Active storylines whose sensitivity is not "normal"."""
+        rows = self._query(
+            "SELECT id, sensitivity FROM storylines WHERE active = 1 AND sensitivity != 'normal'"
+        )
+        return {int(r["id"]): str(r["sensitivity"]) for r in rows}
+
+    def items_since(self, since: datetime, limit: int) -> list[Item]:
+        """Stored items first seen since ``since``, oldest first (the /track preview)."""
+        rows = self._query(
+            "SELECT * FROM (SELECT * FROM items WHERE first_seen >= ? ORDER BY id DESC LIMIT ?) "
+            "ORDER BY id", (_ts(since), limit),
+        )
+        return [self._item(r) for r in rows]

@@ -170,6 +170,27 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outbox_held ON outbox(chat_id, created_at) WHERE held = 1 AND digest_id IS NULL;
     CREATE INDEX outbox_digest ON outbox(digest_id);
     """,
+    # issue 15: alerts users can steer. Feedback from the buttons under alerts (the
+    # item's text is kept, so the example outlives the item's retention), a chat's
+    # mute of a storyline it follows, and each storyline's sensitivity.
+    """
+    CREATE TABLE feedback (
+        id INTEGER PRIMARY KEY,
+        storyline_id INTEGER NOT NULL REFERENCES storylines(id) ON DELETE CASCADE,
+        chat_id INTEGER NOT NULL,
+        user_id INTEGER,
+        item_id INTEGER REFERENCES items(id) ON DELETE SET NULL,
+        verdict TEXT NOT NULL CHECK (verdict IN ('up', 'down')),
+        scope TEXT NOT NULL CHECK (scope IN ('storyline', 'chat')),
+        title TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX feedback_once ON feedback(storyline_id, chat_id, item_id);
+    CREATE INDEX feedback_storyline ON feedback(storyline_id, id);
+    ALTER TABLE subscriptions ADD COLUMN muted_until TEXT;
+    ALTER TABLE storylines ADD COLUMN sensitivity TEXT NOT NULL DEFAULT 'normal';
+    """,
     # Many workers (issue 16): a feed due for a poll is leased by one worker until
     # it is polled or the lease runs out; named leases elect one sender.
     """

@@ -40,7 +40,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any, Protocol
@@ -262,6 +262,11 @@ def _postings(
 
 _EMPTY: dict[int, float] = {}
 
+Review = Callable[[Sequence[Item], Sequence[Storyline], list["Assessment"], bool],
+                  list["Assessment"]]
+"""A hook given the verdicts of one batch (every pair, or only the matches) that
+returns them adjusted: users' feedback and sensitivity (bot.storylines.feedback)."""
+
 
 class Matcher:
     """Scores items against storylines; keeps corpus statistics and learned state.
@@ -302,6 +307,8 @@ class Matcher:
         self._caps: Counter[str] = Counter()
         self._lows: Counter[str] = Counter()
         self.roles = RoleBook()
+        # Applied to each batch's verdicts before the matcher learns from them.
+        self.review: Review | None = None
 
     # -- corpus statistics -------------------------------------------------
 
@@ -929,6 +936,8 @@ class Matcher:
         self._observe_tokens(raw)
         facts = self._read(items, learn=True)
         result = self._scan(items, raw, facts, storylines, every_pair=True)
+        if self.review is not None:
+            result = self.review(items, storylines, result, True)
         self._learn_from(result, items, raw)
         return result
 
@@ -938,6 +947,8 @@ class Matcher:
         self._observe_tokens(raw)
         facts = self._read(items, learn=True)
         result = self._scan(items, raw, facts, storylines, every_pair=False)
+        if self.review is not None:
+            result = self.review(items, storylines, result, False)
         self._learn_from(result, items, raw)
         return [Match(a.item_key, a.storyline_id, a.score, a.reason) for a in result]
 

@@ -638,12 +638,15 @@ class HybridMatcher(Matcher):
                 matched = a.matched or (self._allowed(a, cos) and score >= self.hybrid.threshold)
                 score = max(score, a.score) if a.matched else score
                 why = f"{a.reason}; meaning {cos:.2f}" if a.reason else f"meaning {cos:.2f}"
-                out.append(Assessment(a.item_key, a.storyline_id, score, matched, why))
+                out.append(Assessment(a.item_key, a.storyline_id, score, matched, why,
+                                      a.matched or self._allowed(a, cos), a.facets_near))
                 if matched:
                     # The storyline moved: its rhythm follows the decisions actually made.
                     self.note_activity(a.storyline_id, item)
                 if a.matched and a.score >= learn_at:
                     self.learn(a.storyline_id, item)
+        if self.review is not None:  # users' feedback and sensitivity
+            out = self.review(items, storylines, out, True)
         return out
 
     def _allowed(self, a: Assessment, cosine: float) -> bool:

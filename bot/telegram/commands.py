@@ -27,6 +27,7 @@ class Arg(Enum):
     URL = "url"  # one http(s) address
     TITLE = "title"  # a storyline title, or a link; nothing if it answers a message
     SETTING = "setting"  # "NAME VALUE", or nothing to list the settings
+    CHOICE = "choice"  # a storyline id and one of the command's CHOICES
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,19 @@ COMMANDS: tuple[CommandSpec, ...] = (
         "/timeline 3", arg=Arg.STORYLINE,
     ),
     CommandSpec("status", "", "this chat's storylines and alerts, and the bot's health", "/status"),
+    CommandSpec(
+        "test", "TITLE", "preview a storyline: what it looks for and what it would have "
+        "matched this week, creating nothing", "/test Putin trip to China", arg=Arg.TITLE,
+    ),
+    CommandSpec(
+        "mute", "ID [1d|1w|off]", "mute a storyline in this chat for a day, a week, or until "
+        "/mute ID off", "/mute 3 1d", arg=Arg.CHOICE, changes=True,
+    ),
+    CommandSpec(
+        "sensitivity", "ID strict|normal|broad",
+        "how readily a storyline alerts (strict: fewer, broad: more)", "/sensitivity 3 strict",
+        arg=Arg.CHOICE, changes=True,
+    ),
     CommandSpec("feeds", "", "list the feeds (admins)", "/feeds", admin=True),
     CommandSpec(
         "addfeed", "URL", "add a feed (admins)", "/addfeed https://example.org/rss",
@@ -147,7 +161,23 @@ class Setting:
     value: str = ""
 
 
-Value = int | str | Link | Setting | None
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """``/mute 3 1d``, ``/sensitivity 3 strict``: a storyline and one of the command's
+    :data:`CHOICES`; ``choice`` None when none was given."""
+
+    storyline_id: int
+    choice: str | None = None
+
+
+# The words each CHOICE command takes after the id (the first is what none means
+# for /mute: until unmuted, written "on").
+CHOICES: dict[str, tuple[str, ...]] = {
+    "mute": ("1d", "1w", "off"),
+    "sensitivity": ("strict", "normal", "broad"),
+}
+
+Value = int | str | Link | Setting | Choice | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,6 +329,20 @@ def parse_setting(args: str) -> Setting:
     return Setting("digestonly", f"{sid} {words[2].lower()}")
 
 
+def parse_choice(name: str, args: str) -> Choice:
+    words = args.split()
+    if not words:
+        raise UsageError(f"Which storyline? {usage(name)}")
+    sid = parse_id(name, words[0], "storyline")
+    if len(words) == 1:
+        return Choice(sid)
+    options = CHOICES[name]
+    word = words[1].lower()
+    if len(words) > 2 or word not in options:
+        raise UsageError(f"After the id, give one of {', '.join(options)}. {usage(name)}")
+    return Choice(sid, word)
+
+
 def parse(cmd: RawCommand, *, has_reply: bool = False) -> Command:
     """Turn a split command into a parsed one; :class:`UsageError` for bad arguments."""
     spec = BY_NAME.get(cmd.name)
@@ -318,6 +362,8 @@ def parse(cmd: RawCommand, *, has_reply: bool = False) -> Command:
             return Parsed(spec, parse_title(a, has_reply=has_reply))
         case Arg.SETTING:
             return Parsed(spec, parse_setting(a))
+        case Arg.CHOICE:
+            return Parsed(spec, parse_choice(spec.name, a))
     raise AssertionError(f"unhandled argument kind {spec.arg}")  # pragma: no cover
 
 

@@ -30,9 +30,17 @@ from dataclasses import replace
 from typing import Any
 from weakref import WeakValueDictionary
 
-from telegram import Bot, BotCommand, BotCommandScopeChat, CallbackQuery, Chat, Message, Update
+from telegram import (
+    Bot,
+    BotCommand,
+    BotCommandScopeChat,
+    CallbackQuery,
+    Chat,
+    Message,
+    Update,
+)
 from telegram.constants import ChatMemberStatus
-from telegram.error import TelegramError
+from telegram.error import BadRequest, TelegramError
 from telegram.ext import (
     Application,
     CallbackQueryHandler,
@@ -42,13 +50,16 @@ from telegram.ext import (
     filters,
 )
 
+from bot.delivery.buttons import AlertPress, parse_alert_data
 from bot.delivery.ratelimit import CommandLimiter
 from bot.delivery.replies import Outgoing, Replier
+from bot.delivery.sender import markup_of
 from bot.parsing.opml import MAX_OPML_BYTES
 from bot.telegram import commands as c
 from bot.telegram.files import DownloadError, download
 from bot.telegram.pages import parse_page_data
-from bot.telegram.service import SETTINGS_BUTTON, Caller, ChatService, Reply
+from bot.telegram.service import GROUP_ADMINS_ONLY, SETTINGS_BUTTON, Caller, ChatService, Reply
+from bot.telegram.steering import parse_track_data
 
 log = logging.getLogger(__name__)
 
@@ -254,6 +265,14 @@ class Handlers:
         if query is None:
             return
         message = query.message
+        alert = parse_alert_data(query.data or "")
+        if alert is not None and message is not None:
+            await self.on_alert_button(query, alert, context)
+            return
+        preview = parse_track_data(query.data or "")
+        if preview is not None and message is not None:
+            await self.on_track_button(query, preview, context)
+            return
         choice = (query.data or "").split(":")
         if message is not None and len(choice) == 2 and choice[0] == SETTINGS_BUTTON:
             await self._setting_button(query, context, message.chat, message.message_id,
@@ -297,6 +316,74 @@ class Handlers:
             if reply is not None:
                 self._replier.send(Outgoing(chat.id, reply.text, buttons=reply.buttons,
                                             edit_of=message_id))
+
+    async def _may_steer(self, query: CallbackQuery, bot: Bot) -> bool:
+        """In a group, only its administrators change what it follows (as commands)."""
+        chat = query.message.chat if query.message is not None else None
+        if chat is None or chat.type == Chat.PRIVATE:
+            return True
+        admin = await self._is_group_admin(bot, chat.id, query.from_user.id, None)
+        if not admin:
+            await query.answer(GROUP_ADMINS_ONLY if admin is False else CANNOT_CHECK_ADMIN)
+        return bool(admin)
+
+    async def on_alert_button(
+        self, query: CallbackQuery, press: AlertPress, context: ContextTypes.DEFAULT_TYPE
+    ) -> None:
+        """👍 / 👎 / 🔕 / Stop following under an alert: answered with a toast and
+        the keyboard edited in place; no message is sent."""
+        message = query.message
+        assert message is not None
+        chat = message.chat
+        async with self._lock(chat.id):
+            if self._limiter.check(chat.id, self._mono()) != "allow":
+                await query.answer("Too fast: please wait a few seconds.")
+                return
+            if not await self._may_steer(query, context.bot):
+                return
+            tz = await asyncio.to_thread(self._service.db.chat_tz, chat.id)
+            result = await self._service.steerer.press(
+                press, chat_id=chat.id, user_id=query.from_user.id,
+                message_id=message.message_id, tz=tz,
+            )
+            await query.answer(result.text or None)
+            if result.keyboard is None:
+                return
+            try:
+                await query.edit_message_reply_markup(
+                    markup_of(result.keyboard) if result.keyboard else None
+                )
+            except BadRequest as exc:
+                if "not modified" not in exc.message.lower():
+                    log.warning("could not redraw an alert's buttons: %s", exc.message)
+            except TelegramError as exc:
+                # Recorded already and answered; a keyboard left as it was is no error
+                # to tell the chat about (a 429 here must not become "something went wrong").
+                log.warning("could not redraw an alert's buttons: %s", exc.message)
+
+    async def on_track_button(
+        self, query: CallbackQuery, press: tuple[int, str], context: ContextTypes.DEFAULT_TYPE
+    ) -> None:
+        message = query.message
+        assert message is not None
+        chat = message.chat
+        async with self._lock(chat.id):
+            if not await self._may_steer(query, context.bot):
+                return
+            who = Caller(chat_id=chat.id, user_id=query.from_user.id, chat_type=chat.type)
+            reply = await self._service.track_press(press[0], press[1], who)
+            if reply is None:
+                await query.answer("This button is not yours.")
+            elif press[1] == "keep":
+                # The preview stays readable; only its buttons go.
+                await query.answer(reply.text)
+                try:
+                    await query.edit_message_reply_markup(None)
+                except TelegramError as exc:
+                    log.warning("could not remove a preview's buttons: %s", exc.message)
+            else:
+                await query.answer()
+                self._replier.send(Outgoing(chat.id, reply.text, edit_of=message.message_id))
 
     async def on_membership(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         change = update.my_chat_member

@@ -45,6 +45,7 @@ from bot.storage.repository import Database, DuplicateError, StorylineRow
 from bot.storylines.facets import describe, parse_title
 from bot.telegram import commands as c
 from bot.telegram.pages import paginate
+from bot.telegram.steering import Steerer, preview_text, track_data
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -146,6 +147,11 @@ class ChatService:
         self._pages = pages
         self._settings = settings
         self._now = utcnow
+        self.steerer = Steerer(db, settings.env.admins, utcnow)
+
+    @property
+    def db(self) -> Database:
+        return self._db
 
     def is_admin(self, user_id: int | None) -> bool:
         return user_id is not None and user_id in self._settings.env.admins
@@ -300,11 +306,62 @@ class ChatService:
         await self._run(self._db.subscribe, who.chat_id, storyline.id, now=self._now())
         looks_for = describe(parse_title(storyline.title, storyline.aliases))
         seeded = f" (seeded from {source})" if seed else ""
+        if seed:
+            return Reply(fit(
+                f"Tracking #{storyline.id}: {storyline.title}{seeded}\n"
+                f"I'll look for:\n{looks_for}\n\n"
+                f"Alerts come to this chat. /untrack {storyline.id} stops it."
+            ))
+        # A title alone: the preview of what it would have caught, to keep or cancel.
+        found = await self.steerer.preview(storyline)
+        buttons = [("Track it", track_data(storyline.id, "keep")),
+                   ("Cancel", track_data(storyline.id, "cancel"))]
+        buttons += [(f"Follow #{s.id} instead", track_data(storyline.id, f"f{s.id}"))
+                    for s in found.close[:1]]
         return Reply(fit(
-            f"Tracking #{storyline.id}: {storyline.title}{seeded}\n"
-            f"I'll look for:\n{looks_for}\n\n"
-            f"Alerts come to this chat. /untrack {storyline.id} stops it."
-        ))
+            f"Tracking #{storyline.id}: {storyline.title}\n{preview_text(storyline, found)}\n\n"
+            f"Alerts come to this chat. Cancel (or /untrack {storyline.id}) stops it."
+        ), tuple(buttons))
+
+    @handles("test")
+    async def _test(self, title: str | c.Link | None, who: Caller) -> Reply:
+        if not isinstance(title, str):
+            return Reply("Give /test a title, e.g. /test Putin trip to China")
+        trial = Storyline(id=0, title=title)
+        found = await self.steerer.preview(trial)
+        return Reply(fit(f"Preview of “{title}” (nothing created):\n"
+                         f"{preview_text(trial, found)}\n\n/track {title} follows it."))
+
+    @handles("mute")
+    async def _mute(self, choice: c.Choice, who: Caller) -> Reply:
+        if await self._visible(choice.storyline_id, who.chat_id) is None:
+            return self._no_such(choice.storyline_id)
+        tz = await self._run(self._db.chat_tz, who.chat_id)
+        return Reply(await self.steerer.mute(who.chat_id, choice.storyline_id, choice.choice, tz))
+
+    @handles("sensitivity")
+    async def _sensitivity(self, choice: c.Choice, who: Caller) -> Reply:
+        row = await self._visible(choice.storyline_id, who.chat_id)
+        if row is None:
+            return self._no_such(choice.storyline_id)
+        mine = row.created_by == who.chat_id and not row.storyline.shared
+        if choice.choice is not None and not mine and not self.is_admin(who.user_id):
+            return Reply(f"#{row.storyline.id} is not this chat's own storyline; only the bot's "
+                         "admins set a shared one's sensitivity. /mute mutes it here.")
+        return Reply(await self.steerer.sensitivity(row.storyline, choice.choice))
+
+    async def track_press(self, sid: int, action: str, who: Caller) -> Reply | None:
+        """A preview button (Track it / Cancel / Follow #N instead); None: refused."""
+        row = await self._visible(sid, who.chat_id)
+        if row is None or row.created_by != who.chat_id:
+            return None
+        if action == "keep":
+            return Reply(f"Tracking #{sid}: {row.storyline.title}. Alerts come to this chat.")
+        undone = await self._untrack(sid, who)
+        if action == "cancel":
+            return Reply(f"Cancelled. {undone.text}")
+        followed = await self._subscribe(int(action[1:]), who)
+        return Reply(f"{undone.text}\n{followed.text}")
 
     async def _read_page(self, url: str) -> tuple[str, str] | Reply:
         if self._pages is None:
@@ -377,7 +434,11 @@ class ChatService:
             mark = "✓" if r.subscribed else "·"
             kind = "shared" if r.storyline.shared else (
                 "this chat's" if r.created_by == who.chat_id else "followed")
-            lines.append(f"{mark} #{r.storyline.id} {r.storyline.title} ({kind})")
+            extra = "" if r.sensitivity == "normal" else f", {r.sensitivity}"
+            if r.muted_until is not None and r.muted_until > self._now():
+                extra += ", 🔕 muted" + ("" if r.muted_until.year >= 9999
+                                         else f" until {format_time(r.muted_until)}")
+            lines.append(f"{mark} #{r.storyline.id} {r.storyline.title} ({kind}{extra})")
         page = paginate(
             "storylines", f"Storylines (✓ = this chat follows it), {len(rows)} in all", lines,
             "/subscribe ID to follow, /unsubscribe ID to stop.", number,

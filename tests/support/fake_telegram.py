@@ -567,6 +567,8 @@ class FakeTelegram:
         if method == "answerCallbackQuery":
             with self._lock:
                 self.answered_callbacks.append(dict(p))
+                self.events.append((time.time(), f"⚑ answer to {p.get('callback_query_id')}: "
+                                                  f"{_short(str(p.get('text') or '(no text)'))}"))
             return 200, {"ok": True, "result": True}
         if method == "getUpdates":
             return 200, {"ok": True, "result": self._get_updates(p)}

@@ -1,0 +1,234 @@
+"""Feedback that teaches: a simulated user replays each shared benchmark.
+
+For each benchmark file (shared/benchmarks/*.json, FORMAT.md), items are fed to the
+default word matcher one at a time in time order, as in ``storywatch eval``. Per
+storyline, its scored items are split in time: the first 30% (by count) are the
+"teaching" part, the remaining 70% are measured.
+
+- ``none``: no feedback at all (the matcher as shipped).
+- ``user``: during the teaching part, every alert gets a press: 👎 on each false
+  alarm, 👍 on each hit (the gold labels stand for the user's judgement).
+- ``random``: the opposite user, pressing 👎 on 10% of all alerts at random,
+  whatever they are, for the whole stream (three seeds; the median is shown).
+
+Micro F1 / precision / recall on the measured 70% only, for every file. Figures go
+in docs/matching.md ("Feedback"), with this command:
+
+    .venv/bin/python bench/bench_feedback.py [--grid] [FILES...]
+
+``--grid`` also prints 40 FeedbackConfig settings on every file given (how the
+defaults were chosen; several minutes on the five non-uci files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import statistics
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from functools import partial
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bot.evaluation import Benchmark, build_storyline, first_scored, load_benchmark
+from bot.models import Storyline
+from bot.storylines.feedback import DEFAULT_FEEDBACK, Example, FeedbackConfig, Steering
+from bot.storylines.matcher import Matcher
+
+BENCH_DIR = Path(__file__).resolve().parents[2] / "shared" / "benchmarks"
+TEACH_SHARE = 0.30
+RANDOM_SHARE = 0.10
+SEEDS = (1, 2, 3)
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    tp: int
+    fp: int
+    fn: int
+    ups: int = 0  # presses during the replay
+    downs: int = 0
+    fp_taught: int = 0  # measured false alarms of storylines that got a 👎 while teaching
+
+    @property
+    def precision(self) -> float:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0
+
+    @property
+    def recall(self) -> float:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
+
+    @property
+    def f1(self) -> float:
+        d = 2 * self.tp + self.fp + self.fn
+        return 2 * self.tp / d if d else 0.0
+
+    def cell(self) -> str:
+        return f"{self.f1:.3f} / {self.precision:.3f} / {self.recall:.3f}"
+
+
+Presser = Callable[[int, bool, bool, bool], str | None]
+"""(storyline id, matched, on story, in the teaching part) -> "up", "down" or None."""
+
+
+def replay(bench: Benchmark, presser: Presser, config: FeedbackConfig) -> Figures:
+    """Stream ``bench`` through a matcher with feedback; figures on the measured part."""
+    items_by_id = {b.item.key: b.item for b in bench.items}
+    built: list[tuple[Storyline, str, int, int]] = []
+    for i, bs in enumerate(bench.storylines, 1):
+        start = first_scored(bs, bench)
+        cut = start + math.ceil(TEACH_SHARE * (len(bench.items) - start))
+        built.append((build_storyline(i, bs, items_by_id), bs.id, start, cut))
+    matcher = Matcher()
+    steering = Steering(config=config)
+    matcher.review = partial(steering.review, matcher, matcher.config.threshold)
+    tp = fp = fn = ups = downs = fp_taught = 0
+    rejected: set[int] = set()
+    for idx, bitem in enumerate(bench.items):
+        active = [(s, gid, cut) for s, gid, start, cut in built if start <= idx]
+        if not active:
+            matcher.observe([bitem.item])
+            continue
+        by_id = {s.id: (gid, cut) for s, gid, cut in active}
+        text = f"{bitem.item.title} {bitem.item.summary}"
+        for a in matcher.assess([bitem.item], [s for s, _, _ in active]):
+            gid, cut = by_id[a.storyline_id]
+            gold = gid in bitem.labels
+            teaching = idx < cut
+            verdict = presser(a.storyline_id, a.matched, gold, teaching)
+            if verdict is not None:
+                steering.add(Example(a.storyline_id, verdict, text, score=a.score))
+                ups += verdict == "up"
+                downs += verdict == "down"
+                if verdict == "down" and teaching:
+                    rejected.add(a.storyline_id)
+            if teaching:
+                continue
+            tp += a.matched and gold
+            fp += a.matched and not gold
+            fn += (not a.matched) and gold
+            fp_taught += a.matched and not gold and a.storyline_id in rejected
+    return Figures(tp, fp, fn, ups, downs, fp_taught)
+
+
+def no_user(sid: int, matched: bool, gold: bool, teaching: bool) -> str | None:
+    return None
+
+
+def oracle_user(sid: int, matched: bool, gold: bool, teaching: bool) -> str | None:
+    if not (matched and teaching):
+        return None
+    return "up" if gold else "down"
+
+
+def random_user(seed: int) -> Presser:
+    rng = random.Random(seed)
+
+    def press(sid: int, matched: bool, gold: bool, teaching: bool) -> str | None:
+        return "down" if matched and rng.random() < RANDOM_SHARE else None
+
+    return press
+
+
+def median_figures(runs: Sequence[Figures]) -> Figures:
+    return sorted(runs, key=lambda f: f.f1)[len(runs) // 2]
+
+
+def speed(n_storylines: int = 100, n_items: int = 2000, batch: int = 200) -> None:
+    """Items per CPU-second of ``Matcher.match`` (bench_match's synthetic stream) with no
+    feedback, with 10% of the storylines given five 👎 each, and with 10% broad."""
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    import bench_match as bm
+
+    def run(steer: Callable[[list[Storyline], Steering], None]) -> float:
+        bm.RNG.seed(20231017)
+        sls = bm.storylines(n_storylines)
+        t0 = datetime(2024, 1, 1, tzinfo=UTC)
+        m = Matcher()
+        steering = Steering()
+        steer(sls, steering)
+        if steering:
+            m.review = partial(steering.review, m, m.config.threshold)
+        m.match(bm.items(batch, t0), sls)
+        stream = bm.items(n_items, t0 + timedelta(days=1))
+        cpu = time.process_time()
+        for k in range(0, n_items, batch):
+            m.match(stream[k : k + batch], sls)
+        return n_items / (time.process_time() - cpu)
+
+    def rejected(sls: list[Storyline], steering: Steering) -> None:
+        for s in sls[:: 10]:
+            for it in bm.items(5, datetime(2023, 1, 1, tzinfo=UTC)):
+                steering.add(Example(s.id, "down", f"{it.title} {it.summary}", score=0.5))
+
+    def broad(sls: list[Storyline], steering: Steering) -> None:
+        for s in sls[:: 10]:
+            steering.set_threshold(s.id, 0.15)
+
+    print(f"\nmatch() throughput, {n_storylines} storylines, {n_items} items in batches of "
+          f"{batch}; items per CPU-second, median of 3:")
+    for name, steer in (("no feedback", lambda sls, st: None), ("10% with five 👎", rejected),
+                        ("10% broad", broad)):
+        print(f"  {name}: {statistics.median(run(steer) for _ in range(3)):,.0f}", flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("files", nargs="*", type=Path)
+    ap.add_argument("--grid", action="store_true", help="also try a few feedback settings")
+    ap.add_argument("--speed", action="store_true",
+                    help="only the matcher's throughput with and without feedback")
+    args = ap.parse_args(argv)
+    if args.speed:
+        speed()
+        return 0
+    files = args.files or sorted(BENCH_DIR.glob("*.json"))
+    benches = [load_benchmark(f) for f in files]
+    print(f"feedback: {DEFAULT_FEEDBACK}")
+    print("F1 / P / R on the last 70% of each storyline's scored items\n")
+    print("| file | positives measured | no feedback | 👎 on false alarms, 👍 on hits "
+          "(first 30%) | ΔF1 | ΔP | ΔR | presses 👍 / 👎 | false alarms measured: of a "
+          "storyline given a 👎 / all "
+          "| 👎 on 10% of alerts at random (median of 3) | ΔF1 | ΔR |")
+    print("| --- " * 12 + "|")
+    for bench in benches:
+        base = replay(bench, no_user, DEFAULT_FEEDBACK)
+        user = replay(bench, oracle_user, DEFAULT_FEEDBACK)
+        rand = median_figures([replay(bench, random_user(s), DEFAULT_FEEDBACK) for s in SEEDS])
+        print(f"| {bench.name} | {base.tp + base.fn} | {base.cell()} | {user.cell()} "
+              f"| {user.f1 - base.f1:+.3f} | {user.precision - base.precision:+.3f} "
+              f"| {user.recall - base.recall:+.3f} | {user.ups} / {user.downs} "
+              f"| {user.fp_taught} / {user.fp} "
+              f"| {rand.cell()} | {rand.f1 - base.f1:+.3f} | {rand.recall - base.recall:+.3f} |",
+              flush=True)
+    if args.grid:
+        # The similarity penalty alone (bar fixed), then the bar with and without it.
+        grid = [
+            replace(DEFAULT_FEEDBACK, centroid=c, floor=f, weight=w, support=g, raise_bar=0.0)
+            for c in (False, True) for f in (0.1, 0.2) for w in (2.0, 4.0) for g in (0.0, 0.5, 1.0)
+        ] + [
+            replace(DEFAULT_FEEDBACK, weight=w, raise_bar=r, miss_cost=m)
+            for w in (0.0, 2.0) for r in (0.0, 0.1, 0.2, 0.4) for m in (1.0, 2.0)
+        ]
+        print("\n| centroid | floor | weight | support | raise_bar | miss_cost | " + " | ".join(
+            b.name for b in benches) + " | random F1 (seed 1, mean of files) |")
+        print("| --- " * (7 + len(benches)) + "|")
+        for cfg in grid:
+            cells = [replay(b, oracle_user, cfg).cell() for b in benches]
+            r = [replay(b, random_user(1), cfg).f1 for b in benches]
+            print(f"| {cfg.centroid} | {cfg.floor} | {cfg.weight} | {cfg.support} "
+                  f"| {cfg.raise_bar} | {cfg.miss_cost} | " + " | ".join(cells)
+                  + f" | {statistics.mean(r):.3f} |",
+                  flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
