@@ -999,8 +999,13 @@ class Database:
                 "UPDATE storylines SET created_by = ? WHERE created_by = ?", (new_id, old_id)
             )
             # Its feedback (and so its own exclusions) go with it.
-            c.execute("UPDATE OR IGNORE feedback SET chat_id = ? WHERE chat_id = ?",
-                      (new_id, old_id))
+            # A press the new id made on the same alert already wins.
+            c.execute(
+                "UPDATE feedback SET chat_id = ? WHERE chat_id = ? AND NOT EXISTS ("
+                "SELECT 1 FROM feedback n WHERE n.chat_id = ? "
+                "AND n.storyline_id = feedback.storyline_id AND n.item_id = feedback.item_id)",
+                (new_id, old_id, new_id),
+            )
             exists = c.execute("SELECT 1 FROM chats WHERE id = ?", (new_id,)).fetchone()
             if exists is None:
                 c.execute("UPDATE chats SET id = ? WHERE id = ?", (new_id, old_id))
