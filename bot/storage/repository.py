@@ -1508,6 +1508,6 @@ class Database:
         """Stored items first seen since ``since``, oldest first (the /track preview)."""
         rows = self._query(
             "SELECT * FROM (SELECT * FROM items WHERE first_seen >= ? ORDER BY id DESC LIMIT ?) "
-            "ORDER BY id", (_ts(since), limit),
+            "AS newest ORDER BY id", (_ts(since), limit),
         )
         return [self._item(r) for r in rows]
