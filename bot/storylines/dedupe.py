@@ -32,6 +32,7 @@ import numpy as np
 from rapidfuzz import fuzz, process
 
 from bot.models import Item
+from bot.storylines.knowledge import DEVELOPMENT_KINDS
 from bot.storylines.text import (
     STOPWORDS,
     fold,
@@ -77,7 +78,10 @@ class DedupeConfig:
     """...at least this many shared names (Putin, Beijing, Belt, Road): two can be
     one person in one place doing something else ("arrives" / "wins election")..."""
     same_names_share: float = 0.75
-    """...making at least this share of all the names of both titles."""
+    """...making at least this share of all the names of both titles, with..."""
+    same_rest_share: float = 0.5
+    """...at least this share of the shorter title's other words (or their kinds of
+    development: "lands" is "arrives") in the other."""
     max_recent: int = 500
     """Earlier alerts considered per storyline, the newest: a storyline with more
     alerts than this in one window is a firehose, and a rewrite of an older alert
@@ -222,6 +226,9 @@ class Prepared:
     """Its names' and numbers' tokens (:func:`marks`)."""
     names: tuple[frozenset[str], ...]
     """The same, one set per name (:func:`mark_spans`)."""
+    rest: tuple[frozenset[str], ...] = ()
+    """What the title says besides its names, a set per word: the kinds of development
+    a word names ("lands" and "arrives" are both a visit), or the word itself."""
 
 
 def prepare(report: Report, evidence: NameEvidence, config: DedupeConfig = DEFAULT_DEDUPE
@@ -240,7 +247,38 @@ def prepare(report: Report, evidence: NameEvidence, config: DedupeConfig = DEFAU
         mentions=frozenset(title_tokens) | numbers,
         marks=found,
         names=names,
+        rest=_rest(report.title, found),
     )
+
+
+# Each word that reports a kind of development ("lands", "talks"), with its kinds.
+_KINDS_OF: dict[str, frozenset[str]] = {}
+for _kind, _words in DEVELOPMENT_KINDS.items():
+    for _w in _words:
+        _KINDS_OF[_w] = _KINDS_OF.get(_w, frozenset()) | {_kind}
+
+
+def _rest(title: str, names: frozenset[str]) -> tuple[frozenset[str], ...]:
+    out = []
+    for word in words(title):
+        tok = _token(word)
+        if tok is None or tok in names or not _is_word(word):
+            continue
+        out.append(_KINDS_OF.get(fold(word)) or frozenset({tok}))
+    return tuple(out)
+
+
+def _rest_agrees(a: Prepared, b: Prepared, config: DedupeConfig) -> bool:
+    """Whether what the titles say besides their names agrees: most words of the shorter
+    one, or kinds of development ("lands"/"arrives"), are in the other. The same people
+    in the same place doing something else ("discuss joint drills" / "meet business
+    leaders") are two developments."""
+    if not a.rest or not b.rest:
+        return True  # a title of names alone says nothing else
+    short, other = (a.rest, b.rest) if len(a.rest) <= len(b.rest) else (b.rest, a.rest)
+    pool = frozenset().union(*other)
+    agreed = sum(1 for labels in short if labels & pool)
+    return agreed >= config.same_rest_share * len(short)
 
 
 def different_events(a: Prepared, b: Prepared) -> bool:
@@ -271,7 +309,7 @@ def same_development(
         and abs(a.report.published - b.report.published) > config.window
     ):
         return False
-    if title >= config.title_ratio or _same_names(a, b, config):
+    if title >= config.title_ratio or (_same_names(a, b, config) and _rest_agrees(a, b, config)):
         return True
     if not (a.text_sorted and b.text_sorted):
         return False

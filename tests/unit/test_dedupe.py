@@ -204,3 +204,18 @@ def test_a_two_word_name_is_one_name() -> None:
 def test_a_name_dense_sentence_case_title_is_not_title_case() -> None:
     assert _marks("Kremlin says Putin will receive Wang Yi on Thursday in Moscow") == {
         "putin", "wang", "yi", "moscow"}
+
+
+def test_same_names_doing_something_else_are_two_developments() -> None:
+    """The same people in the same place are not enough: what the titles say besides the
+    names must agree (kinds of development count as one: "lands" is "arrives")."""
+    drills = Report("Wang Yi and Russian defence minister discuss joint drills in Moscow",
+                    published=T0)
+    forum = Report("Wang Yi meets Russian business leaders at Moscow forum", published=T0)
+    assert find_duplicate(drills, [forum]) is None
+    invite = Report("Moscow visit: Wang Yi invites Lavrov to Beijing next spring", published=T0)
+    deal = Report("Wang Yi and Lavrov sign energy agreement during Moscow visit", published=T0)
+    assert find_duplicate(invite, [deal]) is None
+    lands = Report("Putin lands in Beijing for Belt and Road forum", published=T0)
+    arrives = Report("Russia's Putin arrives in Beijing for Belt and Road summit", published=T0)
+    assert find_duplicate(arrives, [lands]) is lands
