@@ -57,3 +57,24 @@ def test_past_the_hourly_limit_a_summary_is_started_then_counted_into() -> None:
 def test_a_folded_edit_is_never_held_for_a_storm() -> None:
     facts = ChatFacts(1, parent=7, parent_edits=2, parent_waiting=1, recent=99)
     assert plan_chat(facts, NOW, 3) == Queue(1, 7, "dropped")
+
+
+def test_a_muted_or_self_excluded_chat_gets_nothing_even_a_digest_row() -> None:
+    from bot.delivery.schedule import Delivery
+
+    digest = Delivery(mode="digest")
+    assert plan_chat(ChatFacts(1, muted=True, delivery=digest), NOW, None) is None
+    assert plan_chat(ChatFacts(1, excluded=True, parent=7), NOW, None) is None
+
+
+def test_digest_holding_comes_before_edits_and_storms() -> None:
+    from bot.delivery.schedule import Delivery
+    from bot.planner import HoldForDigest
+
+    held = plan_chat(ChatFacts(1, recent=99, delivery=Delivery(mode="digest")), NOW, 3)
+    assert held == HoldForDigest(1, None) and held.kind == "send"
+    waiting = ChatFacts(1, parent=7, parent_held=True)
+    assert plan_chat(waiting, NOW, None) == HoldForDigest(1, 7)
+    told = ChatFacts(1, parent=7, parent_held=True, parent_in_digest=True)
+    assert plan_chat(told, NOW, None) is None
+    assert plan_chat(ChatFacts(1, digest_only=True), NOW, None) == HoldForDigest(1, None)
