@@ -167,8 +167,9 @@ def test_restart_loses_nothing_and_doubles_nothing(
     news.publish(DEVELOPMENTS[3])  # while it is down
     bot.start()
     news.publish(DEVELOPMENTS[4])  # after the restart
+    # A restart, a 429 backlog and two polls: generous on a loaded machine.
     wait_until(lambda: all(count(c, h) for c in (alice, bob) for h in DEVELOPMENTS),
-               what="every development in both chats")
+               timeout=180, what="every development in both chats")
     sentinel_id = alice.say(f"/track {SENTINEL_STORY}").split("#")[1].split(":")[0]
     share(fake, sentinel_id)
     bob.say(f"/subscribe {sentinel_id}")
