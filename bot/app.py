@@ -25,8 +25,10 @@ import logging
 import signal
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes
@@ -70,14 +72,30 @@ SENDER_GRACE_SECONDS = 5.0
 PRUNE_FIRST_SECONDS = 60.0
 
 
-def run(settings: Settings) -> int:
+@dataclass(frozen=True, slots=True)
+class Mode:
+    """How ``storywatch run`` serves. ``front_end``: commands only, feeds and alerts
+    are the workers' (``storywatch worker``). ``webhook_url``: Telegram posts updates
+    to python-telegram-bot's webhook server on ``listen:port``, which checks the
+    secret token, instead of this process long polling (several front ends)."""
+
+    front_end: bool = False
+    webhook_url: str | None = None
+    listen: str = "0.0.0.0"  # noqa: S104 - a webhook server must be reachable
+    port: int = 8443
+    secret: str | None = None
+
+
+def run(settings: Settings, mode: Mode | None = None) -> int:
     """Run the bot until SIGTERM/SIGINT; returns the exit code."""
+    mode = mode or Mode()
     token = settings.bot_token()  # ConfigError (exit 2) before anything starts
-    configure_logging(settings.file.log_format, settings.file.log_level, [token])
+    configure_logging(settings.file.log_format, settings.file.log_level,
+                      [token, *([mode.secret] if mode.secret else [])])
     # APScheduler logs every job run at INFO: one line a second at short intervals.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     try:
-        return asyncio.run(_main(settings, token))
+        return asyncio.run(_main(settings, token, mode))
     except InvalidToken:
         log.error("Telegram refused the bot token: check TELEGRAM_BOT_TOKEN")
         return 2
@@ -152,7 +170,7 @@ async def _poll_offline(poller: Poller, interval: float) -> None:
         await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
 
 
-async def _main(settings: Settings, token: str) -> int:
+async def _main(settings: Settings, token: str, mode: Mode) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -160,7 +178,10 @@ async def _main(settings: Settings, token: str) -> int:
 
     # Before the database is opened or in-flight alerts are recovered: a second
     # bot must not take the first one's claims for crashed ones.
-    with InstanceLock(settings.database_path):
+    # Workers and front ends on one database coordinate through it (leases); the
+    # lock keeps a second all-in-one bot off a SQLite file.
+    shared = mode.front_end or settings.env.database_url is not None
+    with contextlib.nullcontext() if shared else InstanceLock(settings.database_path):
         db = await asyncio.to_thread(open_database, settings)
         # /track URL reads pages through its own fetcher: the feeds' SSRF rules, size cap
         # and deadline, without taking the feeds' connection slots.
@@ -180,7 +201,8 @@ async def _main(settings: Settings, token: str) -> int:
                 if not await _initialize(app, stop, offline):
                     return 0
                 try:
-                    await _serve(app, settings, db, poller, stop, limiter, replier, handlers)
+                    await _serve(app, settings, db, poller, stop, limiter, replier, handlers,
+                                 mode=mode)
                 finally:
                     await app.shutdown()
         finally:
@@ -198,10 +220,14 @@ async def _serve(
     limiter: SendLimiter,
     replier: Replier,
     handlers: Handlers | None = None,
+    *,
+    mode: Mode | None = None,
 ) -> None:
+    mode = mode or Mode()
     await register_menus(app.bot, sorted(settings.env.admins))
 
-    recovered = await asyncio.to_thread(db.recover_in_flight)
+    # A front end leaves the outbox to the workers' sender: its claims are not ours.
+    recovered = 0 if mode.front_end else await asyncio.to_thread(db.recover_in_flight)
     if recovered:
         log.info("%d alert(s) were in flight at the last stop; they go out again", recovered)
     metrics: Metrics | None = None
@@ -222,7 +248,8 @@ async def _serve(
     sender = Sender(
         db, app.bot, limiter=limiter, on_send=metrics.record_send if metrics else None
     )
-    sender.start()
+    if not mode.front_end:
+        sender.start()
 
     passes: set[asyncio.Task[PassReport]] = set()
 
@@ -276,10 +303,11 @@ async def _serve(
     jq = app.job_queue
     if jq is None:  # pragma: no cover - the job-queue extra is a dependency
         raise ConfigError("python-telegram-bot was installed without its job queue")
-    jq.run_repeating(
-        poll_job, interval=settings.env.poll_interval, first=0.5, name="poll",
-        job_kwargs=dict(POLL_JOB_KWARGS),
-    )
+    if not mode.front_end:
+        jq.run_repeating(
+            poll_job, interval=settings.env.poll_interval, first=0.5, name="poll",
+            job_kwargs=dict(POLL_JOB_KWARGS),
+        )
     jq.run_repeating(
         heartbeat_job, interval=HEARTBEAT_SECONDS, first=0.0, name="heartbeat",
         job_kwargs=dict(POLL_JOB_KWARGS),
@@ -290,11 +318,20 @@ async def _serve(
     )
     updater = app.updater
     assert updater is not None
-    await updater.start_polling(
-        timeout=LONG_POLL_SECONDS,
-        allowed_updates=ALLOWED_UPDATES,
-        drop_pending_updates=False,
-    )
+    if mode.webhook_url is None:
+        await updater.start_polling(
+            timeout=LONG_POLL_SECONDS,
+            allowed_updates=ALLOWED_UPDATES,
+            drop_pending_updates=False,
+        )
+    else:
+        # PTB's server answers 403 to a post without Telegram's secret token header.
+        await updater.start_webhook(
+            listen=mode.listen, port=mode.port,
+            url_path=urlsplit(mode.webhook_url).path.lstrip("/"),
+            webhook_url=mode.webhook_url, secret_token=mode.secret,
+            allowed_updates=ALLOWED_UPDATES, drop_pending_updates=False,
+        )
     await app.start()
     log.info(
         "storywatch running: polling feeds every %.0fs as @%s",

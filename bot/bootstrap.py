@@ -8,6 +8,7 @@ it reads the environment or the clock on its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 from collections.abc import AsyncIterator
@@ -21,7 +22,7 @@ from bot.fetching.client import FeedFetcher
 from bot.parsing.normalize import canonical_url
 from bot.pipeline import Poller
 from bot.settings import Settings
-from bot.storage.repository import Database
+from bot.storage.repository import Database, DuplicateError
 from bot.storage.retention import RetentionPolicy
 from bot.storylines.matcher import Matcher
 from bot.storylines.seedfile import load_seed_dir
@@ -49,16 +50,22 @@ def normalise_feed_url(url: str) -> str:
 def open_database(settings: Settings, *, sync: bool = True) -> Database:
     """Open the database; with ``sync``, add the config's feeds and the seed storylines."""
     storage = settings.file.storage
-    db = Database.open(
-        settings.database_path, busy_timeout=storage.busy_timeout_seconds,
-        lock_attempts=storage.lock_attempts,
-    )
+    database_url = settings.env.database_url
+    if database_url is not None:
+        db = Database.open_postgres(database_url.get_secret_value())
+    else:
+        db = Database.open(
+            settings.database_path, busy_timeout=storage.busy_timeout_seconds,
+            lock_attempts=storage.lock_attempts,
+        )
     if sync:
         now = datetime.now(UTC)
         for feed in settings.file.feeds:
             url = normalise_feed_url(feed.url)
             if db.find_feed(url) is None:
-                db.add_feed(url, now=now, title=feed.title)
+                # Workers starting together race to add it; one wins, all go on.
+                with contextlib.suppress(DuplicateError):
+                    db.add_feed(url, now=now, title=feed.title)
         directory = seeds_dir(settings)
         if directory.is_dir():
             for storyline in load_seed_dir(directory):

@@ -32,7 +32,8 @@ from bot.health import INTERNAL_LAST_POLL_KEY, INTERNAL_TOTAL_KEY, LAST_POLL_KEY
 from bot.models import Feed, FeedState, Item, Match, Storyline
 from bot.parsing.feeds import ParsedFeed, parse_feed
 from bot.settings import Settings
-from bot.storage.repository import Database, MatchToStore, RecentMatch
+from bot.storage.ports import PollerStore
+from bot.storage.repository import MatchToStore, RecentMatch
 from bot.storylines.dedupe import DEFAULT_DEDUPE, DedupeConfig, Report, find_duplicates
 from bot.storylines.feedback import SENSITIVITIES, Example, Steering
 from bot.storylines.matcher import Matcher
@@ -137,7 +138,7 @@ def _host_of(url: str) -> str:
         return ""  # the fetcher refuses it with a message on the feed
 
 
-def load_steering(db: Database) -> Steering:
+def load_steering(db: PollerStore) -> Steering:
     """Every active storyline's feedback and sensitivity, as stored."""
     examples = [
         Example(int(r["storyline_id"]), str(r["verdict"]), f"{r['title']} {r['summary']}",
@@ -187,7 +188,7 @@ def collapse(
 
 
 async def collapse_matches(
-    db: Database, matches: Sequence[Match], items: dict[str, Item], now: datetime
+    db: PollerStore, matches: Sequence[Match], items: dict[str, Item], now: datetime
 ) -> list[MatchToStore]:
     """:func:`collapse` against the alerts of the window, both off the event loop.
 
@@ -207,7 +208,7 @@ class Poller:
 
     def __init__(
         self,
-        db: Database,
+        db: PollerStore,
         fetcher: FeedFetcher,
         matcher: Matcher,
         settings: Settings,
@@ -362,6 +363,47 @@ class Poller:
         batch, self._unchanged = self._unchanged, []
         if batch:
             await asyncio.to_thread(self._db.record_feed_states, batch)
+
+    async def poll_leased(
+        self, worker: str, *, lease: timedelta, batch: int = 50,
+        stopping: Callable[[], bool] = lambda: False,
+    ) -> PassReport:
+        """Poll the due feeds this worker can lease, ``batch`` at a time, until none
+        is left (``storywatch worker``; other workers lease the others).
+
+        A feed's lease ends when its outcome is written; a worker that dies
+        mid-batch leaves its leases to run out, and another worker polls those
+        feeds then. ``stopping`` ends the pass between batches.
+        """
+        slack = timedelta(seconds=min(MAX_DUE_SLACK_SECONDS, self._interval / 10))
+        storylines = await asyncio.to_thread(self._db.active_storylines)
+        steering = await asyncio.to_thread(load_steering, self._db)
+        async with self._matcher_lock:
+            self._steer(steering)
+        reports: list[FeedReport] = []
+        started = datetime.now(UTC)
+        while not stopping():
+            now = datetime.now(UTC)
+            feeds = await asyncio.to_thread(
+                functools.partial(
+                    self._db.lease_due_feeds, now + slack, worker=worker, lease=lease,
+                    limit=batch,
+                )
+            )
+            if not feeds:
+                break
+            try:
+                reports.extend(await self._stream(feeds, storylines, now))
+            finally:
+                # Unchanged feeds' states are batched (issue 18); writing them ends
+                # their leases, so no batch may wait past its own.
+                await self._flush_unchanged()
+        report = PassReport(tuple(reports))
+        if report.new_items:
+            async with self._matcher_lock:
+                await asyncio.to_thread(self._save_matcher_state)
+        await asyncio.to_thread(self._record_pass, report, started)
+        return report
 
     def _steer(self, steering: Steering) -> None:
         """Install this pass's feedback and sensitivities on the matcher (a fresh

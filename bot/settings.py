@@ -125,6 +125,8 @@ class EnvSettings(BaseSettings):
     )
     allow_private_networks: bool = Field(False, alias="STORYWATCH_ALLOW_PRIVATE_NETWORKS")
     metrics_port: int | None = Field(None, ge=1, le=65535, alias="STORYWATCH_METRICS_PORT")
+    # postgresql://... selects PostgreSQL; unset, SQLite in data_dir. Secret: may hold a password.
+    database_url: SecretStr | None = Field(None, alias="STORYWATCH_DATABASE_URL")
 
     @field_validator("admins", mode="before")
     @classmethod
@@ -143,6 +145,19 @@ class EnvSettings(BaseSettings):
     @classmethod
     def _empty_port(cls, value: Any) -> Any:
         return None if value == "" else value
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _database_url(cls, value: Any) -> Any:
+        if value == "" or value is None:
+            return None
+        text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        if not text.startswith(("postgresql://", "postgres://")):
+            raise ValueError(
+                "STORYWATCH_DATABASE_URL must start with postgresql:// (unset it to use "
+                "SQLite in STORYWATCH_DATA_DIR)"
+            )
+        return value
 
 
 class Settings(BaseModel):

@@ -18,11 +18,12 @@ import bot.cli.run as run
 import bot.cli.seed as seed
 import bot.cli.storylines as storylines
 import bot.cli.timeline as timeline
+import bot.cli.worker as worker
 from bot import __version__
 from bot.cli.common import fail
 from bot.errors import ConfigError, StorageError
 
-_MODULES = (run, poll, feeds, storylines, matches, timeline, seed, eval_cmd, health)
+_MODULES = (run, worker, poll, feeds, storylines, matches, timeline, seed, eval_cmd, health)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -46,7 +46,7 @@ from telegram.error import (
 from bot.delivery.digest import as_plain
 from bot.errors import StorageError
 from bot.storage.digests import DigestJob
-from bot.storage.repository import Database
+from bot.storage.ports import SenderStore
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class DigestCourier:
 
     def __init__(
         self,
-        db: Database,
+        db: SenderStore,
         bot: Bot,
         *,
         wait_turn: Callable[[int], Awaitable[float]],

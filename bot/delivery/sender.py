@@ -59,7 +59,8 @@ from bot.delivery.ratelimit import SendLimiter
 from bot.delivery.render import AlertView, Hit, render_html, render_plain, summary_view
 from bot.errors import StorageError
 from bot.models import Item
-from bot.storage.repository import Database, OutboxEntry
+from bot.storage.ports import SenderStore
+from bot.storage.repository import OutboxEntry
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ class Sender:
 
     def __init__(
         self,
-        db: Database,
+        db: SenderStore,
         bot: Bot,
         *,
         options: SenderOptions | None = None,

@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 
 from bot.delivery.digest import Development, render_digest
 from bot.delivery.schedule import Delivery, next_slot
+from bot.storage.engine import Conn, Row, timestamp
 
 
 def _ts(value: datetime) -> str:
@@ -52,7 +53,7 @@ _HELD = "o.held = 1 AND o.digest_id IS NULL AND o.status = 'pending'"
 CANDIDATES = (
     "SELECT o.chat_id, MIN(o.created_at), ch.delivery, ch.digest_times, ch.quiet_hours, "  # noqa: S608
     f"ch.tz FROM outbox o JOIN chats ch ON ch.id = o.chat_id WHERE {_HELD} "
-    "AND ch.active = 1 GROUP BY o.chat_id"
+    "AND ch.active = 1 GROUP BY o.chat_id, ch.delivery, ch.digest_times, ch.quiet_hours, ch.tz"
 )
 
 
@@ -60,11 +61,11 @@ def due_slot(row: Sequence[object], now: datetime) -> datetime | None:
     """The digest time a candidate row (see ``CANDIDATES``) is due at, if it has come."""
     _, oldest, mode, times, quiet, tz = row
     prefs = Delivery.stored(*(None if v is None else str(v) for v in (mode, times, quiet, tz)))
-    slot = next_slot(prefs, datetime.fromisoformat(str(oldest)))
+    slot = next_slot(prefs, timestamp(oldest if isinstance(oldest, datetime) else str(oldest)))
     return slot if slot <= now else None
 
 
-def build_due(c: sqlite3.Connection, now: datetime) -> list[int]:
+def build_due(c: Conn, now: datetime) -> list[int]:
     """Build every digest whose time has come; returns the new digests' ids."""
     built: list[int] = []
     for row in c.execute(CANDIDATES).fetchall():
@@ -77,7 +78,7 @@ def build_due(c: sqlite3.Connection, now: datetime) -> list[int]:
     return built
 
 
-def build_now(c: sqlite3.Connection, chat_id: int, now: datetime) -> int | None:
+def build_now(c: Conn, chat_id: int, now: datetime) -> int | None:
     """A digest of every held alert of the chat, due now; None if none waits."""
     held = c.execute(
         f"SELECT COUNT(*) FROM outbox o WHERE o.chat_id = ? AND {_HELD}", (chat_id,)  # noqa: S608
@@ -89,7 +90,7 @@ def build_now(c: sqlite3.Connection, chat_id: int, now: datetime) -> int | None:
 
 
 def _build(
-    c: sqlite3.Connection, chat_id: int, slot: datetime, now: datetime, tz: str | None
+    c: Conn, chat_id: int, slot: datetime, now: datetime, tz: str | None
 ) -> int | None:
     c.row_factory = sqlite3.Row
     try:
@@ -113,16 +114,18 @@ def _build(
         )
         return None
     parts = render_digest(devs, slot, tz)
-    cur = c.execute(
-        "INSERT OR IGNORE INTO digests(chat_id, slot, parts, created_at) VALUES (?, ?, ?, ?)",
+    row = c.execute(
+        "INSERT OR IGNORE INTO digests(chat_id, slot, parts, created_at) VALUES (?, ?, ?, ?) "
+        "RETURNING id",
         (chat_id, _ts(slot), json.dumps(parts), _ts(now)),
-    )
-    if cur.rowcount == 0:  # that slot's digest was built already: these rows came later
-        cur = c.execute(
-            "INSERT INTO digests(chat_id, slot, parts, created_at) VALUES (?, ?, ?, ?)",
+    ).fetchone()
+    if row is None:  # that slot's digest was built already: these rows came later
+        row = c.execute(
+            "INSERT INTO digests(chat_id, slot, parts, created_at) VALUES (?, ?, ?, ?) "
+            "RETURNING id",
             (chat_id, _ts(now), json.dumps(parts), _ts(now)),
-        )
-    digest_id = int(cur.lastrowid or 0)
+        ).fetchone()
+    digest_id = int(row[0])
     c.executemany("UPDATE outbox SET digest_id = ? WHERE id = ?", [(digest_id, i) for i in ids])
     return digest_id
 
@@ -139,7 +142,7 @@ class _Draft:
     also: list[int] = field(default_factory=list)
 
 
-def developments(rows: Sequence[sqlite3.Row], now: datetime) -> list[Development]:
+def developments(rows: Sequence[Row], now: datetime) -> list[Development]:
     """One development per item (under the first of its storylines), with the
     outlets of the reports collapsed into it ("edit" rows)."""
     by_item: dict[int, _Draft] = {}
@@ -159,9 +162,9 @@ def developments(rows: Sequence[sqlite3.Row], now: datetime) -> list[Development
         if draft is not None:
             draft.also.append(int(r["storyline_id"]))
             continue
-        when = datetime.fromisoformat(r["published"] or r["matched_at"])
+        when = timestamp(r["published"] or r["matched_at"])
         if when > now:  # a feed's date in the future: when we saw it instead
-            when = datetime.fromisoformat(r["matched_at"])
+            when = timestamp(r["matched_at"])
         by_item[item_id] = _Draft(int(r["storyline_id"]), r["storyline_title"], r["title"],
                                   r["link"], when, [r["source"] or ""])
     return [
@@ -171,7 +174,7 @@ def developments(rows: Sequence[sqlite3.Row], now: datetime) -> list[Development
     ]
 
 
-def claim(c: sqlite3.Connection, now: datetime, limit: int) -> list[DigestJob]:
+def claim(c: Conn, now: datetime, limit: int) -> list[DigestJob]:
     rows = c.execute(
         "SELECT d.id, d.chat_id, d.parts, d.parts_sent, d.attempts, d.message_ids "
         "FROM digests d JOIN chats ch ON ch.id = d.chat_id WHERE d.status = 'pending' "
@@ -187,7 +190,7 @@ def claim(c: sqlite3.Connection, now: datetime, limit: int) -> list[DigestJob]:
 
 
 def part_sent(
-    c: sqlite3.Connection, digest_id: int, index: int, message_id: int | None, now: datetime
+    c: Conn, digest_id: int, index: int, message_id: int | None, now: datetime
 ) -> None:
     """Record part ``index`` as delivered; the last one settles the digest and its rows."""
     row = c.execute(
@@ -213,7 +216,7 @@ def part_sent(
 
 
 def release(
-    c: sqlite3.Connection, digest_id: int, not_before: datetime, error: str, *, counted: bool
+    c: Conn, digest_id: int, not_before: datetime, error: str, *, counted: bool
 ) -> None:
     """Pending again after ``not_before``; ``counted`` False gives the attempt back
     (held by a limit or a 429, or cut short by shutdown: not really attempted)."""
@@ -225,7 +228,7 @@ def release(
     )
 
 
-def fail(c: sqlite3.Connection, digest_id: int, error: str) -> None:
+def fail(c: Conn, digest_id: int, error: str) -> None:
     c.execute("UPDATE digests SET status = 'failed', last_error = ? WHERE id = ?",
               (error[:300], digest_id))
     c.execute(
@@ -235,7 +238,7 @@ def fail(c: sqlite3.Connection, digest_id: int, error: str) -> None:
 
 
 def recover(
-    c: sqlite3.Connection, now: datetime | None, lease: timedelta | None,
+    c: Conn, now: datetime | None, lease: timedelta | None,
     *, keep: Collection[int] = (),
 ) -> int:
     """Digests left 'sending' go back to pending: all of them at start (``now`` None),

@@ -25,10 +25,12 @@ from bot.delivery.schedule import Delivery
 from bot.errors import ConfigError
 from bot.models import Feed, FeedState, Item, Match, Storyline
 from bot.parsing.normalize import content_key
+from bot.planner import alerts_allowed
 from bot.storage import digests, faults
 from bot.storage.digests import DigestJob
+from bot.storage.engine import Conn, PgConn, Row, as_datetime, timestamp
 from bot.storage.fanout import fan_out
-from bot.storage.schema import migrate
+from bot.storage.schema import migrate, migrate_postgres
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +53,29 @@ def _ts(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat()
 
 
-def _dt(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value)
+def _dt(value: str | datetime | None) -> datetime | None:
+    return as_datetime(value)
+
+
+def _redact(url: str) -> str:
+    """A database URL without its password, fit for logs and errors."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    user = f"{parts.username}:***@" if parts.username else ""
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit(parts._replace(netloc=f"{user}{host}{port}"))
+
+
+def _integrity_errors() -> tuple[type[Exception], ...]:
+    try:
+        import psycopg
+    except ImportError:
+        return (sqlite3.IntegrityError,)
+    return (sqlite3.IntegrityError, psycopg.IntegrityError)
 
 
 def _ids(outbox_ids: int | Sequence[int]) -> list[int]:
@@ -165,17 +188,22 @@ class DuplicateError(Exception):
 
 
 class Database:
-    """The Storywatch database; construct with :meth:`open`."""
+    """The Storywatch database; construct with :meth:`open` (SQLite) or
+    :meth:`open_postgres`. One class serves both engines: its SQL is written
+    in SQLite's dialect and rewritten for PostgreSQL by ``storage.engine``."""
 
     def __init__(
         self,
-        conn: sqlite3.Connection,
+        conn: sqlite3.Connection | None,
         path: Path,
         *,
         busy_timeout: float = BUSY_TIMEOUT,
         lock_attempts: int = LOCK_ATTEMPTS,
+        pool: Any = None,
     ) -> None:
         self._conn = conn
+        self._pool = pool  # psycopg_pool.ConnectionPool on PostgreSQL
+        self.engine = "sqlite" if pool is None else "postgres"
         self.path = path
         self._busy_timeout = busy_timeout
         self._lock_attempts = max(1, lock_attempts)
@@ -226,40 +254,105 @@ class Database:
             raise
         return cls(conn, path, busy_timeout=busy_timeout, lock_attempts=lock_attempts)
 
+    @classmethod
+    def open_postgres(
+        cls, url: str, *, schema: str | None = None, min_size: int = 1, max_size: int = 8
+    ) -> Database:
+        """Connect to PostgreSQL at ``url`` (a pool) and migrate; ``schema`` puts
+        every table in that schema (tests give each test its own)."""
+        try:
+            import psycopg
+            from psycopg_pool import ConnectionPool
+        except ImportError:
+            raise ConfigError(
+                "STORYWATCH_DATABASE_URL names PostgreSQL, but psycopg is not installed: "
+                "pip install 'storywatch[postgres]'"
+            ) from None
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            given = conninfo_to_dict(url)
+        except psycopg.ProgrammingError:
+            raise ConfigError("STORYWATCH_DATABASE_URL is not a valid PostgreSQL URL") from None
+        # Times are compared and returned in UTC; a schema in the URL's options stays.
+        options = f"{given.get('options') or ''} -c timezone=UTC".strip()
+        if schema is not None:
+            if not schema.isidentifier():
+                raise ValueError(f"not a schema name: {schema!r}")
+            options += f" -c search_path={schema}"
+        pool = ConnectionPool(
+            url, min_size=min_size, max_size=max_size, open=False,
+            kwargs={"autocommit": True, "options": options,
+                    "cursor_factory": psycopg.ClientCursor},
+        )
+        try:
+            pool.open(wait=True, timeout=15.0)
+        except Exception as exc:
+            pool.close()
+            raise ConfigError(
+                f"cannot connect to PostgreSQL ({_redact(url)}): {type(exc).__name__}"
+            ) from None
+        db = cls(None, Path(_redact(url)), pool=pool)
+        try:
+            with db._connection() as c:
+                migrate_postgres(c)
+        except BaseException:
+            pool.close()
+            raise
+        return db
+
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            return
         with self._lock:
+            assert self._conn is not None
             self._conn.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def _connection(self) -> Iterator[Conn]:
+        """The connection to use: SQLite's one (serialised), or one from the pool."""
+        if self._pool is None:
+            with self._lock:
+                assert self._conn is not None
+                yield self._conn
+        else:
+            with self._pool.connection() as raw:
+                yield PgConn(raw)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Conn]:
         """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any exception.
 
         Taking the write lock is retried ``lock_attempts`` times (each waits the
         busy timeout), then StorageBusyError says who to look for. SQLite errors
         come out as StorageError (full disk, damage) with the database's path.
         """
-        with self._lock:
-            self._begin()
+        with self._connection() as conn:
+            self._begin(conn)
             try:
-                yield self._conn
-                self._conn.execute("COMMIT")
+                yield conn
+                conn.execute("COMMIT")
             except BaseException as exc:
                 # After SQLITE_FULL or an I/O error SQLite may have rolled back
                 # already; a second ROLLBACK would hide the real error.
-                if self._conn.in_transaction:
+                if conn.in_transaction:
                     try:
-                        self._conn.execute("ROLLBACK")
-                    except sqlite3.Error as rollback_exc:
+                        conn.execute("ROLLBACK")
+                    except Exception as rollback_exc:
                         log.warning("rollback after %s failed: %s", type(exc).__name__,
                                     rollback_exc)
                 if isinstance(exc, sqlite3.Error) and faults.is_fault(exc):
                     raise faults.translate(exc, self.path) from exc
                 raise
 
-    def _begin(self) -> None:
+    def _begin(self, conn: Conn) -> None:
+        if self._pool is not None:
+            conn.execute("BEGIN")  # row locks, not a database lock: nothing to retry
+            return
         for attempt in range(1, self._lock_attempts + 1):
             try:
-                self._conn.execute("BEGIN IMMEDIATE")
+                conn.execute("BEGIN IMMEDIATE")
                 return
             except sqlite3.OperationalError as exc:
                 if not faults.is_busy(exc):
@@ -273,10 +366,10 @@ class Database:
                     self._lock_attempts,
                 )
 
-    def _query(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
-        with self._lock:
+    def _query(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+        with self._connection() as conn:
             try:
-                cur = self._conn.execute(sql, params)
+                cur = conn.execute(sql, params)
                 cur.row_factory = sqlite3.Row
                 return list(cur.fetchall())
             except sqlite3.Error as exc:
@@ -288,9 +381,14 @@ class Database:
         """The value of an integer PRAGMA (``page_count``, ``freelist_count``...)."""
         if not name.isidentifier():
             raise ValueError(f"not a pragma name: {name!r}")
+        if self.engine != "sqlite":
+            raise ValueError("PRAGMA is SQLite's; this database is PostgreSQL")
         return int(self._query(f"PRAGMA {name}")[0][0])
 
     def integrity_check(self) -> str:
+        if self.engine != "sqlite":
+            self._query("SELECT 1")  # PostgreSQL checks its pages itself; reachable is ok
+            return "ok"
         return str(self._query("PRAGMA integrity_check")[0][0])
 
     # -- meta ---------------------------------------------------------------
@@ -329,7 +427,7 @@ class Database:
     # -- feeds --------------------------------------------------------------
 
     @staticmethod
-    def _feed(row: sqlite3.Row) -> Feed:
+    def _feed(row: Row) -> Feed:
         return Feed(
             id=row["id"],
             url=row["url"],
@@ -354,13 +452,12 @@ class Database:
         ``keep_title``: polls never replace ``title`` with the feed's own."""
         try:
             with self.transaction() as c:
-                cur = c.execute(
+                feed_id = int(c.execute(
                     "INSERT INTO feeds(url, title, added_at, added_by, title_kept) "
-                    "VALUES (?, ?, ?, ?, ?)",
+                    "VALUES (?, ?, ?, ?, ?) RETURNING id",
                     (url, title, _ts(now), added_by, int(keep_title and title is not None)),
-                )
-                feed_id = int(cur.lastrowid or 0)
-        except sqlite3.IntegrityError:
+                ).fetchone()[0])
+        except _integrity_errors():
             raise DuplicateError(f"feed {url} is already watched") from None
         feed = self.get_feed(feed_id)
         assert feed is not None
@@ -394,6 +491,75 @@ class Database:
         )
         return [self._feed(r) for r in rows]
 
+    def lease_due_feeds(
+        self, now: datetime, *, worker: str, lease: timedelta, limit: int
+    ) -> list[Feed]:
+        """Lease up to ``limit`` feeds due at ``now`` to ``worker`` until ``now + lease``;
+        a feed leased to another worker is skipped until its lease runs out.
+
+        Writing the poll's outcome (``commit_poll``, ``record_feed_state``) ends
+        the lease and moves the feed's next check past this interval, so each
+        feed is polled by one worker per interval. On PostgreSQL the candidate
+        rows are locked with ``FOR UPDATE SKIP LOCKED``: workers leasing at the
+        same moment take different feeds instead of waiting for each other.
+        """
+        lock = "" if self.engine == "sqlite" else " FOR UPDATE SKIP LOCKED"
+        with self.transaction() as c:
+            rows = c.execute(
+                "SELECT id FROM feeds WHERE (next_check IS NULL OR next_check <= ?) "  # noqa: S608
+                "AND (leased_until IS NULL OR leased_until <= ?) "
+                "ORDER BY next_check IS NOT NULL, next_check, id LIMIT ?" + lock,
+                (_ts(now), _ts(now), limit),
+            ).fetchall()
+            ids = [int(r[0]) for r in rows]
+            if ids:
+                c.execute(
+                    "UPDATE feeds SET leased_until = ?, leased_by = ? "  # noqa: S608
+                    f"WHERE id IN ({_marks(ids)})",
+                    (_ts(now + lease), worker, *ids),
+                )
+        if not ids:
+            return []
+        got = self._query(
+            f"SELECT * FROM feeds WHERE id IN ({_marks(ids)}) "  # noqa: S608
+            "ORDER BY next_check IS NOT NULL, next_check, id",
+            ids,
+        )
+        return [self._feed(r) for r in got]
+
+    def release_feed(self, feed_id: int, worker: str) -> None:
+        """Give a leased feed back unpolled (shutdown): due again at once elsewhere."""
+        with self.transaction() as c:
+            c.execute(
+                "UPDATE feeds SET leased_until = NULL, leased_by = NULL "
+                "WHERE id = ? AND leased_by = ?",
+                (feed_id, worker),
+            )
+
+    def take_lease(self, name: str, holder: str, *, now: datetime, ttl: timedelta) -> bool:
+        """Hold the named lease until ``now + ttl``: True if ``holder`` has it now
+        (it was free, expired, or already its own, then renewed)."""
+        with self.transaction() as c:
+            got = c.execute(
+                "INSERT INTO leases(name, holder, leased_until) VALUES (?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET holder = excluded.holder, "
+                "leased_until = excluded.leased_until "
+                "WHERE leases.holder = excluded.holder OR leases.leased_until <= ?",
+                (name, holder, _ts(now + ttl), _ts(now)),
+            ).rowcount
+        return got > 0
+
+    def drop_lease(self, name: str, holder: str) -> None:
+        """Give the named lease up (a clean stop): another holder may take it at once."""
+        with self.transaction() as c:
+            c.execute("DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder))
+
+    def lease_holder(self, name: str, now: datetime) -> str | None:
+        rows = self._query(
+            "SELECT holder FROM leases WHERE name = ? AND leased_until > ?", (name, _ts(now))
+        )
+        return str(rows[0]["holder"]) if rows else None
+
     def item_count(self, feed_id: int) -> int:
         rows = self._query("SELECT COUNT(*) FROM items WHERE feed_id = ?", (feed_id,))
         return int(rows[0][0])
@@ -414,13 +580,13 @@ class Database:
 
     @staticmethod
     def _write_state(
-        c: sqlite3.Connection, feed_id: int, state: FeedState, now: datetime, title: str | None
+        c: Conn, feed_id: int, state: FeedState, now: datetime, title: str | None
     ) -> None:
         c.execute(
             "UPDATE feeds SET etag = ?, last_modified = ?, body_hash = ?, next_check = ?, "
             "consecutive_errors = ?, last_error = ?, last_ok = ?, last_checked = ?, "
-            "title = CASE WHEN title_kept THEN title ELSE COALESCE(?, title) END "
-            "WHERE id = ?",
+            "title = CASE WHEN title_kept = 1 THEN title ELSE COALESCE(?, title) END, "
+            "leased_until = NULL, leased_by = NULL WHERE id = ?",
             (
                 state.etag,
                 state.last_modified,
@@ -532,7 +698,8 @@ class Database:
                     continue
                 cur = c.execute(
                     "INSERT INTO items(feed_id, key, title, summary, link, published, source, "
-                    "first_seen, last_seen, content_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "first_seen, last_seen, content_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "RETURNING id",
                     (
                         feed_id,
                         item.key,
@@ -546,9 +713,9 @@ class Database:
                         content,
                     ),
                 )
-                new_ids[item.key] = int(cur.lastrowid or 0)
+                new_ids[item.key] = int(cur.fetchone()[0])
             match_count = alert_count = 0
-            if primed:
+            if alerts_allowed(primed):
                 for m in matches:
                     item_id = new_ids.get(m.match.item_key)
                     if item_id is None:
@@ -577,7 +744,7 @@ class Database:
         return PollCommit(new_items=len(new_ids), matches=match_count, alerts=alert_count)
 
     @staticmethod
-    def _resolve_item(c: sqlite3.Connection, key: tuple[int | None, str] | None) -> int | None:
+    def _resolve_item(c: Conn, key: tuple[int | None, str] | None) -> int | None:
         if key is None:
             return None
         row = c.execute(
@@ -614,7 +781,7 @@ class Database:
             "ORDER BY m.created_at DESC, i.id DESC) AS newest "
             "FROM matches m JOIN items i ON i.id = m.item_id "
             f"WHERE m.storyline_id IN ({marks}) AND m.created_at >= ? "
-            "AND m.duplicate_of IS NULL) WHERE ? IS NULL OR newest <= ? "
+            "AND m.duplicate_of IS NULL) AS ranked WHERE ? IS NULL OR newest <= ? "
             "ORDER BY matched_at, id, storyline_id",
             (*storyline_ids, _ts(since), per_storyline, per_storyline),
         )
@@ -626,7 +793,7 @@ class Database:
         return [self._item(r) for r in reversed(rows)]
 
     @staticmethod
-    def _item(row: sqlite3.Row) -> Item:
+    def _item(row: Row) -> Item:
         return Item(
             key=row["key"],
             title=row["title"],
@@ -640,7 +807,7 @@ class Database:
     # -- storylines ---------------------------------------------------------
 
     @staticmethod
-    def _storyline(row: sqlite3.Row) -> Storyline:
+    def _storyline(row: Row) -> Storyline:
         aliases = tuple(
             (str(name), tuple(str(a) for a in alts)) for name, alts in json.loads(row["aliases"])
         )
@@ -665,12 +832,11 @@ class Database:
     ) -> Storyline:
         """Insert a storyline (its ``id`` is ignored) and return it with its new id."""
         with self.transaction() as c:
-            cur = c.execute(
+            new_id = int(c.execute(
                 "INSERT INTO storylines(title, seed_text, aliases, keywords, shared, slug, "
-                "created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (*self._storyline_params(storyline), created_by, _ts(now)),
-            )
-            new_id = int(cur.lastrowid or 0)
+            ).fetchone()[0])
         got = self.get_storyline(new_id)
         assert got is not None
         return got
@@ -771,7 +937,7 @@ class Database:
         return [
             MatchRow(
                 r["storyline_id"], r["storyline_title"], r["score"], r["reason"],
-                datetime.fromisoformat(r["matched_at"]), self._item(r),
+                timestamp(r["matched_at"]), self._item(r),
                 r["duplicate_of"] is not None,
             )
             for r in rows
@@ -800,7 +966,7 @@ class Database:
             c.execute(
                 "INSERT INTO chats(id, type, title, created_at) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT(id) DO UPDATE SET type = excluded.type, "
-                "title = COALESCE(excluded.title, title), active = 1, inactive_reason = NULL",
+                "title = COALESCE(excluded.title, chats.title), active = 1, inactive_reason = NULL",
                 (chat_id, type_, title, _ts(now)),
             )
 
@@ -833,8 +999,13 @@ class Database:
                 "UPDATE storylines SET created_by = ? WHERE created_by = ?", (new_id, old_id)
             )
             # Its feedback (and so its own exclusions) go with it.
-            c.execute("UPDATE OR IGNORE feedback SET chat_id = ? WHERE chat_id = ?",
-                      (new_id, old_id))
+            # A press the new id made on the same alert already wins.
+            c.execute(
+                "UPDATE feedback SET chat_id = ? WHERE chat_id = ? AND NOT EXISTS ("
+                "SELECT 1 FROM feedback n WHERE n.chat_id = ? "
+                "AND n.storyline_id = feedback.storyline_id AND n.item_id = feedback.item_id)",
+                (new_id, old_id, new_id),
+            )
             exists = c.execute("SELECT 1 FROM chats WHERE id = ?", (new_id,)).fetchone()
             if exists is None:
                 c.execute("UPDATE chats SET id = ? WHERE id = ?", (new_id, old_id))
@@ -849,11 +1020,18 @@ class Database:
                     "SELECT ?, storyline_id, created_at FROM subscriptions WHERE chat_id = ?",
                     (new_id, old_id),
                 )
+                # Rows the new id holds already stay behind and go with the old chat.
                 c.execute(
-                    "UPDATE OR IGNORE outbox SET chat_id = ? WHERE chat_id = ?", (new_id, old_id)
+                    "UPDATE outbox SET chat_id = ? WHERE chat_id = ? AND NOT EXISTS ("
+                    "SELECT 1 FROM outbox n WHERE n.chat_id = ? "
+                    "AND n.storyline_id = outbox.storyline_id AND n.item_id = outbox.item_id "
+                    "AND n.kind = outbox.kind)",
+                    (new_id, old_id, new_id),
                 )
                 c.execute(
-                    "UPDATE OR IGNORE digests SET chat_id = ? WHERE chat_id = ?", (new_id, old_id)
+                    "UPDATE digests SET chat_id = ? WHERE chat_id = ? AND NOT EXISTS ("
+                    "SELECT 1 FROM digests n WHERE n.chat_id = ? AND n.slot = digests.slot)",
+                    (new_id, old_id, new_id),
                 )
                 c.execute(
                     "UPDATE subscriptions SET muted_until = (SELECT o.muted_until FROM "
@@ -979,7 +1157,7 @@ class Database:
         for d in dups:
             collapsed.setdefault(int(d["duplicate_of"]), []).append(self._item(d))
         return [
-            TimelineRow(self._item(r), datetime.fromisoformat(r["matched_at"]),
+            TimelineRow(self._item(r), timestamp(r["matched_at"]),
                         tuple(collapsed.get(int(r["id"]), ())))
             for r in rows
         ]
@@ -1048,7 +1226,7 @@ class Database:
     )
 
     @classmethod
-    def _entry(cls, r: sqlite3.Row, *, attempts: int) -> OutboxEntry:
+    def _entry(cls, r: Row, *, attempts: int) -> OutboxEntry:
         return OutboxEntry(
             id=r["id"],
             chat_id=r["chat_id"],
@@ -1087,10 +1265,12 @@ class Database:
         """
         with self.transaction() as c:
             c.row_factory = sqlite3.Row
+            lock = "" if self.engine == "sqlite" else " FOR UPDATE OF o SKIP LOCKED"
             try:
                 rows = c.execute(
                     self._ENTRY_SELECT + "WHERE " + self._CLAIMABLE
-                    + "AND (o.not_before IS NULL OR o.not_before <= ?) ORDER BY o.id LIMIT ?",
+                    + "AND (o.not_before IS NULL OR o.not_before <= ?) ORDER BY o.id LIMIT ?"
+                    + lock,
                     (_ts(now), limit),
                 ).fetchall()
                 taken = {r["id"] for r in rows}
@@ -1100,7 +1280,7 @@ class Database:
                     # treats a message's rows together), so they are due as well.
                     siblings = c.execute(
                         self._ENTRY_SELECT + "WHERE " + self._CLAIMABLE
-                        + "AND o.chat_id = ? AND o.item_id = ? AND o.kind = ?",
+                        + "AND o.chat_id = ? AND o.item_id = ? AND o.kind = ?" + lock,
                         (chat_id, item_id, kind),
                     ).fetchall()
                     rows.extend(r for r in siblings if r["id"] not in taken)
@@ -1259,7 +1439,7 @@ class Database:
                  _ts(now)),
             )
 
-    def feedback_rows(self, storyline_id: int | None = None) -> list[sqlite3.Row]:
+    def feedback_rows(self, storyline_id: int | None = None) -> list[Row]:
         """Feedback on active storylines (who, when, on what), oldest first; at most the
         newest 200 per storyline, chat scope and verdict (more would not change much)."""
         return self._query(
@@ -1269,7 +1449,7 @@ class Database:
             "f.scope, CASE f.scope WHEN 'chat' THEN f.chat_id END, f.verdict "
             "ORDER BY f.id DESC) AS n FROM feedback f JOIN storylines s "
             "ON s.id = f.storyline_id AND s.active = 1 "
-            "WHERE ? IS NULL OR f.storyline_id = ?) WHERE n <= 200 ORDER BY id",
+            "WHERE ? IS NULL OR f.storyline_id = ?) AS ranked WHERE n <= 200 ORDER BY id",
             (storyline_id, storyline_id),
         )
 
@@ -1288,8 +1468,8 @@ class Database:
                 "SELECT muted_until FROM subscriptions WHERE chat_id = ? AND storyline_id = ?",
                 (chat_id, sid),
             )
-            muted = bool(sub) and sub[0]["muted_until"] is not None \
-                and sub[0]["muted_until"] > _ts(now)
+            until = as_datetime(sub[0]["muted_until"]) if sub else None
+            muted = until is not None and until > now
             out[sid] = (verdict[0]["verdict"] if verdict else None, muted, bool(sub))
         return out
 
@@ -1308,7 +1488,7 @@ class Database:
             "SELECT storyline_id, muted_until FROM subscriptions WHERE chat_id = ? "
             "AND muted_until > ?", (chat_id, _ts(now)),
         )
-        return {int(r["storyline_id"]): datetime.fromisoformat(r["muted_until"]) for r in rows}
+        return {int(r["storyline_id"]): timestamp(r["muted_until"]) for r in rows}
 
     def set_sensitivity(self, storyline_id: int, value: str) -> bool:
         with self.transaction() as c:
@@ -1328,6 +1508,6 @@ class Database:
         """Stored items first seen since ``since``, oldest first (the /track preview)."""
         rows = self._query(
             "SELECT * FROM (SELECT * FROM items WHERE first_seen >= ? ORDER BY id DESC LIMIT ?) "
-            "ORDER BY id", (_ts(since), limit),
+            "AS newest ORDER BY id", (_ts(since), limit),
         )
         return [self._item(r) for r in rows]

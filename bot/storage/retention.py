@@ -40,7 +40,8 @@ _OUTBOX = (
     "AND c.status IN ('pending', 'sending')) LIMIT :n)"
 )
 _MATCHES = (
-    "DELETE FROM matches WHERE rowid IN (SELECT m.rowid FROM matches m "
+    "DELETE FROM matches WHERE (item_id, storyline_id) IN "
+    "(SELECT m.item_id, m.storyline_id FROM matches m "
     "WHERE m.created_at < :alerts AND NOT EXISTS (SELECT 1 FROM outbox o "
     "WHERE o.item_id = m.item_id AND o.storyline_id = m.storyline_id) LIMIT :n)"
 )
@@ -128,7 +129,8 @@ def _held(report: PruneReport, started: float, step: str) -> None:
 
 
 def _give_back(db: Database, report: PruneReport) -> None:
-    if db.pragma_int("auto_vacuum") != 2:  # 2 = incremental
+    # PostgreSQL's autovacuum gives space back by itself.
+    if db.engine != "sqlite" or db.pragma_int("auto_vacuum") != 2:  # 2 = incremental
         return
     while True:
         free = db.pragma_int("freelist_count")

@@ -1,13 +1,23 @@
-"""The SQLite schema as an ordered list of migrations.
+"""The schema as an ordered list of migrations, for SQLite and PostgreSQL.
 
-The database records its version in ``PRAGMA user_version``; opening a database
-applies every migration above that version, each in its own transaction. A
-migration, once released, is never edited: changes go in a new one.
+SQLite records its version in ``PRAGMA user_version``, PostgreSQL in the
+``schema_version`` table; opening a database applies every migration above
+that version, each in its own transaction. A migration, once released, is
+never edited: changes go in a new one.
+
+The migrations are written once, in SQLite's DDL, and rewritten for
+PostgreSQL by ``storage.engine.ddl_to_postgres`` (identities, BIGINT,
+timestamptz). This runner was extended rather than replaced by Alembic: the
+list is appended to by several branches at once and ordered by position, and
+one source for both engines keeps them from drifting apart.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
+
+from bot.storage.engine import ddl_to_postgres
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: first release
@@ -181,6 +191,18 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE subscriptions ADD COLUMN muted_until TEXT;
     ALTER TABLE storylines ADD COLUMN sensitivity TEXT NOT NULL DEFAULT 'normal';
     """,
+    # Many workers (issue 16): a feed due for a poll is leased by one worker until
+    # it is polled or the lease runs out; named leases elect one sender.
+    """
+    ALTER TABLE feeds ADD COLUMN leased_until TEXT;
+    ALTER TABLE feeds ADD COLUMN leased_by TEXT;
+    CREATE INDEX feeds_next_check ON feeds(next_check);
+    CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        leased_until TEXT NOT NULL
+    );
+    """,
 )
 
 LATEST_VERSION = len(MIGRATIONS)
@@ -215,3 +237,38 @@ def migrate(conn: sqlite3.Connection) -> int:
 def _statements(script: str) -> list[str]:
     # executescript() would commit implicitly; splitting keeps each migration atomic.
     return [s.strip() for s in script.split(";") if s.strip()]
+
+
+# Serialises migrations of one PostgreSQL database between workers starting together.
+_PG_MIGRATION_LOCK = 0x5709_0016
+
+
+def migrate_postgres(conn: Any) -> int:
+    """``migrate`` for PostgreSQL (a ``storage.engine.PgConn``): the version in
+    ``schema_version``, each migration in its own transaction under an
+    advisory lock so that workers starting together apply it once."""
+    from bot.errors import ConfigError
+
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+    while True:
+        conn.execute("BEGIN")
+        try:
+            conn.execute("SELECT pg_advisory_xact_lock(?)", (_PG_MIGRATION_LOCK,))
+            row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+            current = int(row[0] or 0)
+            if current > LATEST_VERSION:
+                raise ConfigError(
+                    f"database schema version {current} is newer than this Storywatch "
+                    f"understands ({LATEST_VERSION}); upgrade Storywatch"
+                )
+            if current == LATEST_VERSION:
+                conn.execute("COMMIT")
+                return LATEST_VERSION
+            for statement in _statements(ddl_to_postgres(MIGRATIONS[current])):
+                conn.execute(statement)
+            conn.execute("DELETE FROM schema_version")
+            conn.execute("INSERT INTO schema_version(version) VALUES (?)", (current + 1,))
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")

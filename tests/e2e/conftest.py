@@ -22,8 +22,10 @@ from pathlib import Path
 
 import pytest
 
+from bot.storage.repository import Database
 from tests.conftest import TOKEN
 from tests.support.botconfig import write_config
+from tests.support.engines import database_env, open_for_env
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.feed_server import FeedServer, Route, rss_document
 
@@ -144,6 +146,10 @@ class BotProcess:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
 
+    def open_database(self) -> Database:
+        """The database this bot uses (SQLite in WAL mode: a test may read beside it)."""
+        return open_for_env(self.extra_env, self.tmp / "data")
+
     def output(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in self.logs if p.exists())
 
@@ -179,8 +185,15 @@ def news(feeds: FeedServer) -> Feed:
 
 
 @pytest.fixture
-def bot(tmp_path: Path, fake: FakeTelegram, news: Feed) -> Iterator[BotProcess]:
-    process = BotProcess(tmp_path, fake, write_config(tmp_path, [news.url]), {})
+def bot(tmp_path: Path, fake: FakeTelegram, news: Feed, engine: str) -> Iterator[BotProcess]:
+    """``storywatch run`` on each engine (its database in a fresh schema on PostgreSQL)."""
+    with database_env(engine) as env:
+        yield from _bot(tmp_path, fake, news, env)
+
+
+def _bot(tmp_path: Path, fake: FakeTelegram, news: Feed,
+         env: dict[str, str]) -> Iterator[BotProcess]:
+    process = BotProcess(tmp_path, fake, write_config(tmp_path, [news.url]), env)
     try:
         process.start()
         # The first good poll of a feed stores its items without alerting (no

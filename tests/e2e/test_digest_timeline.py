@@ -26,6 +26,7 @@ import pytest
 from bot.storage.repository import Database
 from tests.conftest import TOKEN
 from tests.e2e.conftest import REPO, BotProcess, Chat, Feed, wait_until, write_config
+from tests.support.engines import database_env
 from tests.support.fake_telegram import FakeTelegram, validate_telegram_html
 from tests.support.feed_server import Route, rss_document
 
@@ -57,10 +58,17 @@ def publish(news: Feed, numbers: range, *, days_apart: float = 3.0) -> None:
 
 
 @pytest.fixture
-def bot(tmp_path: Path, fake: FakeTelegram, news: Feed) -> Iterator[BotProcess]:
-    """The bot, with no hourly alert bound in the way (these tests send many alerts)."""
+def bot(tmp_path: Path, fake: FakeTelegram, news: Feed, engine: str) -> Iterator[BotProcess]:
+    """The bot on each engine, with no hourly alert bound in the way (these tests
+    send many alerts)."""
+    with database_env(engine) as env:
+        yield from _bot(tmp_path, fake, news, env)
+
+
+def _bot(tmp_path: Path, fake: FakeTelegram, news: Feed,
+         env: dict[str, str]) -> Iterator[BotProcess]:
     process = BotProcess(tmp_path, fake, write_config(
-        tmp_path, [news.url], alerts_per_storyline_hour=10_000), {})
+        tmp_path, [news.url], alerts_per_storyline_hour=10_000), env)
     try:
         process.start()
         wait_until(lambda: len(news.server.requests_for(news.path)) >= 2, what="priming")
@@ -112,7 +120,7 @@ def save_full(fake: FakeTelegram, name: str) -> None:
 
 
 def open_db(bot: BotProcess) -> Database:
-    return Database.open(bot.tmp / "data" / "storywatch.db")
+    return bot.open_database()
 
 
 def digest_state(bot: BotProcess) -> tuple[list[str], dict[str, int], dict[str, int], int]:

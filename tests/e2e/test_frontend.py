@@ -43,8 +43,9 @@ def alerts(fake: FakeTelegram, chat_id: int, headline: str) -> int:
 
 
 def database(bot: BotProcess) -> Database:
-    """The running bot's own SQLite file (WAL: the test may read and write beside it)."""
-    return Database.open(bot.tmp / "data" / "storywatch.db")
+    """The running bot's own database (SQLite in WAL mode: the test may read and
+    write beside it; PostgreSQL: the bot's schema)."""
+    return bot.open_database()
 
 
 @pytest.fixture

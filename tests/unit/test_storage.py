@@ -12,6 +12,7 @@ from bot.errors import ConfigError
 from bot.models import FeedState, Item, Match, Storyline
 from bot.storage.repository import Database, DuplicateError, MatchToStore
 from bot.storage.schema import LATEST_VERSION
+from tests.support.engines import fresh_schema, integrity_errors
 
 NOW = datetime(2023, 9, 18, 12, 0, tzinfo=UTC)
 
@@ -21,12 +22,37 @@ def item(key: str, title: str = "Wang Yi arrives in Moscow") -> Item:
                 published=NOW, source="News")
 
 
-def test_schema_is_created_versioned_and_in_wal(db: Database, tmp_path: Path) -> None:
+def test_schema_is_created_versioned_and_in_wal(sqlite_db: Database, tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "data" / "storywatch.db")
     assert conn.execute("PRAGMA user_version").fetchone()[0] == LATEST_VERSION
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
-    assert db.integrity_check() == "ok"
+    assert sqlite_db.integrity_check() == "ok"
+
+
+def test_postgres_schema_is_versioned_with_real_timestamps() -> None:
+    import psycopg
+
+    with fresh_schema() as url:
+        first = Database.open_postgres(url)
+        first.add_feed("https://a.test/rss", now=NOW)
+        first.close()
+        again = Database.open_postgres(url)  # a second open migrates nothing
+        assert [f.url for f in again.list_feeds()] == ["https://a.test/rss"]
+        again.close()
+        with psycopg.connect(url, autocommit=True) as conn:
+            assert conn.execute("SELECT version FROM schema_version").fetchone() == (
+                LATEST_VERSION,)
+            kinds = dict(conn.execute(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND table_name = 'feeds'"
+            ).fetchall())
+            assert kinds["added_at"] == "timestamp with time zone"
+            assert kinds["next_check"] == "timestamp with time zone"
+            assert kinds["id"] == "bigint"
+            conn.execute("UPDATE schema_version SET version = %s", (LATEST_VERSION + 1,))
+        with pytest.raises(ConfigError, match="newer"):
+            Database.open_postgres(url)
 
 
 def test_reopening_keeps_data_and_refuses_newer_schema(tmp_path: Path) -> None:
@@ -102,7 +128,7 @@ def test_failed_transaction_writes_nothing(db: Database) -> None:
     feed_id, _ = _setup(db)
     db.commit_poll(feed_id, FeedState(), now=NOW, title=None, items=[], matches=[])
     bad = MatchToStore(Match("x", 999_999, 0.9, "no such storyline"))
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(integrity_errors()):
         db.commit_poll(feed_id, FeedState(), now=NOW + timedelta(1), title=None,
                        items=[item("x")], matches=[bad])
     assert db.known_keys(feed_id, ["x"]) == set()
