@@ -251,11 +251,16 @@ def prepare(report: Report, evidence: NameEvidence, config: DedupeConfig = DEFAU
     )
 
 
+def _kinds_of_words() -> dict[str, frozenset[str]]:
+    out: dict[str, frozenset[str]] = {}
+    for kind, kind_words in DEVELOPMENT_KINDS.items():
+        for word in kind_words:
+            out[word] = out.get(word, frozenset()) | {kind}
+    return out
+
+
 # Each word that reports a kind of development ("lands", "talks"), with its kinds.
-_KINDS_OF: dict[str, frozenset[str]] = {}
-for _kind, _words in DEVELOPMENT_KINDS.items():
-    for _w in _words:
-        _KINDS_OF[_w] = _KINDS_OF.get(_w, frozenset()) | {_kind}
+_KINDS_OF = _kinds_of_words()
 
 
 def _rest(title: str, names: frozenset[str]) -> tuple[frozenset[str], ...]:
