@@ -271,19 +271,28 @@ class Poller:
         # find it not yet due and leave it a whole extra interval.
         slack = timedelta(seconds=min(MAX_DUE_SLACK_SECONDS, self._interval / 10))
         feeds = await asyncio.to_thread(self._db.due_feeds, now + slack)
-        storylines = await asyncio.to_thread(self._db.active_storylines)
-        steering = await asyncio.to_thread(load_steering, self._db)
-        async with self._matcher_lock:
-            self._steer(steering)
+        storylines = await self._begin_pass()
         try:
             reports = await self._stream(feeds, storylines, now)
         finally:
             await self._flush_unchanged()
+        return await self._end_pass(reports, now)
+
+    async def _begin_pass(self) -> Sequence[Storyline]:
+        """The storylines of a pass, with users' feedback installed on the matcher."""
+        storylines = await asyncio.to_thread(self._db.active_storylines)
+        steering = await asyncio.to_thread(load_steering, self._db)
+        async with self._matcher_lock:
+            self._steer(steering)
+        return storylines
+
+    async def _end_pass(self, reports: Sequence[FeedReport], started: datetime) -> PassReport:
+        """Save what the matcher learned (if anything was new) and record the pass."""
         report = PassReport(tuple(reports))
         if report.new_items:
             async with self._matcher_lock:
                 await asyncio.to_thread(self._save_matcher_state)
-        await asyncio.to_thread(self._record_pass, report, now)
+        await asyncio.to_thread(self._record_pass, report, started)
         return report
 
     async def _stream(
@@ -376,10 +385,7 @@ class Poller:
         feeds then. ``stopping`` ends the pass between batches.
         """
         slack = timedelta(seconds=min(MAX_DUE_SLACK_SECONDS, self._interval / 10))
-        storylines = await asyncio.to_thread(self._db.active_storylines)
-        steering = await asyncio.to_thread(load_steering, self._db)
-        async with self._matcher_lock:
-            self._steer(steering)
+        storylines = await self._begin_pass()
         reports: list[FeedReport] = []
         started = datetime.now(UTC)
         while not stopping():
@@ -398,12 +404,7 @@ class Poller:
                 # Unchanged feeds' states are batched (issue 18); writing them ends
                 # their leases, so no batch may wait past its own.
                 await self._flush_unchanged()
-        report = PassReport(tuple(reports))
-        if report.new_items:
-            async with self._matcher_lock:
-                await asyncio.to_thread(self._save_matcher_state)
-        await asyncio.to_thread(self._record_pass, report, started)
-        return report
+        return await self._end_pass(reports, started)
 
     def _steer(self, steering: Steering) -> None:
         """Install this pass's feedback and sensitivities on the matcher (a fresh
