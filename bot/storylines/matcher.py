@@ -62,6 +62,7 @@ from bot.storylines.facets import (
     judge,
     parse_title,
     read_item,
+    someone_else,
 )
 from bot.storylines.knowledge import folded_words
 from bot.storylines.profile import Entity, Profile, build_profile
@@ -771,7 +772,9 @@ class Matcher:
                     if v.ok:
                         base = (1 - cfg.facet_mix) * base + cfg.facet_mix * v.coverage
                     elif (hot[col] and nterms_all[cols[col]] >= cfg.hot_min_terms
-                          and not (cfg.hot_place_guard and elsewhere(query, v, facts[row]))):
+                          and not (cfg.hot_place_guard and (
+                              elsewhere(query, v, facts[row])
+                              or someone_else(query, v, facts[row], self.roles)))):
                         v = Verdict(True, v.satisfied, v.coverage, hot=True, near=True)
                     else:
                         base *= cfg.unmet_factor

@@ -224,3 +224,87 @@ def test_a_story_that_just_moved_takes_follow_ups_for_a_day_and_says_so() -> Non
     assert "a follow-up" in soon[0].reason
     assert _matched(Matcher(), _item("c", follow), [trip]) == []  # nothing moved yet
     assert _matched(m, _item("d", follow + " again", days=5), [trip]) == []
+
+
+# -- where a visit happens ------------------------------------------------------------
+
+
+def test_large_cities_come_from_the_geonames_extract() -> None:
+    from importlib import resources
+
+    from bot.storylines.knowledge import is_capital, is_city, large_cities
+
+    g = gazetteer()
+    assert g[("san", "francisco")] == "US"
+    assert g[("bengaluru",)] == "IN"
+    assert g[("shanghai",)] == "CN"
+    assert is_city(("shanghai",)) and not is_capital(("shanghai",))
+    assert is_capital(("beijing",))
+    # A country keeps its name where a city shares it; everyday words are no places.
+    assert g[("mexico",)] == "MX"
+    assert ("reading",) not in large_cities() and ("phoenix",) not in g
+    head = resources.files("bot.storylines").joinpath("data/cities.tsv").read_text("utf-8")
+    assert "GeoNames" in head.splitlines()[1] and "CC BY 4.0" in head.splitlines()[1]
+    assert len(large_cities()) > 2000
+
+
+def test_an_item_says_where_it_happens_apart_from_whom_it_names() -> None:
+    sf = read_item("Yellen and He Lifeng hold talks in San Francisco. China's vice premier "
+                   "met the Treasury secretary before the leaders' summit.")
+    assert sf.located == {"US"} and "CN" in sf.places
+    assert read_item("G20 finance chiefs end Bengaluru meeting as Russia and China "
+                     "object").located == {"IN"}  # a large city alone says where
+    assert read_item("Beijing says Washington must stop").located == set()  # governments
+    assert read_item("Macron calls for peace; the war in Ukraine goes on").located == set()
+    assert read_item("Modi departs for US state visit").located == {"US"}
+    assert read_item("Lula leaves for China").located == {"CN"}
+    assert read_item("A China trip for the chancellor").located == {"CN"}
+    # A city's name in front of a surname is a first name, not a place.
+    assert read_item("Vladimir Putin meets Xi").places == set()
+
+
+def test_a_visit_is_where_it_happens_not_whoever_is_named() -> None:
+    yellen = parse_title("Yellen visit to China")
+    book = RoleBook()
+
+    def ok(text: str) -> bool:
+        return judge(yellen, read_item(text), book).ok
+
+    assert not ok("Yellen and He Lifeng hold talks in San Francisco. China's vice "
+                  "premier met Yellen for two days of talks.")
+    assert not ok("Xi lands in San Francisco, greeted by Yellen. The Chinese president "
+                  "arrived for his first visit to the United States since 2017.")
+    assert not ok("G20 finance chiefs end Bengaluru meeting. Russia and China objected "
+                  "at the talks attended by Janet Yellen.")
+    # In China, or nowhere said: the visit.
+    assert ok("Yellen lands in Beijing for four days of talks")
+    assert ok("Yellen arrives in Shanghai to begin China visit. She flew in from Delhi.")
+    assert ok("Yellen meets Chinese premier, calls talks productive")
+    assert ok("Yellen, in Washington, confirms she will visit China next month")
+    # Not a visit: a place named is the topic, wherever the item is from.
+    war = parse_title("Syrian civil war")
+    assert judge(war, read_item("Putin defends Syrian strikes at the UN in New York, "
+                                "saying the civil war must end"), book).ok
+
+
+def test_a_follow_up_is_not_someone_else_s_visit() -> None:
+    macron = Storyline(30, "Macron state visit to China")
+    m = Matcher()
+    hit = m.match([_item("a", "Macron lands in Beijing for state visit",
+                         "French President Emmanuel Macron began a three-day visit.")],
+                  [macron])
+    assert [x.storyline_id for x in hit] == [30]
+    # The story just moved; another country's president visiting China is other news.
+    assert _matched(m, _item("b", "Brazil's president arrives in Shanghai for China visit",
+                             days=0.3), [macron]) == []
+    # The host's people, or the visitor's own, still make follow-ups.
+    assert _matched(m, _item("c", "China's premier hails state visit, signs deals",
+                             days=0.4), [macron]) == [30]
+    # Placed in another country, mentioning China: not a follow-up either.
+    assert _matched(m, _item("d", "Ministers meet in Vienna on state visit plans for China",
+                             days=0.5), [macron]) == []
+
+
+def test_an_office_given_to_someone_is_theirs() -> None:
+    facts = read_item("China replaces Qin Gang with Wang Yi as foreign minister")
+    assert [(r.office, r.owner) for r in facts.roles] == [("foreign_minister", ("wang", "yi"))]
