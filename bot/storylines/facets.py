@@ -301,7 +301,7 @@ def read_item(text: str) -> ItemFacts:
     seen: dict[PlaceKey, str] = {}
     for s, e, key in places:
         seen.setdefault(key, " ".join(t.text for t in toks[s:e]))
-    located, cities = _sites(toks, places)
+    located, cities = _sites(text, toks, places)
     return ItemFacts(
         words=words,
         joined=" " + " ".join(words) + " ",
@@ -316,8 +316,12 @@ def read_item(text: str) -> ItemFacts:
     )
 
 
+def _same_sentence(text: str, first: _Tok, second: _Tok) -> bool:
+    return not _SENTENCE_END.search(text, first.end, second.start)
+
+
 def _sites(
-    toks: Sequence[_Tok], places: Sequence[tuple[int, int, PlaceKey]]
+    text: str, toks: Sequence[_Tok], places: Sequence[tuple[int, int, PlaceKey]]
 ) -> tuple[frozenset[PlaceKey], frozenset[PlaceKey]]:
     """Where the item places what it reports ("in Vienna", "a China visit", a large city
     named), and the countries of every city it names. A country named as someone's
@@ -331,13 +335,14 @@ def _sites(
         city = is_city(words)
         if city:
             cities.add(key)
-        before = toks[s - 1].low if s > 0 else ""
-        after = toks[e].low if e < n else ""
-        if after in _VISIT_QUALIFIERS and e + 1 < n:
-            after = toks[e + 1].low
+        # The words around the place, within its sentence ("in the United States").
+        b = s - 1 if s > 0 and toks[s - 1].low != "the" else s - 2
+        before = toks[b].low if b >= 0 and _same_sentence(text, toks[b], toks[s]) else ""
+        a = e + 1 if e < n and toks[e].low in _VISIT_QUALIFIERS else e
+        after = toks[a].low if a < n and _same_sentence(text, toks[e - 1], toks[a]) else ""
         if (before in _LOCATIVE_BEFORE and not (
-            before == "in" and s > 1 and toks[s - 2].low in _SUBJECT_BEFORE_IN
-        )) or (before == "for" and s > 1 and toks[s - 2].low in _DEPARTS) \
+            before == "in" and b > 0 and toks[b - 1].low in _SUBJECT_BEFORE_IN
+        )) or (before == "for" and b > 0 and toks[b - 1].low in _DEPARTS) \
                 or after in _LOCATIVE_AFTER or (
                     city and not is_capital(words)
                     and big.get(words, ("", 0))[1] >= BARE_CITY_POPULATION):

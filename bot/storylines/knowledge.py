@@ -311,6 +311,8 @@ def large_cities() -> MappingProxyType[Words, tuple[PlaceKey, int]]:
         words = folded_words(name)
         if words and len(words) <= MAX_PLACE_WORDS:
             out.setdefault(words, (country, int(population)))
+            if words[0] == "saint":  # news writes "St Petersburg"
+                out.setdefault(("st", *words[1:]), (country, int(population)))
     return MappingProxyType(out)
 
 

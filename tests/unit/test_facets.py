@@ -259,6 +259,12 @@ def test_an_item_says_where_it_happens_apart_from_whom_it_names() -> None:
     assert read_item("Modi departs for US state visit").located == {"US"}
     assert read_item("Lula leaves for China").located == {"CN"}
     assert read_item("A China trip for the chancellor").located == {"CN"}
+    assert read_item("Putin meets Wang Yi in St Petersburg").located == {"RU"}
+    assert read_item("Talks in the United States").located == {"US"}
+    # A sentence ends what places a word: "... ahead of the visit. China's ..." is no
+    # visit to China.
+    assert read_item("Wang Yi arrives in Moscow ahead of the visit. China's top diplomat "
+                     "met Putin.").located == {"RU"}
     # A city's name in front of a surname is a first name, not a place.
     assert read_item("Vladimir Putin meets Xi").places == set()
 
