@@ -714,7 +714,7 @@ def judge(query: Query, facts: ItemFacts, book: RoleBook, *, quick: bool = False
     for idx, f in enumerate(query.facets):
         if f.kind in ("who", "where"):
             how = _satisfies(f, facts, book)
-            if how is not None and not (f.kind == "where" and facts.located
+            if how is not None and not (f.kind == "where"
                                         and _visited_elsewhere(query, f, facts)):
                 found[idx] = how
     if quick:
@@ -749,10 +749,11 @@ _REFUSED = Verdict(False, (), 0.0)
 
 
 def _visited_elsewhere(query: Query, f: Facet, facts: ItemFacts) -> bool:
-    """For a visit, the title's place is where it happens: an item that places itself
+    """For a visit, the title's place is where it happens. An item that places itself
     in another country ("talks in San Francisco") and names the title's country only
     as someone's ("China's vice premier") or as a party ("Russia and China objected")
-    is not news of that visit."""
+    is not news of that visit; nor is one that places itself nowhere and speaks of no
+    visit ("Yellen says the US seeks ties with China")."""
     if f.place is None or not any(
         g.kind == "what" and "visit" in g.kinds for g in query.facets
     ):
@@ -760,7 +761,10 @@ def _visited_elsewhere(query: Query, f: Facet, facts: ItemFacts) -> bool:
     wanted = {f.place} | region_members(f.place)
     if wanted & (facts.located | facts.cities):
         return False
-    return bool(facts.located - wanted)
+    if facts.located - wanted:
+        return True
+    # Placed nowhere: the title's country only counts with word of a visit.
+    return not DEVELOPMENT_KINDS["visit"] & facts.word_set
 
 
 def elsewhere(query: Query, verdict: Verdict, facts: ItemFacts) -> bool:

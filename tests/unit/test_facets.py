@@ -285,7 +285,9 @@ def test_a_visit_is_where_it_happens_not_whoever_is_named() -> None:
     # In China, or nowhere said: the visit.
     assert ok("Yellen lands in Beijing for four days of talks")
     assert ok("Yellen arrives in Shanghai to begin China visit. She flew in from Delhi.")
-    assert ok("Yellen meets Chinese premier, calls talks productive")
+    assert ok("Yellen meets Chinese premier on her visit, calls talks productive")
+    # Placed nowhere and no visit spoken of: other Yellen-and-China news.
+    assert not ok("Yellen says US seeks constructive economic ties with China")
     assert ok("Yellen, in Washington, confirms she will visit China next month")
     # Not a visit: a place named is the topic, wherever the item is from.
     war = parse_title("Syrian civil war")
