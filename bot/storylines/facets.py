@@ -371,6 +371,7 @@ class Query:
     """A storyline's facets; ``names`` tell who, ``places`` where."""
 
     facets: tuple[Facet, ...]
+    visit: bool = False  # its development is a visit: its place is where it happens
 
     @property
     def has_who(self) -> bool:
@@ -479,7 +480,7 @@ def parse_title(
     for w in dict.fromkeys(words):
         label = written[w] if w != fold(written[w]) else w
         facets.append(Facet("word", label, frozenset({(w,)})))
-    return Query(tuple(_with_aliases(facets, aliases)))
+    return Query(tuple(_with_aliases(facets, aliases)), visit="visit" in kinds)
 
 
 def _with_aliases(
@@ -754,9 +755,7 @@ def _visited_elsewhere(query: Query, f: Facet, facts: ItemFacts) -> bool:
     as someone's ("China's vice premier") or as a party ("Russia and China objected")
     is not news of that visit; nor is one that places itself nowhere and speaks of no
     visit ("Yellen says the US seeks ties with China")."""
-    if f.place is None or not any(
-        g.kind == "what" and "visit" in g.kinds for g in query.facets
-    ):
+    if f.place is None or not query.visit:
         return False
     wanted = {f.place} | region_members(f.place)
     if wanted & (facts.located | facts.cities):
