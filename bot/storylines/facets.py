@@ -364,6 +364,12 @@ class Facet:
     kinds: frozenset[str] = frozenset()  # what: kinds of development
     person: Words | None = None  # who: key into the role book
     roles: tuple[Role, ...] = ()  # who: offices the title or the seed gives
+    # Each form as the text to look for in ``ItemFacts.joined``, and as it is shown.
+    needles: tuple[tuple[str, str], ...] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "needles", tuple(
+            (" " + " ".join(form) + " ", " ".join(form)) for form in self.forms))
 
 
 @dataclass(frozen=True, slots=True)
@@ -654,9 +660,9 @@ _WEIGHT = {"who": 1.0, "where": 1.0, "what": 0.6, "word": 0.5}
 
 
 def _satisfies(f: Facet, facts: ItemFacts, book: RoleBook) -> str | None:
-    for form in f.forms:
-        if _contains(facts.joined, form):
-            return " ".join(form)
+    for needle, text in f.needles:
+        if needle in facts.joined:
+            return text
     if f.kind == "who":
         # Names are spelt many ways ("Poutin", "Zelenskiy"): the surname, fuzzily.
         for form in f.forms:
