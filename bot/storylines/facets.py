@@ -201,14 +201,20 @@ def _office_at(toks: Sequence[_Tok], i: int) -> tuple[int, str] | None:
 def _find_roles(
     text: str, toks: Sequence[_Tok], places: Sequence[tuple[int, int, PlaceKey]]
 ) -> list[RoleMention]:
+    # Most words start no office: only the words that may are visited, in order.
+    candidates = [k for k, t in enumerate(toks) if t.low in _ROLE_STARTS]
+    if not candidates:
+        return []
     ends = {e: (s, k) for s, e, k in places}
     place_at = {i for s, e, _ in places for i in range(s, e)}
     out: list[RoleMention] = []
     i = 0
-    while i < len(toks):
-        hit = _office_at(toks, i) if toks[i].low in _ROLE_STARTS else None
+    for k in candidates:
+        if k < i:
+            continue  # inside the office just read
+        i = k
+        hit = _office_at(toks, i)
         if hit is None:
-            i += 1
             continue
         n, office = hit
         start = i
