@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+import os
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from bot.errors import ConfigError
 from bot.fetching.client import FeedFetcher
+from bot.parse_worker import die_with
 from bot.parsing.normalize import canonical_url
 from bot.pipeline import Poller
 from bot.settings import Settings
@@ -90,7 +92,11 @@ def parse_executor() -> Executor:
     bot's own process, so a second worker would wait, idle, and cost ~29 MB
     (docs/performance.md).
     """
-    return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("forkserver"))
+    return ProcessPoolExecutor(
+        1, mp_context=multiprocessing.get_context("forkserver"),
+        # A worker outlives a bot killed outright unless it watches for that.
+        initializer=die_with, initargs=(os.getpid(),),
+    )
 
 
 def build_matcher(settings: Settings) -> Matcher:
