@@ -104,7 +104,10 @@ def _toks(text: str) -> list[_Tok]:
         # Possessives are the name: "Putin's" -> "Putin".
         if word[-2:] in ("'s", "’s", "'S") and len(word) > 2:
             word = word[:-2]
-        low = low_text[start:start + len(word)] if low_text is not None else fold(word)
+        if low_text is not None:
+            low = low_text[start:start + len(word)]
+        else:  # a "…" or "’" elsewhere leaves most words ASCII: fold's own fast path, inline
+            low = word.casefold() if word.isascii() else fold(word)
         out.append(new(_Tok, (word, low, start, end)))
     return out
 
@@ -141,8 +144,14 @@ def _find_places(toks: Sequence[_Tok]) -> list[tuple[int, int, PlaceKey]]:
     table = gazetteer()
     starts = _place_starts()
     out: list[tuple[int, int, PlaceKey]] = []
+    # Only words that may begin a place are visited, in order (as in _find_roles).
+    candidates = [k for k, t in enumerate(toks)
+                  if t.text in ABBREVIATIONS or (t.low in starts and t.text[:1].isupper())]
     i = 0
-    while i < len(toks):
+    for k in candidates:
+        if k < i:
+            continue  # inside the place just found
+        i = k
         abbr = ABBREVIATIONS.get(toks[i].text)
         if abbr is not None:
             out.append((i, i + 1, abbr))
@@ -159,8 +168,6 @@ def _find_places(toks: Sequence[_Tok]) -> list[tuple[int, int, PlaceKey]]:
         if hit is not None:
             out.append(hit)
             i = hit[1]
-        else:
-            i += 1
     return out
 
 
