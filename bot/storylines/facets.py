@@ -24,8 +24,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import NamedTuple
 
-from rapidfuzz import fuzz, process
-
 from bot.storylines import languages
 from bot.storylines.knowledge import (
     ABBREVIATIONS,
@@ -581,6 +579,10 @@ def _satisfies(f: Facet, facts: ItemFacts, book: RoleBook) -> str | None:
         if _contains(facts.joined, form):
             return " ".join(form)
     if f.kind == "who":
+        # Imported here: the parse workers read items with this module and never
+        # judge one, and rapidfuzz costs each of them about 4 MB.
+        from rapidfuzz import fuzz, process
+
         # Names are spelt many ways ("Poutin", "Zelenskiy"): the surname, fuzzily.
         for form in f.forms:
             if len(form[-1]) >= FUZZY_MIN_LENGTH:
