@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+import os
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from bot.errors import ConfigError
 from bot.fetching.client import FeedFetcher
+from bot.parse_worker import die_with
 from bot.parsing.normalize import canonical_url
 from bot.pipeline import Poller
 from bot.settings import Settings
@@ -80,17 +82,22 @@ def retention_policy(settings: Settings) -> RetentionPolicy:
 
 
 def parse_executor() -> Executor:
-    """A process pool for feedparser, which is CPU-bound and must stay off the loop.
+    """A process pool for parsing feeds and reading their items for the matcher
+    (``bot.parse_worker``): CPU-bound work that must stay off the loop.
 
     forkserver, because forking a process that runs threads (the event loop's
     default executor, SQLite) can copy held locks into the child.
 
-    One worker: since plain feeds are read through lxml (``parsing.fastpath``) a
-    first pass of 1,000 feeds costs the pool about 6 CPU-s against about 20 in the
-    bot's own process, so a second worker would wait, idle, and cost ~29 MB
-    (docs/performance.md).
+    One worker. Since it also reads items for the matcher, a first pass of 1,000
+    feeds costs it about two thirds of the CPU and the bot's own process the rest
+    (docs/performance.md, section 8), so a second worker would help wall time; but
+    each worker is ~30 MB more, and the tree is at its 150 MB budget with one.
     """
-    return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("forkserver"))
+    return ProcessPoolExecutor(
+        1, mp_context=multiprocessing.get_context("forkserver"),
+        # A worker outlives a bot killed outright unless it watches for that.
+        initializer=die_with, initargs=(os.getpid(),),
+    )
 
 
 def build_matcher(settings: Settings) -> Matcher:

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bot.storylines.reading import Reading
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +50,10 @@ class Item:
     published: datetime | None
     source: str
     feed_id: int | None = None
+    reading: Reading | None = field(default=None, compare=False, repr=False)
+    """What the matcher reads from ``title`` and ``summary``
+    (``bot.storylines.reading.Reading``), when it was read where the item was made
+    (the parse worker); never stored, and ignored in comparisons."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from bot.fetching.conditional import (
 )
 from bot.health import INTERNAL_LAST_POLL_KEY, INTERNAL_TOTAL_KEY, LAST_POLL_KEY
 from bot.models import Feed, FeedState, Item, Match, Storyline
+from bot.parse_worker import parse_and_read
 from bot.parsing.feeds import ParsedFeed, parse_feed
 from bot.settings import Settings
 from bot.storage.ports import PollerStore
@@ -239,10 +240,14 @@ class Poller:
         """The pool in use now (a new one after a rebuild)."""
         return self._executor
 
-    async def _parse(self, body: bytes, headers: dict[str, str], url: str) -> ParsedFeed:
+    async def _parse(
+        self, body: bytes, headers: dict[str, str], url: str, *, read: bool = True
+    ) -> ParsedFeed:
+        """Parse in the pool; with ``read``, the items come read for the matcher."""
         loop = asyncio.get_running_loop()
         executor = self._executor
-        parse = functools.partial(parse_feed, max_items=self._item_cap)
+        parse = functools.partial(parse_and_read if read else parse_feed,
+                                  max_items=self._item_cap)
         try:
             return await loop.run_in_executor(executor, parse, body, headers, url)
         except BrokenProcessPool:
@@ -531,7 +536,7 @@ class Poller:
         """Fetch and parse ``url`` once; raises FetchError or ParseError with a
         message fit for the user who asked."""
         result = await self._fetcher.fetch(url, FeedState())
-        parsed = await self._parse(result.body, result.headers, result.final_url)
+        parsed = await self._parse(result.body, result.headers, result.final_url, read=False)
         return ProbeResult(url=url, title=parsed.title, item_count=len(parsed.items))
 
     async def add_feed(

@@ -24,8 +24,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import NamedTuple
 
-from rapidfuzz import fuzz, process
-
 from bot.storylines import languages
 from bot.storylines.knowledge import (
     ABBREVIATIONS,
@@ -127,7 +125,10 @@ def _toks(text: str) -> list[_Tok]:
         # Possessives are the name: "Putin's" -> "Putin".
         if word[-2:] in ("'s", "’s", "'S") and len(word) > 2:
             word = word[:-2]
-        low = low_text[start:start + len(word)] if low_text is not None else fold(word)
+        if low_text is not None:
+            low = low_text[start:start + len(word)]
+        else:  # a "…" or "’" elsewhere leaves most words ASCII: fold's own fast path, inline
+            low = word.casefold() if word.isascii() else fold(word)
         out.append(new(_Tok, (word, low, start, end)))
     return out
 
@@ -166,8 +167,14 @@ def _find_places(toks: Sequence[_Tok]) -> list[tuple[int, int, PlaceKey]]:
     table = gazetteer()
     starts = _place_starts()
     out: list[tuple[int, int, PlaceKey]] = []
+    # Only words that may begin a place are visited, in order (as in _find_roles).
+    candidates = [k for k, t in enumerate(toks)
+                  if t.text in ABBREVIATIONS or (t.low in starts and t.text[:1].isupper())]
     i = 0
-    while i < len(toks):
+    for k in candidates:
+        if k < i:
+            continue  # inside the place just found
+        i = k
         abbr = ABBREVIATIONS.get(toks[i].text)
         if abbr is not None:
             out.append((i, i + 1, abbr))
@@ -186,8 +193,6 @@ def _find_places(toks: Sequence[_Tok]) -> list[tuple[int, int, PlaceKey]]:
         elif hit is not None:
             out.append(hit)
             i = hit[1]
-        else:
-            i += 1
     return out
 
 
@@ -252,14 +257,20 @@ def _office_at(toks: Sequence[_Tok], i: int) -> tuple[int, str] | None:
 def _find_roles(
     text: str, toks: Sequence[_Tok], places: Sequence[tuple[int, int, PlaceKey]]
 ) -> list[RoleMention]:
+    # Most words start no office: only the words that may are visited, in order.
+    candidates = [k for k, t in enumerate(toks) if t.low in _ROLE_STARTS]
+    if not candidates:
+        return []
     ends = {e: (s, k) for s, e, k in places}
     place_at = {i for s, e, _ in places for i in range(s, e)}
     out: list[RoleMention] = []
     i = 0
-    while i < len(toks):
-        hit = _office_at(toks, i) if toks[i].low in _ROLE_STARTS else None
+    for k in candidates:
+        if k < i:
+            continue  # inside the office just read
+        i = k
+        hit = _office_at(toks, i)
         if hit is None:
-            i += 1
             continue
         n, office = hit
         start = i
@@ -664,6 +675,10 @@ def _satisfies(f: Facet, facts: ItemFacts, book: RoleBook) -> str | None:
         if needle in facts.joined:
             return text
     if f.kind == "who":
+        # Imported here: the parse workers read items with this module and never
+        # judge one, and rapidfuzz costs each of them about 4 MB.
+        from rapidfuzz import fuzz, process
+
         # Names are spelt many ways ("Poutin", "Zelenskiy"): the surname, fuzzily.
         for form in f.forms:
             if len(form[-1]) >= FUZZY_MIN_LENGTH:

@@ -66,6 +66,7 @@ from bot.storylines.facets import (
 )
 from bot.storylines.knowledge import folded_words
 from bot.storylines.profile import Entity, Profile, build_profile
+from bot.storylines.reading import reading_of
 from bot.storylines.text import TITLE_WORDS, tokens
 
 FloatArray = npt.NDArray[np.float64]
@@ -320,7 +321,7 @@ class Matcher:
 
     def _read(self, items: Sequence[Item], *, learn: bool) -> list[ItemFacts]:
         """Read the items' facts; with ``learn``, what they teach about names and offices."""
-        facts = [read_item(f"{i.title}. {i.summary}") for i in items]
+        facts = [reading_of(i).facts for i in items]
         if learn:
             for f in facts:
                 self._caps.update(f.capitalised)
@@ -364,7 +365,7 @@ class Matcher:
                 self.roles.learn(read_item(entry.storyline.seed_text))
         return entry.query
 
-    def _observe_tokens(self, docs: Sequence[list[str]]) -> None:
+    def _observe_tokens(self, docs: Sequence[Sequence[str]]) -> None:
         for toks in docs:
             # A "word" longer than any word (a URL, base64, a run of CJK no one segmented)
             # is never a storyline's term: counting it costs memory and nothing else.
@@ -584,7 +585,7 @@ class Matcher:
         self._canon[tok] = out
         return out
 
-    def _doc(self, key: str, raw: list[str]) -> _Doc:
+    def _doc(self, key: str, raw: Sequence[str]) -> _Doc:
         toks = [self._canonical(t) for t in raw]
         tfs = Counter(toks)
         idfs = {tok: self.idf(tok) for tok in tfs}
@@ -688,7 +689,7 @@ class Matcher:
     def _scan(
         self,
         items: Sequence[Item],
-        raw: Sequence[list[str]],
+        raw: Sequence[Sequence[str]],
         facts: Sequence[ItemFacts],
         storylines: Sequence[Storyline],
         *,
@@ -923,7 +924,7 @@ class Matcher:
                           every_pair=True)
 
     def _learn_from(
-        self, result: list[Assessment], items: Sequence[Item], raw: Sequence[list[str]]
+        self, result: list[Assessment], items: Sequence[Item], raw: Sequence[Sequence[str]]
     ) -> None:
         by_key = {item.key: toks for item, toks in zip(items, raw, strict=True)}
         by_item = {item.key: item for item in items}
@@ -966,7 +967,7 @@ class Matcher:
         """
         self._learn_tokens(storyline_id, _item_tokens(item))
 
-    def _learn_tokens(self, storyline_id: int, raw: list[str]) -> None:
+    def _learn_tokens(self, storyline_id: int, raw: Sequence[str]) -> None:
         entry = self._entries.get(storyline_id)
         if entry is None:
             return
@@ -1013,8 +1014,8 @@ def _signature(storyline: Storyline) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _item_tokens(item: Item) -> list[str]:
-    return tokens(f"{item.title} {item.summary}")
+def _item_tokens(item: Item) -> Sequence[str]:
+    return reading_of(item).tokens
 
 
 def _explain(found: list[tuple[Entity, tuple[str, ...]]], contrib: list[tuple[float, str]]) -> str:

@@ -94,3 +94,10 @@ def test_mixed_chinese_and_latin_words() -> None:
 def test_language_benchmarks(name: str, floor: float) -> None:
     result = evaluate(load_benchmark(FIXTURES / name))
     assert result.f1 >= floor, (name, result.f1, result.precision, result.recall)
+
+
+def test_the_written_out_russian_stopword_stems_are_snowballs() -> None:
+    stems = {languages.cyrillic_word(w, "ru") for w in languages.RU_STOPWORDS}
+    assert stems - languages.RU_STOPWORDS == languages.RU_STOPWORD_STEMS
+    assert (
+        languages.ZH_STOPWORDS | languages.RU_STOPWORDS | frozenset(stems)) == languages.STOPWORDS

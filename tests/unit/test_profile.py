@@ -64,3 +64,23 @@ def test_fold_ascii_fast_path_matches_slow_path() -> None:
 
     assert fold("Putin's PLANE") == "putin's plane"
     assert fold("Diendéré") == "diendere"
+
+
+def test_fold_strips_every_combining_mark_and_keeps_other_letters() -> None:
+    import sys
+    import unicodedata
+
+    from bot.storylines.text import fold
+
+    # The definition, a character at a time, against the fast paths (no mark at
+    # all, marks only in some words) on every character.
+    def by_definition(text: str) -> str:
+        decomposed = unicodedata.normalize("NFKD", text)
+        return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+    chars = [chr(c) for c in range(0x80, sys.maxunicode + 1) if not 0xD800 <= c < 0xE000]
+    for k in range(0, len(chars), 64):
+        text = "a " + "".join(chars[k:k + 64]) + " é"
+        assert fold(text) == by_definition(text)
+    assert fold("Москве …") == "москве ..."
+    assert fold("Ǆ a\u0301\u0302b") == "dz ab"

@@ -1,0 +1,66 @@
+"""What the parse pool's workers run: a feed parsed, each item read for the matcher;
+and a watch that ends a worker when the bot ends.
+
+Parsing and reading are both pure and per item, so both run in the pool worker and
+the bot's own process only counts and scores (``bot.storylines.reading``). Kept
+apart from ``bot.pipeline`` so that a worker imports the parser and the reader
+alone: unpickling the job imports this module, and the pipeline's imports (the
+matcher's numpy, httpx, storage) would cost every worker tens of MB.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import replace
+
+from bot.parsing.feeds import ParsedFeed, parse_feed
+from bot.storylines.reading import with_reading
+
+
+def parse_and_read(
+    body: bytes, headers: Mapping[str, str], url: str, *, max_items: int | None = None
+) -> ParsedFeed:
+    """:func:`~bot.parsing.feeds.parse_feed`, with each item carrying its reading."""
+    parsed = parse_feed(body, headers, url, max_items=max_items)
+    return replace(parsed, items=tuple(with_reading(i) for i in parsed.items))
+
+
+def die_with(pid: int) -> None:
+    """Pool initializer: end this worker as soon as process ``pid`` (the bot) ends.
+
+    A bot killed outright (SIGKILL, the OOM killer) runs no clean-up. Its parse
+    worker, a child of the pool's forkserver rather than of the bot, would wait for
+    work forever; and as it holds the forkserver's "alive" pipe and the resource
+    tracker's, those two stay as well. So each worker watches the bot: a pidfd
+    turns readable when the process ends (no polling); without pidfds (Linux before
+    5.3), it checks twice a second. The bot's pid is passed in, not read as the
+    parent's: the parent is the forkserver, which outlives the bot while this runs.
+    """
+    threading.Thread(target=_watch, args=(pid,), name="die-with-bot", daemon=True).start()
+
+
+def _watch(pid: int) -> None:
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        os._exit(1)  # already gone
+    except (AttributeError, OSError):
+        while _alive(pid):
+            time.sleep(0.5)
+        os._exit(1)
+    select.select([fd], [], [])
+    os._exit(1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False  # another user's process has the number now: the bot's is gone
+    return True

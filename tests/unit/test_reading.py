@@ -1,0 +1,71 @@
+"""An item's reading (tokens and facts for the matcher): read where the item is made,
+in the parse worker, or by the matcher itself, with the same result."""
+
+from __future__ import annotations
+
+import pickle
+from datetime import UTC, datetime
+
+from bot.models import Item, Storyline
+from bot.parse_worker import parse_and_read
+from bot.parsing.feeds import parse_feed
+from bot.storylines.facets import read_item
+from bot.storylines.matcher import Matcher
+from bot.storylines.reading import read, reading_of, with_reading
+from bot.storylines.text import tokens
+from tests.support.feed_server import rss_document
+
+T0 = datetime(2023, 10, 1, tzinfo=UTC)
+PUTIN = Storyline(1, "Putin trip to China", "Russian President Vladimir Putin travels to Beijing.")
+ITEMS = [
+    Item("a", "Russian president's plane lands in Beijing", "Vladimir Putin met Xi.", None,
+         T0, "wire"),
+    Item("b", "Storm brings heavy rain to the coast", "Floods… in the south", None, T0, "wire"),
+    Item("c", "Oil prices fall on weak demand", "Brent drops 2%", None, T0, "wire"),
+]
+
+
+def test_a_reading_is_the_matchers_tokens_and_facts() -> None:
+    item = ITEMS[0]
+    r = read(item.title, item.summary)
+    assert r.tokens == tuple(tokens(f"{item.title} {item.summary}"))
+    assert r.facts == read_item(f"{item.title}. {item.summary}")
+    assert reading_of(item) == r
+    assert reading_of(with_reading(item)) == r
+
+
+def test_a_reading_is_never_part_of_an_items_identity() -> None:
+    item = ITEMS[1]
+    carried = with_reading(item)
+    assert carried == item and hash(carried) == hash(item)
+    assert "reading" not in repr(carried)
+
+
+def test_the_matcher_decides_the_same_with_carried_readings() -> None:
+    plain, carried = Matcher(), Matcher()
+    found_plain = plain.match(ITEMS, [PUTIN])
+    found_carried = carried.match([with_reading(i) for i in ITEMS], [PUTIN])
+    assert found_plain == found_carried and [m.item_key for m in found_plain] == ["a"]
+    assert plain.export_state() == carried.export_state()
+
+
+def test_the_matcher_uses_the_reading_an_item_carries() -> None:
+    # A reading of other words: the matcher scores what the item carries, not its
+    # text (proof that the parse worker's reading is not done again).
+    item = ITEMS[2]
+    disguised = Item(item.key, item.title, item.summary, None, T0, "wire",
+                     reading=read(ITEMS[0].title, ITEMS[0].summary))
+    assert [m.item_key for m in Matcher().match([disguised], [PUTIN])] == ["c"]
+    assert Matcher().match([item], [PUTIN]) == []
+
+
+def test_the_parse_worker_sends_items_read_and_picklable() -> None:
+    body = rss_document("World", [
+        {"guid": f"g{n}", "title": t.title, "description": t.summary,
+         "link": f"https://n.test/{n}"} for n, t in enumerate(ITEMS)])
+    parsed = parse_and_read(body, {"content-type": "application/rss+xml"}, "https://n.test/f")
+    plain = parse_feed(body, {"content-type": "application/rss+xml"}, "https://n.test/f")
+    assert parsed.items == plain.items
+    back = pickle.loads(pickle.dumps(parsed))
+    assert [i.reading for i in back.items] == [read(i.title, i.summary) for i in plain.items]
+    assert all(i.reading is None for i in plain.items)
