@@ -242,7 +242,11 @@ async def _serve(
 
         endpoint = start_server(
             settings.env.metrics_port, metrics,
-            database_health(settings.database_path, settings.env.poll_interval),
+            database_health(
+                settings.database_path, settings.env.poll_interval,
+                database_url=None if settings.env.database_url is None
+                else settings.env.database_url.get_secret_value(),
+            ),
             on_scrape=refresh_pending,
         )
     sender = Sender(
