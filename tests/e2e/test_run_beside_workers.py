@@ -12,12 +12,10 @@ import signal
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.models import Storyline
 from tests.conftest import TOKEN
-from tests.e2e.conftest import BotProcess, Feed, wait_until
-from tests.e2e.test_workers import CHATS, HEADLINES, STORY, start_worker
-from tests.support.botconfig import write_config
-from tests.support.engines import database_env, open_for_env
+from tests.e2e.conftest import BotProcess, wait_until
+from tests.e2e.test_workers import CHATS, HEADLINES, newsroom, start_worker
+from tests.support.engines import database_env
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.feed_server import FeedServer
 
@@ -26,17 +24,7 @@ def test_run_and_a_worker_never_send_at_once_and_hand_the_lease_over(
     engine: str, tmp_path: Path, fake: FakeTelegram
 ) -> None:
     with FeedServer() as server, database_env(engine) as env:
-        feeds = [Feed(server, f"/f{i}.xml", f"Feed {i}") for i in range(3)]
-        for f in feeds:
-            f.publish(f"Old news {f.path}", guid=f"{f.path}-old")
-        config = write_config(tmp_path, [f.url for f in feeds])
-        db = open_for_env(env, tmp_path / "data")
-        now = datetime.now(UTC)
-        story = db.add_storyline(Storyline(id=0, title=STORY, shared=True, slug="wang-yi"),
-                                 now=now)
-        for chat in CHATS:
-            db.upsert_chat(chat, now=now)
-            db.subscribe(chat, story.id, now=now)
+        feeds, config, db = newsroom(server, env, tmp_path, 3)
 
         def holder_pid() -> int | None:
             holder = db.lease_holder("sender", datetime.now(UTC))
