@@ -10,7 +10,7 @@ what each component needs: the poller, the sender, the bot's commands
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -52,6 +52,10 @@ class MatcherStateStore(Protocol):
     def save_matcher_state(self, state: dict[str, Any]) -> None: ...
 
     def load_matcher_state(self) -> dict[str, Any] | None: ...
+
+    def update_matcher_state(
+        self, change: Callable[[dict[str, Any] | None], dict[str, Any]]
+    ) -> None: ...
 
     def recent_items(self, limit: int) -> list[Item]: ...
 
