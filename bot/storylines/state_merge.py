@@ -46,9 +46,14 @@ def _roles(rows: Any) -> dict[str, float]:
     return {repr((tuple(p), pl, o)): n for p, counts in rows for pl, o, n in counts}
 
 
-def _roles_rows(counts: Mapping[str, float], rows: list[Any]) -> list[Any]:
+def _roles_rows(
+    counts: Mapping[str, float], rows: list[Any], watched: set[tuple[str, ...]]
+) -> list[Any]:
     # Back to RoleBook.export()'s shape; keys come from the rows seen in any state.
-    by_person: dict[tuple[str, ...], list[list[object]]] = {}
+    # Every person known keeps a row, offices or not: RoleBook expects one for each
+    # watched person.
+    by_person: dict[tuple[str, ...], list[list[object]]] = {tuple(p): [] for p, _ in rows}
+    by_person.update({p: [] for p in watched if p not in by_person})
     keys = {repr((tuple(p), pl, o)): (tuple(p), pl, o)
             for p, cs in rows for pl, o, _ in cs}
     for key, n in counts.items():
@@ -86,10 +91,10 @@ def merge_states(stored: State | None, base: State | None, mine: State) -> State
     for key in _COUNTS:
         out[key] = {k: int(v) for k, v in
                     _add_delta(stored[key], base[key], mine[key]).items()}
-    roles = _add_delta(_roles(stored["roles"]), _roles(base["roles"]), _roles(mine["roles"]))
-    out["roles"] = _roles_rows(roles, [*stored["roles"], *mine["roles"]])
     watched = {tuple(p) for p in (*stored["watched"], *mine["watched"])}
     out["watched"] = [list(p) for p in sorted(watched)]
+    roles = _add_delta(_roles(stored["roles"]), _roles(base["roles"]), _roles(mine["roles"]))
+    out["roles"] = _roles_rows(roles, [*stored["roles"], *mine["roles"]], watched)
     sids = stored["storylines"].keys() | mine["storylines"].keys()
     out["storylines"] = {
         sid: _storyline(stored["storylines"].get(sid), base["storylines"].get(sid),

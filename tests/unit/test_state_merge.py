@@ -135,3 +135,17 @@ def test_offices_and_watched_people_merge() -> None:
     ]))
     assert merged["watched"] == [["lavrov"], ["wang", "yi"]]
     assert learned(merged).roles.counts[("wang", "yi")] == {("china", "minister"): 5}
+
+
+def test_people_watched_without_offices_keep_their_rows() -> None:
+    # A storyline about Putin watches him before any office is learned: the matcher
+    # needs his (empty) row back, or reading the next item fails.
+    a = Matcher()
+    a.roles.watch(("putin",))
+    base = Matcher().export_state()
+    stored = Matcher()
+    stored.roles.watch(("xi",))
+    merged = merge_states(stored.export_state(), base, a.export_state())
+    m = learned(merged)
+    assert set(m.roles.counts) >= {("putin",), ("xi",)}
+    m.observe(items("p", "Putin meets Xi in Beijing", "President Putin speaks"))
