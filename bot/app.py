@@ -8,7 +8,10 @@ One process, one event loop:
   ``STORYWATCH_POLL_INTERVAL`` seconds and a Telegram heartbeat;
 - the ``Sender`` drains the outbox the poll passes fill, and the ``Replier``
   sends command replies; both wait their turn on one ``SendLimiter``, so
-  replies and alerts share Telegram's limits.
+  replies and alerts share Telegram's limits. The Sender runs only while this
+  process holds the ``sender`` lease (``bot.delivery.election``), as a worker's
+  does: beside workers or another ``run`` on one database there is never more
+  than one sender.
 
 SIGTERM and SIGINT stop the updater first (no new commands), then cancel a
 running poll pass (what it committed stays, the rest is polled next time),
@@ -26,7 +29,7 @@ import signal
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -35,9 +38,10 @@ from telegram.ext import Application, ApplicationBuilder, ContextTypes
 from telegram.request import HTTPXRequest
 
 from bot.bootstrap import open_database, retention_policy, running_poller
+from bot.delivery.election import SenderSeat, holder_id
 from bot.delivery.ratelimit import SendLimiter
 from bot.delivery.replies import Replier
-from bot.delivery.sender import Sender
+from bot.delivery.sender import Sender, SenderOptions
 from bot.errors import ConfigError, StorageError
 from bot.fetching.article import ArticleReader
 from bot.fetching.client import FeedFetcher
@@ -68,6 +72,11 @@ ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member"]
 # cancelled and the row is recovered at the next start. Keeps the whole stop
 # under 10 s even when Telegram hangs on a send (its timeout is 15 s).
 SENDER_GRACE_SECONDS = 5.0
+# On a shared database, alerts a dead sender had claimed go out again after this
+# (a worker's default, ``storywatch worker --claim-lease``).
+SHARED_CLAIM_LEASE = 60.0
+# A feed this process leased is another's to poll after this (``worker --feed-lease``).
+SHARED_FEED_LEASE = 120.0
 # The first pruning run after start: after the first poll pass, not in its way.
 PRUNE_FIRST_SECONDS = 60.0
 
@@ -155,12 +164,33 @@ async def _initialize(
             await asyncio.gather(offline, return_exceptions=True)
 
 
-async def _poll_offline(poller: Poller, interval: float) -> None:
+def shares_database(settings: Settings, mode: Mode) -> bool:
+    """Whether other processes (workers, front ends) may use this database: a
+    front end, or PostgreSQL. Otherwise the bot is alone on its SQLite file (the
+    instance lock)."""
+    return mode.front_end or settings.env.database_url is not None
+
+
+def pass_runner(
+    poller: Poller, *, shared: bool, holder: str
+) -> Callable[[], Coroutine[Any, Any, PassReport]]:
+    """One poll pass: every due feed for a bot alone on its database; on a shared one
+    only the feeds this process leases, as a worker does, so a ``run`` beside
+    workers polls no feed a second time in one interval."""
+    if not shared:
+        return poller.poll_due
+    return functools.partial(
+        poller.poll_leased, holder, lease=timedelta(seconds=SHARED_FEED_LEASE)
+    )
+
+
+async def _poll_offline(run_pass: Callable[[], Coroutine[Any, Any, PassReport]],
+                        interval: float) -> None:
     """Poll passes every ``interval`` while the JobQueue cannot run (no Telegram yet)."""
     while True:
         started = time.monotonic()
         try:
-            report = await poller.poll_due()
+            report = await run_pass()
             log.info("%s (%.1fs, Telegram not reached yet: alerts wait in the outbox)",
                      report.describe(), time.monotonic() - started)
         except StorageError as exc:
@@ -180,7 +210,7 @@ async def _main(settings: Settings, token: str, mode: Mode) -> int:
     # bot must not take the first one's claims for crashed ones.
     # Workers and front ends on one database coordinate through it (leases); the
     # lock keeps a second all-in-one bot off a SQLite file.
-    shared = mode.front_end or settings.env.database_url is not None
+    shared = shares_database(settings, mode)
     with contextlib.nullcontext() if shared else InstanceLock(settings.database_path):
         db = await asyncio.to_thread(open_database, settings)
         # /track URL reads pages through its own fetcher: the feeds' SSRF rules, size cap
@@ -197,12 +227,16 @@ async def _main(settings: Settings, token: str, mode: Mode) -> int:
                     commands_per_minute=settings.file.limits.commands_per_minute,
                 )
                 handlers.install(app)
-                offline = functools.partial(_poll_offline, poller, settings.env.poll_interval)
+                holder = holder_id()
+                offline = functools.partial(
+                    _poll_offline, pass_runner(poller, shared=shared, holder=holder),
+                    settings.env.poll_interval,
+                )
                 if not await _initialize(app, stop, offline):
                     return 0
                 try:
                     await _serve(app, settings, db, poller, stop, limiter, replier, handlers,
-                                 mode=mode)
+                                 mode=mode, holder=holder)
                 finally:
                     await app.shutdown()
         finally:
@@ -222,12 +256,17 @@ async def _serve(
     handlers: Handlers | None = None,
     *,
     mode: Mode | None = None,
+    holder: str | None = None,
 ) -> None:
     mode = mode or Mode()
+    holder = holder or holder_id()
     await register_menus(app.bot, sorted(settings.env.admins))
 
-    # A front end leaves the outbox to the workers' sender: its claims are not ours.
-    recovered = 0 if mode.front_end else await asyncio.to_thread(db.recover_in_flight)
+    # Only a bot alone on its database (the SQLite instance lock) may take every
+    # claim in flight for a crashed one. On a shared database they may be a live
+    # worker's: claims are given back once they expire (the sender's claim lease).
+    shared = shares_database(settings, mode)
+    recovered = 0 if shared else await asyncio.to_thread(db.recover_in_flight)
     if recovered:
         log.info("%d alert(s) were in flight at the last stop; they go out again", recovered)
     metrics: Metrics | None = None
@@ -242,23 +281,34 @@ async def _serve(
 
         endpoint = start_server(
             settings.env.metrics_port, metrics,
-            database_health(settings.database_path, settings.env.poll_interval),
+            database_health(
+                settings.database_path, settings.env.poll_interval,
+                database_url=None if settings.env.database_url is None
+                else settings.env.database_url.get_secret_value(),
+            ),
             on_scrape=refresh_pending,
         )
-    sender = Sender(
-        db, app.bot, limiter=limiter, on_send=metrics.record_send if metrics else None
-    )
-    if not mode.front_end:
-        sender.start()
+    on_send = metrics.record_send if metrics else None
+
+    async def make_sender() -> Sender:
+        options = SenderOptions(claim_lease=SHARED_CLAIM_LEASE) if shared else None
+        return Sender(db, app.bot, options=options, limiter=limiter, on_send=on_send)
+
+    seat = SenderSeat(db, holder, make_sender, grace=SENDER_GRACE_SECONDS)
+    seat_stop = asyncio.Event()
+    # A front end leaves the outbox to the workers' sender.
+    delivering = None if mode.front_end else asyncio.create_task(
+        seat.run(seat_stop), name="storywatch-sender-seat")
 
     passes: set[asyncio.Task[PassReport]] = set()
+    run_pass = pass_runner(poller, shared=shared, holder=holder)
 
     async def poll_job(context: ContextTypes.DEFAULT_TYPE) -> None:
         started = time.monotonic()
         # The pass runs as its own task so shutdown can cancel it: a feed that
         # trickles until its fetch deadline must not hold up SIGTERM. Cancelling
         # is safe: each feed's items and outbox rows commit in one transaction.
-        task = asyncio.create_task(poller.poll_due(), name="storywatch-poll")
+        task = asyncio.create_task(run_pass(), name="storywatch-poll")
         passes.add(task)
         try:
             report = await task
@@ -275,7 +325,7 @@ async def _serve(
             return
         finally:
             passes.discard(task)
-            sender.wake()
+            seat.wake()
         if metrics is not None:
             metrics.record_pass(report, time.monotonic() - started)
         quiet = not (report.new_items or report.errors or report.alerts)
@@ -353,6 +403,8 @@ async def _serve(
         if app.running:
             await app.stop()
         await replier.stop()
-        await sender.stop(SENDER_GRACE_SECONDS)
+        seat_stop.set()
+        if delivering is not None:
+            await delivering
         if endpoint is not None:
             endpoint.stop()

@@ -24,6 +24,7 @@ from bot.parse_worker import die_with
 from bot.parsing.normalize import canonical_url
 from bot.pipeline import Poller
 from bot.settings import Settings
+from bot.storage.ports import MatcherStateStore, PollerStore
 from bot.storage.repository import Database, DuplicateError
 from bot.storage.retention import RetentionPolicy
 from bot.storylines.matcher import Matcher
@@ -122,7 +123,7 @@ def build_matcher(settings: Settings) -> Matcher:
     return semantic.hybrid_matcher(scorer)
 
 
-def restore_matcher(db: Database, matcher: Matcher) -> None:
+def restore_matcher(db: MatcherStateStore, matcher: Matcher) -> None:
     """Give the matcher what it had learned before (saved after every poll pass), so a
     restart or ``poll --once`` decides as the long-running bot would; without a saved
     state, warm its term statistics up on recent items."""
@@ -134,7 +135,7 @@ def restore_matcher(db: Database, matcher: Matcher) -> None:
 
 
 @asynccontextmanager
-async def running_poller(settings: Settings, db: Database) -> AsyncIterator[Poller]:
+async def running_poller(settings: Settings, db: PollerStore) -> AsyncIterator[Poller]:
     """A poller with its shared HTTP client and parse pool, closed on exit.
 
     Loading the model and warming the matcher up on recent items take seconds
@@ -154,7 +155,7 @@ async def running_poller(settings: Settings, db: Database) -> AsyncIterator[Poll
             poller.parse_executor.shutdown(wait=True, cancel_futures=True)
 
 
-def warm_matcher(settings: Settings, db: Database) -> Matcher:
+def warm_matcher(settings: Settings, db: MatcherStateStore) -> Matcher:
     """The configured matcher with what it had learned restored (or its statistics primed
     on recent items: :func:`restore_matcher`)."""
     matcher = build_matcher(settings)

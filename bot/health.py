@@ -3,9 +3,16 @@
 The bot records two heartbeats in the ``meta`` table: ``last_poll`` at the end
 of every poll pass and ``telegram_ok`` after every successful round of Bot API
 calls. ``assess_health`` turns them into a verdict (pure: ``now`` and the poll
-interval come in as arguments); ``read_health_meta`` and ``check_database`` do
-the I/O for ``storywatch health`` (the container's HEALTHCHECK) and for the
-``/healthz`` endpoint, so both always give the same answer.
+interval come in as arguments); ``check_database`` (a SQLite file),
+``check_postgres`` (``STORYWATCH_DATABASE_URL``) and ``check_store`` (whichever
+is configured) do the I/O for ``storywatch health`` (the container's
+HEALTHCHECK) and for the ``/healthz`` endpoint, so both always give the same
+answer.
+
+On PostgreSQL the heartbeats are shared by every process on the database: any
+worker's pass counts as the last poll pass, and the front end's calls count as
+Telegram answering. The check there judges the deployment (the database answers,
+someone polls, someone reaches Telegram), not one container.
 """
 
 from __future__ import annotations
@@ -129,9 +136,75 @@ def read_health_meta(db_path: Path) -> dict[str, str | None] | None:
             raise
     finally:
         conn.close()
-    meta: dict[str, str | None] = dict.fromkeys(HEALTH_KEYS)
-    meta.update({str(k): None if v is None else str(v) for k, v in rows})
-    return meta
+    return _known(dict(rows))
+
+
+def _known(meta: Mapping[str, object]) -> dict[str, str | None]:
+    out: dict[str, str | None] = dict.fromkeys(HEALTH_KEYS)
+    out.update({str(k): None if v is None else str(v) for k, v in meta.items()})
+    return out
+
+
+def read_postgres_meta(url: str) -> dict[str, str | None]:
+    """The heartbeat values from the PostgreSQL database at ``url``, after a
+    ``SELECT 1``; read in one autocommit connection (no pool, no migration, no
+    write). Raises ``psycopg.Error`` when the server cannot be reached or read."""
+    import psycopg
+
+    with psycopg.connect(url, connect_timeout=5, autocommit=True) as conn:
+        conn.execute("SELECT 1").fetchone()
+        try:
+            rows = conn.execute(
+                "SELECT key, value FROM meta WHERE key = ANY(%s)", (list(HEALTH_KEYS),)
+            ).fetchall()
+        except psycopg.errors.UndefinedTable:
+            return _known({})  # not migrated yet: the first process is still starting
+    return _known(dict(rows))
+
+
+def _conninfo(url: str) -> dict[str, object] | None:
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        return dict(conninfo_to_dict(url))
+    except Exception:  # a URL psycopg cannot read: never echoed back
+        return None
+
+
+def postgres_place(url: str) -> str:
+    """Where ``url`` points, without its user or password: ``host:port/dbname``."""
+    info = _conninfo(url)
+    if info is None:
+        return "an unreadable STORYWATCH_DATABASE_URL"
+    return f"{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
+
+
+def check_postgres(url: str, poll_interval: float, now: datetime) -> HealthVerdict:
+    """The verdict for the processes sharing the PostgreSQL database at ``url``;
+    never raises, and never shows the URL's credentials."""
+    import psycopg
+
+    try:
+        meta = read_postgres_meta(url)
+    except psycopg.Error as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        secret = (_conninfo(url) or {}).get("password")
+        if secret:
+            first = first.replace(str(secret), "***")
+        return HealthVerdict(ok=False, reasons=[
+            f"cannot read PostgreSQL at {postgres_place(url)}: {first}"
+        ])
+    return assess_health(meta, now, poll_interval)
+
+
+def check_store(
+    db_path: Path, database_url: str | None, poll_interval: float, now: datetime
+) -> HealthVerdict:
+    """The verdict for the configured database: PostgreSQL when ``database_url``
+    is set, else the SQLite file at ``db_path``."""
+    if database_url is not None:
+        return check_postgres(database_url, poll_interval, now)
+    return check_database(db_path, poll_interval, now)
 
 
 def check_database(db_path: Path, poll_interval: float, now: datetime) -> HealthVerdict:

@@ -19,6 +19,7 @@ from concurrent.futures import Executor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 from bot.errors import FetchError, ParseError, StorageError
@@ -38,6 +39,7 @@ from bot.storage.repository import MatchToStore, RecentMatch
 from bot.storylines.dedupe import DEFAULT_DEDUPE, DedupeConfig, Report, find_duplicates
 from bot.storylines.feedback import SENSITIVITIES, Example, Steering
 from bot.storylines.matcher import Matcher
+from bot.storylines.state_merge import merge_states
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +226,9 @@ class Poller:
         # not thread-safe; it runs in a worker thread so a slow batch (the semantic
         # extra embeds items) never stalls the event loop, one batch at a time.
         self._matcher_lock = asyncio.Lock()
+        # What it knew when it came (restored or warmed up): its increments are
+        # counted from here (see _save_matcher_state).
+        self._saved_state: dict[str, Any] | None = matcher.export_state()
         self._settings = settings
         self._executor = parse_executor
         # A parse worker killed from outside (OOM killer, segfault) breaks the
@@ -449,7 +454,12 @@ class Poller:
 
     def _save_matcher_state(self) -> None:
         # What the matcher learned survives a restart (bootstrap.restore_matcher).
-        self._db.save_matcher_state(self._matcher.export_state())
+        # Other workers save theirs too: add this one's increment since its last
+        # save to what is stored, rather than overwrite it (storylines.state_merge).
+        mine = self._matcher.export_state()
+        base = self._saved_state
+        self._db.update_matcher_state(lambda saved: merge_states(saved, base, mine))
+        self._saved_state = mine
 
     async def poll_feed(
         self, feed: Feed, storylines: Sequence[Storyline], now: datetime

@@ -22,18 +22,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import secrets
 import signal
-import socket
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from telegram import Bot
 from telegram.error import InvalidToken, NetworkError, TelegramError
 
 from bot.bootstrap import open_database, running_poller
+from bot.delivery.election import SenderSeat, holder_id
 from bot.delivery.sender import Sender, SenderOptions
 from bot.errors import StorageError
 from bot.observability.logs import configure_logging
@@ -41,9 +39,6 @@ from bot.settings import Settings
 from bot.storage.repository import Database
 
 log = logging.getLogger(__name__)
-
-SENDER_LEASE = "sender"
-
 
 @dataclass(frozen=True, slots=True)
 class WorkerOptions:
@@ -55,11 +50,6 @@ class WorkerOptions:
     renew_every: float = 5.0
     claim_lease: float = 60.0  # alerts claimed by a dead sender are pending again after it
     idle: float = 1.0  # between passes that found nothing due
-
-
-def worker_id() -> str:
-    """Names this process in leases: host, pid and a few random characters."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 def run_worker(settings: Settings, options: WorkerOptions | None = None) -> int:
@@ -78,7 +68,7 @@ async def _main(settings: Settings, token: str, options: WorkerOptions) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    me = worker_id()
+    me = holder_id()
     db = await asyncio.to_thread(open_database, settings)
     try:
         async with running_poller(settings, db) as poller:
@@ -114,44 +104,26 @@ async def _main(settings: Settings, token: str, options: WorkerOptions) -> int:
 async def _deliver_when_elected(
     db: Database, bot: Bot, me: str, options: WorkerOptions, stop: asyncio.Event
 ) -> None:
-    """Run the Sender while this worker holds the sender lease."""
-    sender: Sender | None = None
-    ttl = timedelta(seconds=options.sender_ttl)
+    """Run the Sender while this worker holds the sender lease (``delivery.election``)."""
     started_bot = False
-    try:
-        while not stop.is_set():
+
+    async def make() -> Sender | None:
+        nonlocal started_bot
+        if not started_bot:
             try:
-                leader = await asyncio.to_thread(
-                    db.take_lease, SENDER_LEASE, me, now=datetime.now(UTC), ttl=ttl
-                )
-            except Exception as exc:  # a lease we cannot renew is a lease we lose
-                log.error("cannot renew the sender lease: %s", exc)
-                leader = False
-            if leader and sender is None:
-                if not started_bot:
-                    try:
-                        await bot.initialize()
-                        started_bot = True
-                    except (NetworkError, TelegramError) as exc:
-                        log.warning("cannot reach Telegram (%s); alerts wait", exc)
-                if started_bot:
-                    sender = Sender(db, bot, options=SenderOptions(
-                        claim_lease=options.claim_lease,
-                        lease_check=min(options.claim_lease / 2, 30.0),
-                    ))
-                    sender.start()
-                    log.info("worker %s is the sender now", me)
-            elif not leader and sender is not None:
-                log.warning("worker %s lost the sender lease; stops sending", me)
-                await sender.stop()
-                sender = None
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), options.renew_every)
+                await bot.initialize()
+                started_bot = True
+            except (NetworkError, TelegramError) as exc:
+                log.warning("cannot reach Telegram (%s); alerts wait", exc)
+                return None
+        return Sender(db, bot, options=SenderOptions(
+            claim_lease=options.claim_lease, lease_check=min(options.claim_lease / 2, 30.0),
+        ))
+
+    seat = SenderSeat(db, me, make, ttl=options.sender_ttl, renew_every=options.renew_every)
+    try:
+        await seat.run(stop)
     finally:
-        if sender is not None:
-            await sender.stop(5.0)
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(db.drop_lease, SENDER_LEASE, me)
         if started_bot:
             with contextlib.suppress(Exception):
                 await bot.shutdown()

@@ -6,10 +6,10 @@ from __future__ import annotations
 import sys
 
 from bot.settings import Settings, load_settings
-from bot.storage.repository import Database
+from bot.storage.ports import CliStore
 
 
-def settings_and_db(*, sync: bool = True) -> tuple[Settings, Database]:
+def settings_and_db(*, sync: bool = True) -> tuple[Settings, CliStore]:
     """Load settings (ConfigError on a broken setup) and open the database."""
     from bot.bootstrap import open_database
 

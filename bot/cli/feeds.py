@@ -18,7 +18,8 @@ from bot.feed_import import ImportReport, import_feeds
 from bot.parsing.opml import MAX_OPML_BYTES, OpmlFeed, read_opml, write_opml
 from bot.pipeline import ProbeResult
 from bot.settings import Settings
-from bot.storage.repository import Database, DuplicateError
+from bot.storage.ports import CliStore
+from bot.storage.repository import DuplicateError
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -44,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     exp.set_defaults(func=_export)
 
 
-async def _probe_and_add(settings: Settings, db: Database, url: str) -> ProbeResult:
+async def _probe_and_add(settings: Settings, db: CliStore, url: str) -> ProbeResult:
     async with running_poller(settings, db) as poller:
         _, probe = await poller.add_feed(url)
         return probe
@@ -110,7 +111,7 @@ def read_opml_file(path: Path) -> list[OpmlFeed]:
 
 
 async def _import_all(
-    settings: Settings, db: Database, feeds: list[OpmlFeed]
+    settings: Settings, db: CliStore, feeds: list[OpmlFeed]
 ) -> ImportReport:
     watched = {f.url for f in await asyncio.to_thread(db.list_feeds)}
     async with running_poller(settings, db) as poller:

@@ -1,7 +1,8 @@
 """``storywatch health``: exit 0 when the running bot polls and reaches Telegram, 1 otherwise.
 
 Made for the container's HEALTHCHECK: it reads the heartbeats the bot leaves
-in its database (see ``bot.health``) and never writes anything. Every failure,
+in its database, the SQLite file or PostgreSQL (``STORYWATCH_DATABASE_URL``; see
+``bot.health``), and never writes anything. Every failure,
 a broken setup included, exits 1, because Docker reserves exit code 2.
 """
 
@@ -11,7 +12,7 @@ import argparse
 from datetime import UTC, datetime
 
 from bot.errors import ConfigError
-from bot.health import check_database
+from bot.health import check_store
 from bot.settings import load_settings
 
 
@@ -32,8 +33,10 @@ def _health(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"unhealthy: {exc}")
         return 1
-    verdict = check_database(
-        settings.database_path, settings.env.poll_interval, datetime.now(UTC)
+    url = settings.env.database_url
+    verdict = check_store(
+        settings.database_path, None if url is None else url.get_secret_value(),
+        settings.env.poll_interval, datetime.now(UTC),
     )
     # stdout either way: `docker inspect` shows it as the health log.
     print(verdict.describe())

@@ -16,7 +16,7 @@ from bot.cli.common import settings_and_db
 from bot.models import Feed
 from bot.pipeline import PassReport
 from bot.settings import Settings
-from bot.storage.repository import Database
+from bot.storage.ports import CliStore
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -69,6 +69,6 @@ def nothing_due(feeds: list[Feed], now: datetime) -> str:
     return "\n".join(lines)
 
 
-async def _one_pass(settings: Settings, db: Database) -> PassReport:
+async def _one_pass(settings: Settings, db: CliStore) -> PassReport:
     async with running_poller(settings, db) as poller:
         return await poller.poll_due()

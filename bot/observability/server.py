@@ -4,7 +4,7 @@ Off unless ``STORYWATCH_METRICS_PORT`` is set. It runs a small threaded HTTP
 server in a daemon thread rather than on the bot's event loop, so a scrape can
 never delay a poll or a send, and it keeps answering while the loop is busy.
 ``/healthz`` gives exactly the verdict ``storywatch health`` gives (both call
-``bot.health.check_database``): 200 when healthy, 503 otherwise, with the
+``bot.health.check_store``): 200 when healthy, 503 otherwise, with the
 reasons as JSON.
 """
 
@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from bot.health import HealthVerdict, check_database
+from bot.health import HealthVerdict, check_store
 from bot.observability.metrics import CONTENT_TYPE_LATEST, Metrics
 
 log = logging.getLogger(__name__)
@@ -33,9 +33,12 @@ def database_health(
     db_path: Path,
     poll_interval: float,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    *,
+    database_url: str | None = None,
 ) -> Callable[[], HealthVerdict]:
-    """The verdict of ``storywatch health`` for the bot whose database is ``db_path``."""
-    return lambda: check_database(db_path, poll_interval, clock())
+    """The verdict of ``storywatch health`` for the bot whose database is ``db_path``
+    (or PostgreSQL at ``database_url``)."""
+    return lambda: check_store(db_path, database_url, poll_interval, clock())
 
 
 class _Handler(BaseHTTPRequestHandler):

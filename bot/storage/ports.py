@@ -4,12 +4,13 @@
 PostgreSQL; the pipeline, the sender, the bot's commands and the CLI name the
 interfaces they use, so a store of another shape (or a test double) can stand
 in for one aggregate without the rest. The combined interfaces at the end are
-what each component needs. Decisions are not here: see ``bot.planner``.
+what each component needs: the poller, the sender, the bot's commands
+(``CommandStore``) and the CLI (``CliStore``). Decisions are not here: see ``bot.planner``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -17,6 +18,7 @@ from bot.models import Feed, FeedState, Item, Storyline
 from bot.storage.engine import Row
 
 if TYPE_CHECKING:
+    from bot.delivery.schedule import Delivery
     from bot.storage.digests import DigestJob
     from bot.storage.repository import (
         ChatFigures,
@@ -26,7 +28,14 @@ if TYPE_CHECKING:
         PollCommit,
         RecentMatch,
         StorylineRow,
+        TimelineRow,
     )
+
+
+class Closeable(Protocol):
+    """A store opened for one command, closed when it is done."""
+
+    def close(self) -> None: ...
 
 
 class MetaStore(Protocol):
@@ -43,6 +52,10 @@ class MatcherStateStore(Protocol):
     def save_matcher_state(self, state: dict[str, Any]) -> None: ...
 
     def load_matcher_state(self) -> dict[str, Any] | None: ...
+
+    def update_matcher_state(
+        self, change: Callable[[dict[str, Any] | None], dict[str, Any]]
+    ) -> None: ...
 
     def recent_items(self, limit: int) -> list[Item]: ...
 
@@ -202,6 +215,53 @@ class OutboxStore(Protocol):
     ) -> None: ...
 
 
+class SteeringStore(Protocol):
+    """Feedback on alerts, mutes and sensitivity (the alert buttons, /track)."""
+
+    def record_feedback(
+        self, *, storyline_id: int, chat_id: int, user_id: int | None, item_id: int | None,
+        verdict: str, scope: str, title: str, summary: str, now: datetime,
+    ) -> None: ...
+
+    def alert_marks(
+        self, chat_id: int, item_id: int, storyline_ids: Sequence[int], now: datetime
+    ) -> dict[int, tuple[str | None, bool, bool]]: ...
+
+    def message_rows(self, outbox_id: int) -> list[OutboxEntry]: ...
+
+    def set_mute(self, chat_id: int, storyline_id: int, until: datetime | None) -> bool: ...
+
+    def set_sensitivity(self, storyline_id: int, value: str) -> bool: ...
+
+    def sensitivities(self) -> dict[int, str]: ...
+
+    def items_since(self, since: datetime, limit: int) -> list[Item]: ...
+
+
+class ChatDeliveryStore(Protocol):
+    """A chat's delivery settings: instant or digests, quiet hours, held alerts."""
+
+    def chat_delivery(self, chat_id: int) -> Delivery: ...
+
+    def set_chat_delivery(
+        self, chat_id: int, mode: str, *, times: str | None = None, quiet: str | None = None
+    ) -> None: ...
+
+    def set_digest_only(self, chat_id: int, storyline_id: int, on: bool) -> bool: ...
+
+    def digest_only_storylines(self, chat_id: int) -> list[tuple[int, str]]: ...
+
+    def held_count(self, chat_id: int) -> int: ...
+
+    def build_digest_now(self, chat_id: int, now: datetime) -> int | None: ...
+
+
+class TimelineStore(Protocol):
+    """A storyline's developments (/timeline, ``storywatch timeline``)."""
+
+    def timeline(self, storyline_id: int) -> list[TimelineRow]: ...
+
+
 class LeaseStore(Protocol):
     """Work shared by many workers: feeds leased for one poll, named leases."""
 
@@ -214,6 +274,8 @@ class LeaseStore(Protocol):
     def take_lease(self, name: str, holder: str, *, now: datetime, ttl: timedelta) -> bool: ...
 
     def drop_lease(self, name: str, holder: str) -> None: ...
+
+    def lease_holder(self, name: str, now: datetime) -> str | None: ...
 
 
 class PollerStore(FeedStore, PollWrites, MetaStore, MatcherStateStore, LeaseStore, Protocol):
@@ -259,3 +321,17 @@ class SenderStore(OutboxStore, DigestStore, MetaStore, Protocol):
     def held_items(
         self, chat_id: int, storyline_id: int, since: datetime, limit: int
     ) -> list[Item]: ...
+
+
+class CommandStore(
+    FeedStore, StorylineStore, SteeringStore, ChatDeliveryStore, TimelineStore, MetaStore,
+    Protocol,
+):
+    """What the bot's commands need (``bot.telegram.service``, ``bot.telegram.steering``)."""
+
+    def outbox_counts(self) -> dict[str, int]: ...
+
+
+class CliStore(PollerStore, StorylineStore, TimelineStore, Closeable, Protocol):
+    """What the ``storywatch`` subcommands need (``bot.cli``): a poll pass, the feeds,
+    storylines, matches and timelines, closed when the command ends."""

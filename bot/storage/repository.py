@@ -14,7 +14,7 @@ import logging
 import sqlite3
 import threading
 import zlib
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -181,6 +181,21 @@ class PollCommit:
     new_items: int
     matches: int
     alerts: int
+
+
+def _pack_state(state: dict[str, Any]) -> str:
+    return base64.b64encode(zlib.compress(json.dumps(state).encode(), 6)).decode()
+
+
+def _unpack_state(blob: str | None) -> dict[str, Any] | None:
+    if not blob:
+        return None
+    try:
+        state = json.loads(zlib.decompress(base64.b64decode(blob)))
+    except (ValueError, zlib.error):
+        log.warning("saved matcher state is unreadable; starting from recent items")
+        return None
+    return state if isinstance(state, dict) else None
 
 
 class DuplicateError(Exception):
@@ -408,21 +423,35 @@ class Database:
     # -- matcher state ------------------------------------------------------
 
     def save_matcher_state(self, state: dict[str, Any]) -> None:
-        """Keep what the matcher learned (``Matcher.export_state``), compressed."""
-        blob = base64.b64encode(zlib.compress(json.dumps(state).encode(), 6)).decode()
-        self.set_meta(MATCHER_STATE_KEY, blob)
+        """Keep what the matcher learned (``Matcher.export_state``), compressed,
+        replacing what was saved (one process; workers use :meth:`update_matcher_state`)."""
+        self.set_meta(MATCHER_STATE_KEY, _pack_state(state))
 
     def load_matcher_state(self) -> dict[str, Any] | None:
         """The matcher state saved last, or None (never saved, or unreadable)."""
-        blob = self.get_meta(MATCHER_STATE_KEY)
-        if blob is None:
-            return None
-        try:
-            state = json.loads(zlib.decompress(base64.b64decode(blob)))
-        except (ValueError, zlib.error):
-            log.warning("saved matcher state is unreadable; starting from recent items")
-            return None
-        return state if isinstance(state, dict) else None
+        return _unpack_state(self.get_meta(MATCHER_STATE_KEY))
+
+    def update_matcher_state(
+        self, change: Callable[[dict[str, Any] | None], dict[str, Any]]
+    ) -> None:
+        """Replace the saved matcher state with ``change(saved)`` in one transaction
+        that holds the row: processes saving at once each change what the other
+        wrote (``storylines.state_merge``), none overwrites it. ``change`` is called
+        inside the transaction: it must be quick and pure."""
+        with self.transaction() as c:  # SQLite: BEGIN IMMEDIATE, the write lock
+            if self.engine != "sqlite":
+                # A row to lock, even the first time; the loser of a race waits here.
+                c.execute("INSERT INTO meta(key, value) VALUES (?, '') "
+                          "ON CONFLICT(key) DO NOTHING", (MATCHER_STATE_KEY,))
+            lock = "" if self.engine == "sqlite" else " FOR UPDATE"
+            rows = c.execute("SELECT value FROM meta WHERE key = ?" + lock,  # noqa: S608
+                             (MATCHER_STATE_KEY,)).fetchall()
+            saved = _unpack_state(str(rows[0][0]) if rows and rows[0][0] else None)
+            c.execute(
+                "INSERT INTO meta(key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (MATCHER_STATE_KEY, _pack_state(change(saved))),
+            )
 
     # -- feeds --------------------------------------------------------------
 

@@ -168,7 +168,7 @@ DEFAULT_CONFIG = MatcherConfig()
 _K1 = 1.2  # BM25 term-frequency saturation
 _MAX_CANON = 200_000  # fuzzy-spelling cache entries kept before starting afresh
 _STALE_SLACK = 100  # storylines not shown kept before the matcher forgets them
-_RHYTHM_EVENTS = 9  # last activity times kept per storyline (start, then matches)
+RHYTHM_EVENTS = 9  # last activity times kept per storyline (start, then matches)
 _STATE_VERSION = 1  # of export_state(); a state of another version is not restored
 
 
@@ -902,7 +902,7 @@ class Matcher:
             # a burst is one activity, not evidence that the story moves every second.
             return
         state.times.append(t)
-        del state.times[:-_RHYTHM_EVENTS]
+        del state.times[:-RHYTHM_EVENTS]
         state.tau = self._tau(state.times)
 
     def _reason(

@@ -41,7 +41,8 @@ from bot.parsing.article import strip_bylines
 from bot.parsing.opml import MAX_OPML_BYTES, OpmlFeed, read_opml, write_opml
 from bot.pipeline import ProbeResult
 from bot.settings import Settings
-from bot.storage.repository import Database, DuplicateError, StorylineRow
+from bot.storage.ports import CommandStore
+from bot.storage.repository import DuplicateError, StorylineRow
 from bot.storylines.facets import describe, parse_title
 from bot.telegram import commands as c
 from bot.telegram.pages import paginate
@@ -135,7 +136,7 @@ class ChatService:
 
     def __init__(
         self,
-        db: Database,
+        db: CommandStore,
         feeds: FeedAdder,
         settings: Settings,
         *,
@@ -150,7 +151,7 @@ class ChatService:
         self.steerer = Steerer(db, settings.env.admins, utcnow)
 
     @property
-    def db(self) -> Database:
+    def db(self) -> CommandStore:
         return self._db
 
     def is_admin(self, user_id: int | None) -> bool:

@@ -19,7 +19,8 @@ from datetime import UTC, datetime, timedelta
 from bot.delivery.buttons import MUTES, AlertPress, ButtonState, Row, alert_keyboard
 from bot.delivery.render import format_time, safe_link
 from bot.models import Storyline
-from bot.storage.repository import Database, OutboxEntry
+from bot.storage.ports import CommandStore
+from bot.storage.repository import OutboxEntry
 from bot.storylines.facets import describe, parse_title
 from bot.storylines.feedback import SENSITIVITIES
 from bot.storylines.preview import PREVIEW_DAYS, SHOWN, Preview, preview
@@ -102,7 +103,7 @@ class Steerer:
     """Carries out presses on alerts and the steering commands, for one bot."""
 
     def __init__(
-        self, db: Database, admins: frozenset[int] | set[int],
+        self, db: CommandStore, admins: frozenset[int] | set[int],
         utcnow: Callable[[], datetime],
     ) -> None:
         self._db = db

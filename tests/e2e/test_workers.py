@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.models import Storyline
+from bot.storage.repository import Database
 from tests.conftest import TOKEN
 from tests.e2e.conftest import REPO, Feed, wait_until
 from tests.support.botconfig import write_config
@@ -59,21 +60,28 @@ def start_worker(tmp: Path, fake: FakeTelegram, config: Path, env_extra: dict[st
     )
 
 
+def newsroom(server: FeedServer, env: dict[str, str], tmp: Path,
+             n: int) -> tuple[list[Feed], Path, Database]:
+    """``n`` feeds with an old item each, the config watching them, and the database
+    with the storyline both CHATS follow."""
+    feeds = [Feed(server, f"/f{i}.xml", f"Feed {i}") for i in range(n)]
+    for f in feeds:
+        f.publish(f"Old news {f.path}", guid=f"{f.path}-old")
+    config = write_config(tmp, [f.url for f in feeds])
+    db = open_for_env(env, tmp / "data")
+    now = datetime.now(UTC)
+    story = db.add_storyline(Storyline(id=0, title=STORY, shared=True, slug="wang-yi"), now=now)
+    for chat in CHATS:
+        db.upsert_chat(chat, now=now)
+        db.subscribe(chat, story.id, now=now)
+    return feeds, config, db
+
+
 def test_three_workers_share_feeds_and_survive_the_sender_killed(
     engine: str, tmp_path: Path, fake: FakeTelegram
 ) -> None:
     with FeedServer() as server, database_env(engine) as env:
-        feeds = [Feed(server, f"/f{i}.xml", f"Feed {i}") for i in range(FEEDS)]
-        for f in feeds:
-            f.publish(f"Old news {f.path}", guid=f"{f.path}-old")
-        config = write_config(tmp_path, [f.url for f in feeds])
-        db = open_for_env(env, tmp_path / "data")
-        now = datetime.now(UTC)
-        story = db.add_storyline(Storyline(id=0, title=STORY, shared=True, slug="wang-yi"),
-                                 now=now)
-        for chat in CHATS:
-            db.upsert_chat(chat, now=now)
-            db.subscribe(chat, story.id, now=now)
+        feeds, config, db = newsroom(server, env, tmp_path, FEEDS)
         workers = [start_worker(tmp_path, fake, config, env, n) for n in range(3)]
         try:
             wait_until(lambda: all(f.primed for f in db.list_feeds())
