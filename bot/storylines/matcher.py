@@ -66,7 +66,7 @@ from bot.storylines.facets import (
 )
 from bot.storylines.knowledge import folded_words
 from bot.storylines.profile import Entity, Profile, build_profile
-from bot.storylines.reading import reading_of
+from bot.storylines.reading import reading_of, with_reading
 from bot.storylines.text import TITLE_WORDS, tokens
 
 FloatArray = npt.NDArray[np.float64]
@@ -316,6 +316,7 @@ class Matcher:
 
     def observe(self, items: Sequence[Item]) -> None:
         """Count the items' terms into the IDF statistics."""
+        items = _read_once(items)
         self._observe_tokens([_item_tokens(i) for i in items])
         self._read(items, learn=True)
 
@@ -919,6 +920,7 @@ class Matcher:
         Returns one :class:`Assessment` per pair, items in order, storylines in
         order within each item.
         """
+        items = _read_once(items)
         facts = self._read(items, learn=False)
         return self._scan(items, [_item_tokens(i) for i in items], facts, storylines,
                           every_pair=True)
@@ -936,6 +938,7 @@ class Matcher:
 
     def assess(self, items: Sequence[Item], storylines: Sequence[Storyline]) -> list[Assessment]:
         """Observe ``items``, score every pair, learn from confident matches."""
+        items = _read_once(items)
         raw = [_item_tokens(i) for i in items]
         self._observe_tokens(raw)
         facts = self._read(items, learn=True)
@@ -947,6 +950,7 @@ class Matcher:
 
     def match(self, items: Sequence[Item], storylines: Sequence[Storyline]) -> list[Match]:
         """Observe ``items`` and return the pairs over the threshold, with reasons."""
+        items = _read_once(items)
         raw = [_item_tokens(i) for i in items]
         self._observe_tokens(raw)
         facts = self._read(items, learn=True)
@@ -1016,6 +1020,14 @@ def _signature(storyline: Storyline) -> str:
 
 def _item_tokens(item: Item) -> Sequence[str]:
     return reading_of(item).tokens
+
+
+def _read_once(items: Sequence[Item]) -> Sequence[Item]:
+    """The items, each carrying its reading: an item made outside the parse worker
+    (evaluation, tests, previews) is read here once, not once per use."""
+    if all(i.reading is not None for i in items):
+        return items
+    return [i if i.reading is not None else with_reading(i) for i in items]
 
 
 def _explain(found: list[tuple[Entity, tuple[str, ...]]], contrib: list[tuple[float, str]]) -> str:
