@@ -7,7 +7,7 @@ a :class:`SenderSeat`, so a ``run`` beside workers, several workers, or a second
 ``SendLimiter``) hold, and an alert claimed by one sender is not also sent by
 another. The holder renews the lease every few seconds; one that cannot renew
 stops sending, and when one dies (SIGKILL included) another takes the lease once
-it runs out.
+it runs out, or at once when the dead one ran on the same host (a restart).
 """
 
 from __future__ import annotations
@@ -32,6 +32,27 @@ SENDER_LEASE = "sender"
 def holder_id() -> str:
     """Names this process in leases: host, pid and a few random characters."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def holder_is_dead(holder: str, me: str) -> bool:
+    """Whether the process ``holder`` (from :func:`holder_id`) is known to have ended:
+    it ran on this host and no process has its pid, or its pid is this process's
+    (a container restarted with the same host name). A holder on another host,
+    or a pid now in use, is presumed alive: its lease is waited out."""
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit() or holder == me:
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, another user's
+    return False
 
 
 class SenderSeat:
@@ -64,12 +85,22 @@ class SenderSeat:
         if self.sender is not None:
             self.sender.wake()
 
+    def _take(self) -> bool:
+        now = datetime.now(UTC)
+        if self._db.take_lease(SENDER_LEASE, self.holder, now=now, ttl=self._ttl):
+            return True
+        # A holder on this host whose process is gone (a restart after SIGKILL) is
+        # not waited out: its lease goes at once.
+        holder = self._db.lease_holder(SENDER_LEASE, now)
+        if holder is None or not holder_is_dead(holder, self.holder):
+            return False
+        log.info("the sender lease's holder %s is gone; taking the lease over", holder)
+        self._db.drop_lease(SENDER_LEASE, holder)
+        return self._db.take_lease(SENDER_LEASE, self.holder, now=now, ttl=self._ttl)
+
     async def _hold(self) -> bool:
         try:
-            return await asyncio.to_thread(
-                self._db.take_lease, SENDER_LEASE, self.holder, now=datetime.now(UTC),
-                ttl=self._ttl,
-            )
+            return await asyncio.to_thread(self._take)
         except Exception as exc:  # a lease we cannot renew is a lease we lose
             log.error("cannot renew the sender lease: %s", exc)
             return False

@@ -57,6 +57,8 @@ def start_worker(tmp: Path, fake: FakeTelegram, config: Path, env_extra: dict[st
          "--claim-lease", "5", "--batch", "2"],
         cwd=tmp, env=env, stdout=(tmp / f"worker-{n}.log").open("wb"),
         stderr=subprocess.STDOUT,
+        # Its own process group: a SIGKILL takes its parse pool's forkserver too.
+        start_new_session=True,
     )
 
 
@@ -96,7 +98,7 @@ def test_three_workers_share_feeds_and_survive_the_sender_killed(
             assert holder is not None
             pid = int(holder.split(":")[1])
             victim = next(w for w in workers if w.pid == pid)
-            victim.send_signal(signal.SIGKILL)
+            os.killpg(victim.pid, signal.SIGKILL)
             victim.wait(timeout=30)
             for f, headline in zip(feeds[3:], HEADLINES[3:], strict=False):
                 f.publish(headline)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime, timedelta
 
+from bot.delivery.election import SenderSeat, holder_id, holder_is_dead
 from bot.models import FeedState
 from bot.storage.repository import Database
 
@@ -81,3 +86,36 @@ def test_a_named_lease_has_one_holder_until_it_expires_or_is_dropped(db: Databas
     db.drop_lease("sender", "b")
     assert db.lease_holder("sender", NOW + timedelta(seconds=26)) is None
     assert db.take_lease("sender", "a", now=NOW + timedelta(seconds=26), ttl=ttl)
+
+
+def _ended_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait(timeout=60)  # reaped: no process has this pid now (until reused)
+    return proc.pid
+
+
+def test_a_dead_holder_on_this_host_is_recognised() -> None:
+    me = holder_id()
+    host = socket.gethostname()
+    assert holder_is_dead(f"{host}:{_ended_pid()}:abc123", me)
+    assert holder_is_dead(f"{host}:{os.getpid()}:abc123", me)  # same pid, earlier process
+    assert not holder_is_dead(me, me)
+    assert not holder_is_dead(f"{host}:{os.getppid()}:abc123", me)  # alive
+    assert not holder_is_dead(f"elsewhere.test:{_ended_pid()}:abc123", me)  # can't tell
+
+
+def test_the_sender_lease_of_a_dead_process_is_taken_at_once(db: Database) -> None:
+    async def no_sender() -> None:
+        return None
+
+    now = datetime.now(UTC)
+    seat = SenderSeat(db, holder_id(), no_sender, ttl=60)
+    alive = f"{socket.gethostname()}:{os.getppid()}:abc123"
+    assert db.take_lease("sender", alive, now=now, ttl=timedelta(seconds=60))
+    assert not seat._take()
+    assert db.lease_holder("sender", now) == alive
+    db.drop_lease("sender", alive)
+    dead = f"{socket.gethostname()}:{_ended_pid()}:abc123"
+    assert db.take_lease("sender", dead, now=now, ttl=timedelta(seconds=60))
+    assert seat._take()
+    assert db.lease_holder("sender", datetime.now(UTC)) == seat.holder
