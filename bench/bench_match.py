@@ -4,7 +4,9 @@ Synthetic but news-shaped data: storylines built from random names, places and
 topic words (with a seed sentence), items as headline + summary mixing the same
 vocabulary with filler. Each figure is the median of 5 runs of matching a
 2,000-item stream in batches of 200, after a warm-up batch, per second of wall time
-and per CPU-second of the process.
+and per CPU-second of the process: once with the matcher reading each item (as the
+evaluation does), once with the items read beforehand (as the parse worker hands them
+to the bot, so the figure is the bot's own process's work).
 
 Run: .venv/bin/python bench/bench_match.py
 """
@@ -22,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bot.models import Item, Storyline
 from bot.storylines.matcher import Matcher
+from bot.storylines.reading import with_reading
 
 RNG = random.Random(20231017)
 SYL = ["ka", "lo", "mi", "ra", "te", "vo", "shi", "an", "ber", "gu", "dan", "zo", "pel", "ri"]
@@ -65,13 +68,19 @@ def items(n: int, start: datetime) -> list[Item]:
     return out
 
 
-def run(n_storylines: int, n_items: int = 2000, batch: int = 200) -> tuple[float, float]:
-    """Items per second of wall time and per CPU-second of this process."""
+def run(
+    n_storylines: int, n_items: int = 2000, batch: int = 200, *, read: bool = False
+) -> tuple[float, float]:
+    """Items per second of wall time and per CPU-second of this process. With ``read``,
+    the items come read (tokens and facts), as the parse worker hands them to the bot:
+    the figure is then the bot's own process's work."""
     sls = storylines(n_storylines)
     t0 = datetime(2024, 1, 1, tzinfo=UTC)
     m = Matcher()
     m.match(items(batch, t0), sls)  # warm-up: profiles, index, caches
     stream = items(n_items, t0 + timedelta(days=1))
+    if read:
+        stream = [with_reading(i) for i in stream]
     start, cpu = time.perf_counter(), time.process_time()
     for k in range(0, n_items, batch):
         m.match(stream[k : k + batch], sls)
@@ -80,13 +89,15 @@ def run(n_storylines: int, n_items: int = 2000, batch: int = 200) -> tuple[float
 
 def main() -> None:
     # The CPU figure is what other work on the machine changes least.
-    for n in (10, 100, 1000):
-        rates = [run(n) for _ in range(5)]
-        wall = [w for w, _ in rates]
-        cpu = [c for _, c in rates]
-        print(f"{n:5d} storylines: {statistics.median(wall):8.0f} items/s, "
-              f"{statistics.median(cpu):8.0f} items/CPU-s "
-              f"(wall runs: {', '.join(f'{r:.0f}' for r in wall)})")
+    for read, what in ((False, "reading included"), (True, "items read in the parse worker")):
+        print(what)
+        for n in (10, 100, 1000):
+            rates = [run(n, read=read) for _ in range(5)]
+            wall = [w for w, _ in rates]
+            cpu = [c for _, c in rates]
+            print(f"{n:5d} storylines: {statistics.median(wall):8.0f} items/s, "
+                  f"{statistics.median(cpu):8.0f} items/CPU-s "
+                  f"(wall runs: {', '.join(f'{r:.0f}' for r in wall)})")
 
 
 if __name__ == "__main__":
