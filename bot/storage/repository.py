@@ -1504,6 +1504,26 @@ class Database:
         )
         return {int(r["id"]): str(r["sensitivity"]) for r in rows}
 
+    def add_pending_track(
+        self, *, chat_id: int, user_id: int | None, title: str, now: datetime
+    ) -> int:
+        """Keep a previewed ``/track`` title until the chat decides; returns its id."""
+        with self.transaction() as c:
+            return int(c.execute(
+                "INSERT INTO pending_tracks(chat_id, user_id, title, created_at) "
+                "VALUES (?, ?, ?, ?) RETURNING id", (chat_id, user_id, title, _ts(now)),
+            ).fetchone()[0])
+
+    def take_pending_track(self, pending_id: int, chat_id: int) -> str | None:
+        """The title of a preview, removed as it is taken; None if there is none for
+        this chat (already decided, pruned, or named by another chat's forged press)."""
+        with self.transaction() as c:
+            row = c.execute(
+                "DELETE FROM pending_tracks WHERE id = ? AND chat_id = ? RETURNING title",
+                (pending_id, chat_id),
+            ).fetchone()
+        return None if row is None else str(row[0])
+
     def items_since(self, since: datetime, limit: int) -> list[Item]:
         """Stored items first seen since ``since``, oldest first (the /track preview)."""
         rows = self._query(

@@ -72,7 +72,7 @@ def test_reply_flood_every_reply_arrives_and_telegram_never_says_429(
     burst, flooder, other = Chat(fake, 2001), Chat(fake, 2002), Chat(fake, 2004)
     group = -2003
     members = [Chat(fake, group, 3000 + i, chat_type="supergroup") for i in range(24)]
-    sid = sid_of(other.say(f"/track {STORY}"))
+    sid = sid_of(other.track(STORY))
 
     burst_cmds = ["/help", "/status", "/storylines", "/start", "/help"]
     for text in burst_cmds:  # five at once in one private chat
@@ -137,8 +137,8 @@ def test_a_chats_storylines_are_invisible_to_other_chats_until_shared(
     bot: BotProcess, fake: FakeTelegram, news: Feed
 ) -> None:
     alice, bob, admin = Chat(fake, 2201), Chat(fake, 2202), Chat(fake, ADMIN)
-    sid = sid_of(alice.say(f"/track {STORY}"))
-    bob.say(f"/track {SENTINEL_STORY}")
+    sid = sid_of(alice.track(STORY))
+    bob.track(SENTINEL_STORY)
     assert STORY not in bob.say("/storylines")
     assert bob.say(f"/subscribe {sid}") == (
         f"There is no storyline #{sid} you can see. /storylines lists them."
@@ -165,7 +165,7 @@ def test_untrack_acts_for_its_own_chat_and_delete_tells_the_followers(
 ) -> None:
     alice, bob, carol, admin = Chat(fake, 2301), Chat(fake, 2302), Chat(fake, 2303), Chat(
         fake, ADMIN)
-    sid = sid_of(alice.say(f"/track {STORY}"))
+    sid = sid_of(alice.track(STORY))
     admin.say(f"/share {sid}")
     bob.say(f"/subscribe {sid}")
     admin.say(f"/subscribe {sid}")
@@ -175,7 +175,7 @@ def test_untrack_acts_for_its_own_chat_and_delete_tells_the_followers(
     )
     assert f"✓ #{sid} {STORY}" in alice.say("/storylines")
 
-    cid = sid_of(carol.say(f"/track {SENTINEL_STORY}"))
+    cid = sid_of(carol.track(SENTINEL_STORY))
     assert admin.say(f"/untrack {cid}").startswith(f"There is no storyline #{cid} you can see")
     assert f"#{cid} {SENTINEL_STORY}" in carol.say("/storylines")
     assert carol.say(f"/untrack {cid}") == f"Removed storyline #{cid}: {SENTINEL_STORY}."
@@ -209,7 +209,7 @@ def test_groups_welcome_admins_change_everyone_reads_migration_keeps_storylines(
     refused = member.say(f"/track {STORY}")
     assert refused.startswith("In groups, only the group's administrators can change")
     assert fake.messages(old)[-1].reply_to == member.last_id  # quotes the command
-    sid = sid_of(admin.say(f"/track {STORY}"))
+    sid = sid_of(admin.track(STORY))
     assert fake.messages(old)[-1].reply_to == admin.last_id
     assert f"✓ #{sid} {STORY} (this chat's)" in member.say("/storylines")  # everyone reads
     assert member.say("/settings").startswith("Settings of this chat:\ntz: UTC")
@@ -238,7 +238,7 @@ def test_a_user_who_blocks_then_unblocks_the_bot_gets_alerts_again(
     bot: BotProcess, fake: FakeTelegram, news: Feed
 ) -> None:
     user = Chat(fake, 2451)
-    user.say(f"/track {STORY}")
+    user.track(STORY)
     db = database(bot)
     try:
         fake.bot_membership(user.chat_id, old="member", new="kicked", by_user=user.user_id,
@@ -369,7 +369,7 @@ def test_titles_of_only_stopwords_are_refused_and_a_repeat_offers_the_existing_o
     user = Chat(fake, 2701)
     refused = user.say("/track the latest news of the day")
     assert "e.g. /track Putin trip to China" in refused and "Tracking" not in refused
-    sid = sid_of(user.say(f"/track {STORY}"))
+    sid = sid_of(user.track(STORY))
     assert user.say(f"/track {STORY.lower()}") == (
         f"This chat already tracks #{sid}: {STORY}. Alerts for it come here; "
         f"/untrack {sid} stops it."
@@ -387,8 +387,8 @@ def test_alert_names_the_items_outlet_and_shows_the_chats_time_zone(
         "Alert times in this chat are now in Europe/Paris")
     assert "tz: Europe/Paris" in paris.say("/settings")
     assert "not a time zone I know" in paris.say("/settings tz Mars/Olympus")
-    paris.say(f"/track {STORY}")
-    utc.say(f"/track {STORY}")
+    paris.track(STORY)
+    utc.track(STORY)
     news.publish(NEWS, source="Reuters")
     wait_until(lambda: alerts(fake, paris.chat_id, NEWS) and alerts(fake, utc.chat_id, NEWS),
                what="both alerts")

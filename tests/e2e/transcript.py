@@ -46,7 +46,11 @@ def main() -> int:
             drain(chat, who)
             quoted = f'  (as a reply to: "{reply_to[:60]}…")' if reply_to else ""
             out.append(f"→ {who}: {text}{quoted}")
-            chat.say(text, reply_to_text=reply_to)
+            if text.startswith("/track ") and reply_to is None:
+                chat.track(text.removeprefix("/track "))  # the preview, then Track it
+                out.append(f"→ {who} presses Track it")
+            else:
+                chat.say(text, reply_to_text=reply_to)
             drain(chat, who)
 
         try:
