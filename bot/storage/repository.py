@@ -87,6 +87,15 @@ def _marks(values: Sequence[object]) -> str:
     return ",".join("?" * len(values))
 
 
+# Feedback read per storyline, chat scope and verdict (newest first); retention
+# prunes what ranks beyond it, since no pass would read it.
+FEEDBACK_KEPT = 200
+FEEDBACK_RANK = (
+    "ROW_NUMBER() OVER (PARTITION BY f.storyline_id, f.scope, "
+    "CASE f.scope WHEN 'chat' THEN f.chat_id END, f.verdict ORDER BY f.id DESC)"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class StorylineRow:
     """A storyline as listed for a chat."""
@@ -1441,15 +1450,14 @@ class Database:
 
     def feedback_rows(self, storyline_id: int | None = None) -> list[Row]:
         """Feedback on active storylines (who, when, on what), oldest first; at most the
-        newest 200 per storyline, chat scope and verdict (more would not change much)."""
+        newest FEEDBACK_KEPT per storyline, chat scope and verdict (more would not
+        change much; retention prunes the rest)."""
         return self._query(
-            "SELECT * FROM (SELECT f.*, (SELECT m.score FROM matches m WHERE m.item_id = "
-            "f.item_id AND m.storyline_id = f.storyline_id) AS score, "
-            "ROW_NUMBER() OVER (PARTITION BY f.storyline_id, "
-            "f.scope, CASE f.scope WHEN 'chat' THEN f.chat_id END, f.verdict "
-            "ORDER BY f.id DESC) AS n FROM feedback f JOIN storylines s "
-            "ON s.id = f.storyline_id AND s.active = 1 "
-            "WHERE ? IS NULL OR f.storyline_id = ?) AS ranked WHERE n <= 200 ORDER BY id",
+            "SELECT * FROM (SELECT f.*, (SELECT m.score FROM matches m WHERE m.item_id = "  # noqa: S608
+            f"f.item_id AND m.storyline_id = f.storyline_id) AS score, {FEEDBACK_RANK} "
+            "AS n FROM feedback f JOIN storylines s ON s.id = f.storyline_id AND s.active = 1 "
+            "WHERE ? IS NULL OR f.storyline_id = ?) AS ranked "
+            f"WHERE n <= {FEEDBACK_KEPT} ORDER BY id",
             (storyline_id, storyline_id),
         )
 
