@@ -278,8 +278,7 @@ def speed(n_storylines: int = 100, n_items: int = 2000, batch: int = 200) -> Non
         m = Matcher()
         steering = Steering()
         steer(sls, steering)
-        if steering:
-            m.review = partial(steering.review, m, m.config.threshold)
+        steering.install(m, m.config.threshold)
         m.match(bm.items(batch, t0), sls)
         stream = bm.items(n_items, t0 + timedelta(days=1))
         cpu = time.process_time()
