@@ -208,7 +208,7 @@ def why(bench: Benchmark) -> str:
         odds = sum(
             math.log((sum(t in d for d in rejected) + 0.5) / (n_d + 1))
             - math.log((sum(t in u for u in liked) + 0.5) / (n_u + 1))
-            for t in bag
+            for t in sorted(bag)  # one order, so one float sum on every run
         )
         feats[gold].append((s_dn - s_up, odds, a.score - down_top[sid]))
     base = Figures(tp, fp, fn)

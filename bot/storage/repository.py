@@ -90,6 +90,7 @@ def _marks(values: Sequence[object]) -> str:
 # Feedback read per storyline, chat scope and verdict (newest first); retention
 # prunes what ranks beyond it, since no pass would read it.
 FEEDBACK_KEPT = 200
+PENDING_PER_CHAT = 5  # /track previews a chat may leave open at once
 FEEDBACK_RANK = (
     "ROW_NUMBER() OVER (PARTITION BY f.storyline_id, f.scope, "
     "CASE f.scope WHEN 'chat' THEN f.chat_id END, f.verdict ORDER BY f.id DESC)"
@@ -1515,12 +1516,20 @@ class Database:
     def add_pending_track(
         self, *, chat_id: int, user_id: int | None, title: str, now: datetime
     ) -> int:
-        """Keep a previewed ``/track`` title until the chat decides; returns its id."""
+        """Keep a previewed ``/track`` title until the chat decides; returns its id.
+        A chat keeps its newest PENDING_PER_CHAT previews open (a flood of /track
+        leaves no more behind)."""
         with self.transaction() as c:
-            return int(c.execute(
+            new_id = int(c.execute(
                 "INSERT INTO pending_tracks(chat_id, user_id, title, created_at) "
                 "VALUES (?, ?, ?, ?) RETURNING id", (chat_id, user_id, title, _ts(now)),
             ).fetchone()[0])
+            c.execute(
+                "DELETE FROM pending_tracks WHERE chat_id = ? AND id NOT IN (SELECT id FROM "
+                "pending_tracks WHERE chat_id = ? ORDER BY id DESC LIMIT ?)",
+                (chat_id, chat_id, PENDING_PER_CHAT),
+            )
+        return new_id
 
     def take_pending_track(self, pending_id: int, chat_id: int) -> str | None:
         """The title of a preview, removed as it is taken; None if there is none for

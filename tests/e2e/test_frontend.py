@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bot.models import FeedState, Storyline
-from bot.storage.repository import Database
+from bot.storage.repository import PENDING_PER_CHAT, Database
 from tests.e2e.conftest import ADMIN, BotProcess, Chat, Feed, wait_until, write_config
 from tests.support.fake_telegram import FakeTelegram, utf16_len, validate_plain
 from tests.support.feed_server import Route
@@ -93,13 +93,16 @@ def test_reply_flood_every_reply_arrives_and_telegram_never_says_429(
 
     assert len(fake.messages(burst.chat_id)) == 5
     flood = fake.texts(flooder.chat_id)
-    confirmations = [t for t in flood if t.startswith("Tracking #")]
+    confirmations = [t for t in flood if t.startswith("Preview of “Storyline number")]
     warnings = [t for t in flood if "faster than I can take them" in t]
     assert len(confirmations) == 30 and len(warnings) == 1 and len(flood) == 31
     assert flood.index(warnings[0]) < flood.index(confirmations[-1])  # told early, not last
     db = database(roomy_bot)
     try:
-        assert db.count_storylines_created_by(flooder.chat_id) == len(confirmations)
+        # Previews create nothing; the chat keeps only its newest few open.
+        assert db.count_storylines_created_by(flooder.chat_id) == 0
+        assert 0 < len(db._query("SELECT id FROM pending_tracks WHERE chat_id = ?",
+                                 (flooder.chat_id,))) <= PENDING_PER_CHAT
     finally:
         db.close()
 
