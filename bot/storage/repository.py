@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import secrets
 import sqlite3
 import threading
 import zlib
@@ -1516,28 +1517,30 @@ class Database:
     def add_pending_track(
         self, *, chat_id: int, user_id: int | None, title: str, now: datetime
     ) -> int:
-        """Keep a previewed ``/track`` title until the chat decides; returns its id.
+        """Keep a previewed ``/track`` title until the chat decides; returns the token
+        its buttons carry (random: a decided preview's token names no later one).
         A chat keeps its newest PENDING_PER_CHAT previews open (a flood of /track
         leaves no more behind)."""
+        token = secrets.randbelow(2**53 - 1) + 1
         with self.transaction() as c:
-            new_id = int(c.execute(
-                "INSERT INTO pending_tracks(chat_id, user_id, title, created_at) "
-                "VALUES (?, ?, ?, ?) RETURNING id", (chat_id, user_id, title, _ts(now)),
-            ).fetchone()[0])
+            c.execute(
+                "INSERT INTO pending_tracks(token, chat_id, user_id, title, created_at) "
+                "VALUES (?, ?, ?, ?, ?)", (token, chat_id, user_id, title, _ts(now)),
+            )
             c.execute(
                 "DELETE FROM pending_tracks WHERE chat_id = ? AND id NOT IN (SELECT id FROM "
                 "pending_tracks WHERE chat_id = ? ORDER BY id DESC LIMIT ?)",
                 (chat_id, chat_id, PENDING_PER_CHAT),
             )
-        return new_id
+        return token
 
-    def take_pending_track(self, pending_id: int, chat_id: int) -> str | None:
+    def take_pending_track(self, token: int, chat_id: int) -> str | None:
         """The title of a preview, removed as it is taken; None if there is none for
         this chat (already decided, pruned, or named by another chat's forged press)."""
         with self.transaction() as c:
             row = c.execute(
-                "DELETE FROM pending_tracks WHERE id = ? AND chat_id = ? RETURNING title",
-                (pending_id, chat_id),
+                "DELETE FROM pending_tracks WHERE token = ? AND chat_id = ? RETURNING title",
+                (token, chat_id),
             ).fetchone()
         return None if row is None else str(row[0])
 

@@ -204,10 +204,13 @@ MIGRATIONS: tuple[str, ...] = (
     );
     """,    # issue 15: `/track TITLE` previews first; the title waits here until the chat
     # presses Track it (or Cancel, or Follow #N instead). The preview's buttons name
-    # this row, and a press counts only from the chat that asked.
+    # this row by a random token (SQLite reuses the id of a deleted last row, so an
+    # old preview's button could name a newer one), and a press counts only from the
+    # chat that asked.
     """
     CREATE TABLE pending_tracks (
         id INTEGER PRIMARY KEY,
+        token INTEGER NOT NULL UNIQUE,
         chat_id INTEGER NOT NULL,
         user_id INTEGER,
         title TEXT NOT NULL,

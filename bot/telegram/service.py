@@ -330,11 +330,11 @@ class ChatService:
         Follow #N instead where a shared storyline is close); nothing is created yet."""
         trial = Storyline(id=0, title=title)
         found = await self.steerer.preview(trial)
-        pending = await self._run(self._db.add_pending_track, chat_id=who.chat_id,
+        token = await self._run(self._db.add_pending_track, chat_id=who.chat_id,
                                   user_id=who.user_id, title=title, now=self._now())
-        buttons = [("Track it", track_data(pending, "keep")),
-                   ("Cancel", track_data(pending, "cancel"))]
-        buttons += [(f"Follow #{s.id} instead", track_data(pending, f"f{s.id}"))
+        buttons = [("Track it", track_data(token, "keep")),
+                   ("Cancel", track_data(token, "cancel"))]
+        buttons += [(f"Follow #{s.id} instead", track_data(token, f"f{s.id}"))
                     for s in found.close[:1]]
         return Reply(fit(
             f"Preview of “{title}” (not tracked yet):\n{preview_text(trial, found)}\n\n"
@@ -368,10 +368,10 @@ class ChatService:
                          "admins set a shared one's sensitivity. /mute mutes it here.")
         return Reply(await self.steerer.sensitivity(row.storyline, choice.choice))
 
-    async def track_press(self, pending_id: int, action: str, who: Caller) -> Reply | None:
+    async def track_press(self, token: int, action: str, who: Caller) -> Reply | None:
         """A preview's button (Track it / Cancel / Follow #N instead); None if the
         preview is not this chat's, or was decided already."""
-        title = await self._run(self._db.take_pending_track, pending_id, who.chat_id)
+        title = await self._run(self._db.take_pending_track, token, who.chat_id)
         if title is None:
             return None
         if action == "cancel":

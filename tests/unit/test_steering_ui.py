@@ -55,6 +55,7 @@ def test_preview_data_and_mutes() -> None:
     assert parse_track_data(track_data(7, "keep")) == (7, "keep")
     assert parse_track_data(track_data(7, "f12")) == (7, "f12")
     assert parse_track_data("t:7:drop") is None and parse_track_data("t:x:keep") is None
+    assert parse_track_data("t:" + "9" * 17 + ":keep") is None  # no token is that long
     assert mute_until("1d", NOW) == NOW + timedelta(days=1)
     assert mute_until("1w", NOW) == NOW + timedelta(weeks=1)
     assert mute_until("on", NOW) == FOREVER and mute_until("off", NOW) is None
@@ -146,6 +147,9 @@ def test_a_preview_is_taken_once_by_its_own_chat_and_a_chat_keeps_few_open(
     assert db.take_pending_track(first, 2) is None  # another chat's forged press
     assert db.take_pending_track(first, 1) == "Putin trip to China"
     assert db.take_pending_track(first, 1) is None  # decided already
+    again = db.add_pending_track(chat_id=1, user_id=1, title="Tesla recall", now=NOW)
+    assert again != first and db.take_pending_track(first, 1) is None  # no id reused
+    assert db.take_pending_track(again, 1) == "Tesla recall"
     ids = [db.add_pending_track(chat_id=1, user_id=1, title=f"Story {n}", now=NOW)
            for n in range(PENDING_PER_CHAT + 3)]
     other = db.add_pending_track(chat_id=2, user_id=2, title="Other chat", now=NOW)
