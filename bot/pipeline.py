@@ -422,7 +422,7 @@ class Poller:
         m = self._matcher
         base = float(getattr(getattr(m, "hybrid", None), "threshold", m.config.threshold))
         self._steering = steering
-        m.review = functools.partial(steering.review, m, base) if steering else None
+        steering.install(m, base)
 
     def _exclusions(
         self, found: Sequence[Match], items: dict[str, Item], storylines: Sequence[Storyline]

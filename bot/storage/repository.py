@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import secrets
 import sqlite3
 import threading
 import zlib
@@ -85,6 +86,16 @@ def _ids(outbox_ids: int | Sequence[int]) -> list[int]:
 
 def _marks(values: Sequence[object]) -> str:
     return ",".join("?" * len(values))
+
+
+# Feedback read per storyline, chat scope and verdict (newest first); retention
+# prunes what ranks beyond it, since no pass would read it.
+FEEDBACK_KEPT = 200
+PENDING_PER_CHAT = 5  # /track previews a chat may leave open at once
+FEEDBACK_RANK = (
+    "ROW_NUMBER() OVER (PARTITION BY f.storyline_id, f.scope, "
+    "CASE f.scope WHEN 'chat' THEN f.chat_id END, f.verdict ORDER BY f.id DESC)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1470,15 +1481,14 @@ class Database:
 
     def feedback_rows(self, storyline_id: int | None = None) -> list[Row]:
         """Feedback on active storylines (who, when, on what), oldest first; at most the
-        newest 200 per storyline, chat scope and verdict (more would not change much)."""
+        newest FEEDBACK_KEPT per storyline, chat scope and verdict (more would not
+        change much; retention prunes the rest)."""
         return self._query(
-            "SELECT * FROM (SELECT f.*, (SELECT m.score FROM matches m WHERE m.item_id = "
-            "f.item_id AND m.storyline_id = f.storyline_id) AS score, "
-            "ROW_NUMBER() OVER (PARTITION BY f.storyline_id, "
-            "f.scope, CASE f.scope WHEN 'chat' THEN f.chat_id END, f.verdict "
-            "ORDER BY f.id DESC) AS n FROM feedback f JOIN storylines s "
-            "ON s.id = f.storyline_id AND s.active = 1 "
-            "WHERE ? IS NULL OR f.storyline_id = ?) AS ranked WHERE n <= 200 ORDER BY id",
+            "SELECT * FROM (SELECT f.*, (SELECT m.score FROM matches m WHERE m.item_id = "  # noqa: S608
+            f"f.item_id AND m.storyline_id = f.storyline_id) AS score, {FEEDBACK_RANK} "
+            "AS n FROM feedback f JOIN storylines s ON s.id = f.storyline_id AND s.active = 1 "
+            "WHERE ? IS NULL OR f.storyline_id = ?) AS ranked "
+            f"WHERE n <= {FEEDBACK_KEPT} ORDER BY id",
             (storyline_id, storyline_id),
         )
 
@@ -1532,6 +1542,36 @@ class Database:
             "SELECT id, sensitivity FROM storylines WHERE active = 1 AND sensitivity != 'normal'"
         )
         return {int(r["id"]): str(r["sensitivity"]) for r in rows}
+
+    def add_pending_track(
+        self, *, chat_id: int, user_id: int | None, title: str, now: datetime
+    ) -> int:
+        """Keep a previewed ``/track`` title until the chat decides; returns the token
+        its buttons carry (random: a decided preview's token names no later one).
+        A chat keeps its newest PENDING_PER_CHAT previews open (a flood of /track
+        leaves no more behind)."""
+        token = secrets.randbelow(2**53 - 1) + 1
+        with self.transaction() as c:
+            c.execute(
+                "INSERT INTO pending_tracks(token, chat_id, user_id, title, created_at) "
+                "VALUES (?, ?, ?, ?, ?)", (token, chat_id, user_id, title, _ts(now)),
+            )
+            c.execute(
+                "DELETE FROM pending_tracks WHERE chat_id = ? AND id NOT IN (SELECT id FROM "
+                "pending_tracks WHERE chat_id = ? ORDER BY id DESC LIMIT ?)",
+                (chat_id, chat_id, PENDING_PER_CHAT),
+            )
+        return token
+
+    def take_pending_track(self, token: int, chat_id: int) -> str | None:
+        """The title of a preview, removed as it is taken; None if there is none for
+        this chat (already decided, pruned, or named by another chat's forged press)."""
+        with self.transaction() as c:
+            row = c.execute(
+                "DELETE FROM pending_tracks WHERE token = ? AND chat_id = ? RETURNING title",
+                (token, chat_id),
+            ).fetchone()
+        return None if row is None else str(row[0])
 
     def items_since(self, since: datetime, limit: int) -> list[Item]:
         """Stored items first seen since ``since``, oldest first (the /track preview)."""

@@ -11,7 +11,11 @@ transaction so the bot's own writes (and another process) never wait long:
    listed by its feed is kept however old, or it would come back as new);
 4. ``meta`` notes about uncertain sends of rows that are no longer pending;
 5. digests sent, failed or dropped more than ``alerts_days`` ago, and the notes
-   about their uncertain parts.
+   about their uncertain parts;
+6. feedback (👍 / 👎) no pass reads any more: on removed storylines, and beyond the
+   newest ``FEEDBACK_KEPT`` of a storyline, chat scope and verdict (feedback on a
+   storyline still tracked is kept however old: it is what taught it);
+7. ``/track`` previews nobody decided on within ``PREVIEW_HOURS``.
 
 Then ``PRAGMA incremental_vacuum`` returns the freed pages to the file system,
 in steps, when the database was created with ``auto_vacuum=INCREMENTAL``
@@ -26,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from bot.storage.repository import Database
+from bot.storage.repository import FEEDBACK_KEPT, FEEDBACK_RANK, Database
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +69,23 @@ _DIGEST_NOTES = (  # digest.uncertain.<digest id>.<part>
     "AND CAST(substr(key, 18, instr(substr(key, 18), '.') - 1) AS INTEGER) NOT IN "
     "(SELECT id FROM digests WHERE status IN ('pending', 'sending')) LIMIT :n)"
 )
+_FEEDBACK_REMOVED = (
+    "DELETE FROM feedback WHERE id IN (SELECT f.id FROM feedback f JOIN storylines s "
+    "ON s.id = f.storyline_id WHERE s.active = 0 LIMIT :n)"
+)
+_FEEDBACK_UNREAD = (  # two constants of ours: nothing from outside is formatted in
+    f"DELETE FROM feedback WHERE id IN (SELECT id FROM (SELECT f.id, {FEEDBACK_RANK} "  # noqa: S608
+    f"AS rank FROM feedback f) AS ranked WHERE rank > {FEEDBACK_KEPT} LIMIT :n)"
+)
+_PREVIEWS = (
+    "DELETE FROM pending_tracks WHERE id IN (SELECT id FROM pending_tracks "
+    "WHERE created_at < :previews LIMIT :n)"
+)
 STEPS = (("outbox", _OUTBOX), ("matches", _MATCHES), ("items", _ITEMS),
-         ("meta", _UNCERTAIN_NOTES), ("digests", _DIGESTS), ("meta", _DIGEST_NOTES))
+         ("meta", _UNCERTAIN_NOTES), ("digests", _DIGESTS), ("meta", _DIGEST_NOTES),
+         ("feedback", _FEEDBACK_REMOVED), ("feedback", _FEEDBACK_UNREAD),
+         ("pending_tracks", _PREVIEWS))
+PREVIEW_HOURS = 24.0  # a /track preview's buttons work this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +123,7 @@ def prune(db: Database, now: datetime, policy: RetentionPolicy) -> PruneReport:
     params = {
         "alerts": (now - timedelta(days=policy.alerts_days)).isoformat(),
         "items": (now - timedelta(days=policy.items_days)).isoformat(),
+        "previews": (now - timedelta(hours=PREVIEW_HOURS)).isoformat(),
         "n": policy.batch_rows,
     }
     for table, sql in STEPS:

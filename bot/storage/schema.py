@@ -202,6 +202,21 @@ MIGRATIONS: tuple[str, ...] = (
         holder TEXT NOT NULL,
         leased_until TEXT NOT NULL
     );
+    """,    # issue 15: `/track TITLE` previews first; the title waits here until the chat
+    # presses Track it (or Cancel, or Follow #N instead). The preview's buttons name
+    # this row by a random token (SQLite reuses the id of a deleted last row, so an
+    # old preview's button could name a newer one), and a press counts only from the
+    # chat that asked.
+    """
+    CREATE TABLE pending_tracks (
+        id INTEGER PRIMARY KEY,
+        token INTEGER NOT NULL UNIQUE,
+        chat_id INTEGER NOT NULL,
+        user_id INTEGER,
+        title TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX pending_tracks_created ON pending_tracks(created_at);
     """,
 )
 

@@ -30,10 +30,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Protocol
 
 from bot.models import Item, Storyline
-from bot.storylines.matcher import Assessment
+from bot.storylines.matcher import Assessment, Matcher
 from bot.storylines.text import tokens
 
 # A storyline's threshold by sensitivity. "normal" is the matcher's own threshold
@@ -246,6 +247,15 @@ class Steering:
     def set_threshold(self, storyline_id: int, value: float | None) -> None:
         self._steers.setdefault(storyline_id, Steer()).threshold = value
 
+    def install(self, matcher: Matcher, default_threshold: float) -> None:
+        """Make ``matcher`` decide with this feedback and these sensitivities (or with
+        none, when there are none). A word matcher applies each storyline's own
+        threshold in its scan; :meth:`review` does the rest."""
+        matcher.review = partial(self.review, matcher, default_threshold) if self else None
+        if getattr(matcher, "hybrid", None) is None:  # the hybrid's review sees every pair
+            matcher.bars = {sid: st.threshold for sid, st in self._steers.items()
+                            if st.threshold is not None}
+
     def steer(self, storyline_id: int) -> Steer | None:
         return self._steers.get(storyline_id)
 
@@ -301,7 +311,8 @@ class Steering:
         if not steered:
             return result
         if not every_pair:
-            wide = [s for s in steered.values() if self._needs_all_pairs(s.id, default_threshold)]
+            wide = [s for s in steered.values()
+                    if self._needs_all_pairs(matcher, s.id, default_threshold)]
             if wide:
                 ids = {s.id for s in wide}
                 order = {item.key: n for n, item in enumerate(items)}
@@ -333,10 +344,15 @@ class Steering:
                 out.append(replace(a, score=score, matched=hit))
         return out
 
-    def _needs_all_pairs(self, storyline_id: int, default_threshold: float) -> bool:
+    def _needs_all_pairs(
+        self, matcher: Scorer, storyline_id: int, default_threshold: float
+    ) -> bool:
         steer = self._steers[storyline_id]
         low = steer.threshold is not None and steer.threshold < default_threshold
-        return low or (bool(steer.positives) and self.config.boost > 0)
+        # A matcher that applied the storyline's own threshold in its scan returned
+        # its pairs already.
+        scanned = getattr(matcher, "bars", {}).get(storyline_id) == steer.threshold
+        return (low and not scanned) or (bool(steer.positives) and self.config.boost > 0)
 
     def excluded_chats(
         self, storyline: Storyline, item: Item, score: float, default_threshold: float,

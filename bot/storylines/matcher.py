@@ -311,6 +311,10 @@ class Matcher:
         self.roles = RoleBook()
         # Applied to each batch's verdicts before the matcher learns from them.
         self.review: Review | None = None
+        # A storyline's own threshold where it is not the matcher's (its sensitivity),
+        # applied in the scan: the fast path then returns a broad storyline's pairs
+        # without a second scan of the batch.
+        self.bars: dict[int, float] = {}
 
     # -- corpus statistics -------------------------------------------------
 
@@ -713,6 +717,8 @@ class Matcher:
                 self.forget(sid)
         self._refresh()
         cols = np.fromiter((e.slot for e in entries), dtype=np.intp, count=len(entries))
+        bars = np.fromiter((self.bars.get(e.storyline.id, cfg.threshold) for e in entries),
+                           dtype=np.float64, count=len(entries))
         owners = [e.storyline.owner for e in entries]
         last, tau = self._rhythm(entries, items)
         by_key: dict[str, list[int]] = {}
@@ -758,7 +764,7 @@ class Matcher:
                 todo = np.flatnonzero(word > 0)
             else:
                 todo = np.flatnonzero(
-                    (word > 0) & ((word + bub_all[cols]) * fresh + 1e-9 >= cfg.threshold)
+                    (word > 0) & ((word + bub_all[cols]) * fresh + 1e-9 >= bars)
                 )
             scores: dict[int, float] = {}
             found: dict[int, list[tuple[Entity, tuple[str, ...]]]] = {}
@@ -797,7 +803,7 @@ class Matcher:
                     best[own] = sc
             for col in range(len(entries)) if every_pair else sorted(scores):
                 s = scores.get(col, 0.0)
-                hit = s >= max(cfg.threshold, cfg.competition * best.get(owners[col], 0.0))
+                hit = s >= max(float(bars[col]), cfg.competition * best.get(owners[col], 0.0))
                 verdict = verdicts.get(col)
                 if verdict is not None and not verdict.ok:
                     hit = False

@@ -373,17 +373,14 @@ class Handlers:
             who = Caller(chat_id=chat.id, user_id=query.from_user.id, chat_type=chat.type)
             reply = await self._service.track_press(press[0], press[1], who)
             if reply is None:
-                await query.answer("This button is not yours.")
-            elif press[1] == "keep":
-                # The preview stays readable; only its buttons go.
-                await query.answer(reply.text)
-                try:
-                    await query.edit_message_reply_markup(None)
-                except TelegramError as exc:
-                    log.warning("could not remove a preview's buttons: %s", exc.message)
-            else:
-                await query.answer()
-                self._replier.send(Outgoing(chat.id, reply.text, edit_of=message.message_id))
+                # Decided already (a second press), pruned, or another chat's preview.
+                await query.answer("This preview is no longer open here. /track TITLE "
+                                   "shows a new one.")
+                return
+            # The toast says what happened; the preview becomes the outcome, its
+            # buttons gone, so the chat keeps a record of what it chose.
+            await query.answer(reply.text.split("\n")[0][:200])
+            self._replier.send(Outgoing(chat.id, reply.text, edit_of=message.message_id))
 
     async def on_membership(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         change = update.my_chat_member

@@ -251,20 +251,9 @@ class ChatService:
 
     @handles("track")
     async def _track(self, title: str | c.Link | None, who: Caller) -> Reply:
-        limit = self._settings.file.limits.storylines_per_chat
-        count = await self._run(self._db.count_storylines_created_by, who.chat_id)
-        if count >= limit:
-            return Reply(
-                f"This chat already has {count} storylines (the limit is {limit}). "
-                "Remove one with /untrack ID first; /storylines lists them."
-            )
-        if isinstance(title, str):
-            existing = await self._run(self._db.find_storyline_by_title, who.chat_id, title)
-            if existing is not None:
-                return Reply(
-                    f"This chat already tracks #{existing.id}: {existing.title}. "
-                    f"Alerts for it come here; /untrack {existing.id} stops it."
-                )
+        refused = await self._may_create(title if isinstance(title, str) else None, who)
+        if refused is not None:
+            return refused
         seed = strip_bylines((who.reply_text or "").strip()[:MAX_SEED_CHARS])
         if BARE_TOKEN.search(title if isinstance(title, str) else "") or BARE_TOKEN.search(seed):
             # Stored, it would be split into "names" and terms that no log
@@ -275,6 +264,8 @@ class ChatService:
             )
         if title is None and (url := c.link_in(seed)) is not None:
             title = c.Link(url)
+        if isinstance(title, str) and not seed:
+            return await self._preview_track(title, who)
         source = "the message you replied to"
         if isinstance(title, c.Link):
             read = await self._read_page(title.url)
@@ -298,30 +289,57 @@ class ChatService:
                     "/track Putin trip to China (as a reply, the text still seeds it)."
                 )
             title, aliases, keywords = proposal
-        storyline = await self._run(
-            self._db.add_storyline,
+        # Seeded from an article the user chose: created at once (what it looks for is
+        # shown, and /untrack undoes it); a title alone is previewed first.
+        return await self._create(
             Storyline(id=0, title=title, seed_text=seed, aliases=aliases, keywords=keywords),
-            now=self._now(),
-            created_by=who.chat_id,
+            who, f" (seeded from {source})")
+
+    async def _may_create(self, title: str | None, who: Caller) -> Reply | None:
+        """Why this chat may not track ``title`` now (its limit, or it tracks it
+        already); None if it may."""
+        limit = self._settings.file.limits.storylines_per_chat
+        count = await self._run(self._db.count_storylines_created_by, who.chat_id)
+        if count >= limit:
+            return Reply(
+                f"This chat already has {count} storylines (the limit is {limit}). "
+                "Remove one with /untrack ID first; /storylines lists them."
+            )
+        if title is not None:
+            existing = await self._run(self._db.find_storyline_by_title, who.chat_id, title)
+            if existing is not None:
+                return Reply(
+                    f"This chat already tracks #{existing.id}: {existing.title}. "
+                    f"Alerts for it come here; /untrack {existing.id} stops it."
+                )
+        return None
+
+    async def _create(self, draft: Storyline, who: Caller, seeded: str = "") -> Reply:
+        storyline = await self._run(
+            self._db.add_storyline, draft, now=self._now(), created_by=who.chat_id,
         )
         await self._run(self._db.subscribe, who.chat_id, storyline.id, now=self._now())
         looks_for = describe(parse_title(storyline.title, storyline.aliases))
-        seeded = f" (seeded from {source})" if seed else ""
-        if seed:
-            return Reply(fit(
-                f"Tracking #{storyline.id}: {storyline.title}{seeded}\n"
-                f"I'll look for:\n{looks_for}\n\n"
-                f"Alerts come to this chat. /untrack {storyline.id} stops it."
-            ))
-        # A title alone: the preview of what it would have caught, to keep or cancel.
-        found = await self.steerer.preview(storyline)
-        buttons = [("Track it", track_data(storyline.id, "keep")),
-                   ("Cancel", track_data(storyline.id, "cancel"))]
-        buttons += [(f"Follow #{s.id} instead", track_data(storyline.id, f"f{s.id}"))
+        return Reply(fit(
+            f"Tracking #{storyline.id}: {storyline.title}{seeded if draft.seed_text else ''}\n"
+            f"I'll look for:\n{looks_for}\n\n"
+            f"Alerts come to this chat. /untrack {storyline.id} stops it."
+        ))
+
+    async def _preview_track(self, title: str, who: Caller) -> Reply:
+        """``/track TITLE``: what it would have caught, with Track it / Cancel (and
+        Follow #N instead where a shared storyline is close); nothing is created yet."""
+        trial = Storyline(id=0, title=title)
+        found = await self.steerer.preview(trial)
+        token = await self._run(self._db.add_pending_track, chat_id=who.chat_id,
+                                  user_id=who.user_id, title=title, now=self._now())
+        buttons = [("Track it", track_data(token, "keep")),
+                   ("Cancel", track_data(token, "cancel"))]
+        buttons += [(f"Follow #{s.id} instead", track_data(token, f"f{s.id}"))
                     for s in found.close[:1]]
         return Reply(fit(
-            f"Tracking #{storyline.id}: {storyline.title}\n{preview_text(storyline, found)}\n\n"
-            f"Alerts come to this chat. Cancel (or /untrack {storyline.id}) stops it."
+            f"Preview of “{title}” (not tracked yet):\n{preview_text(trial, found)}\n\n"
+            "Track it to get its alerts in this chat."
         ), tuple(buttons))
 
     @handles("test")
@@ -351,18 +369,18 @@ class ChatService:
                          "admins set a shared one's sensitivity. /mute mutes it here.")
         return Reply(await self.steerer.sensitivity(row.storyline, choice.choice))
 
-    async def track_press(self, sid: int, action: str, who: Caller) -> Reply | None:
-        """A preview button (Track it / Cancel / Follow #N instead); None: refused."""
-        row = await self._visible(sid, who.chat_id)
-        if row is None or row.created_by != who.chat_id:
+    async def track_press(self, token: int, action: str, who: Caller) -> Reply | None:
+        """A preview's button (Track it / Cancel / Follow #N instead); None if the
+        preview is not this chat's, or was decided already."""
+        title = await self._run(self._db.take_pending_track, token, who.chat_id)
+        if title is None:
             return None
-        if action == "keep":
-            return Reply(f"Tracking #{sid}: {row.storyline.title}. Alerts come to this chat.")
-        undone = await self._untrack(sid, who)
         if action == "cancel":
-            return Reply(f"Cancelled. {undone.text}")
-        followed = await self._subscribe(int(action[1:]), who)
-        return Reply(f"{undone.text}\n{followed.text}")
+            return Reply(f"Cancelled: “{title}” is not tracked.")
+        if action == "keep":
+            refused = await self._may_create(title, who)
+            return refused or await self._create(Storyline(id=0, title=title), who)
+        return await self._subscribe(int(action[1:]), who)
 
     async def _read_page(self, url: str) -> tuple[str, str] | Reply:
         if self._pages is None:

@@ -60,14 +60,15 @@ def mute_words(until: datetime | None, tz: str | None) -> str:
     return f"muted until {format_time(until, tz)}"
 
 
-def track_data(storyline_id: int, action: str) -> str:
-    return f"{TRACK_PREFIX}:{storyline_id}:{action}"
+def track_data(token: int, action: str) -> str:
+    return f"{TRACK_PREFIX}:{token}:{action}"
 
 
 def parse_track_data(raw: str) -> tuple[int, str] | None:
-    """(storyline id, "keep" | "cancel" | "f<N>") from a preview button's data."""
+    """(the preview's token, "keep" | "cancel" | "f<N>") from a preview button's data."""
     parts = raw.split(":")
-    if len(parts) != 3 or parts[0] != TRACK_PREFIX or not parts[1].isdecimal():
+    if (len(parts) != 3 or parts[0] != TRACK_PREFIX or not parts[1].isdecimal()
+            or len(parts[1]) > 16):  # a token is under 2^53: no forged number overflows SQL
         return None
     action = parts[2]
     if action in ("keep", "cancel") or (action[:1] == "f" and action[1:].isdecimal()):

@@ -235,6 +235,22 @@ class Chat:
         self.fake.wait_for(lambda: bool(replies()), timeout, f"a reply in chat {self.chat_id}")
         return replies()[0]
 
+    def track(self, title: str, timeout: float = 30) -> str:
+        """``/track TITLE``, then Track it under the preview, as a user does. Returns
+        the preview once edited into the outcome ("Tracking #N: ..."), or the reply
+        itself when it came without a Track it button (a refusal)."""
+        reply = self.say(f"/track {title}", timeout=timeout)
+        msg = next(m for m in reversed(self.fake.messages(self.chat_id)) if m.current == reply)
+        rows = (msg.markup or {}).get("inline_keyboard", [])
+        data = next((str(b["callback_data"]) for row in rows for b in row
+                     if b["text"] == "Track it"), None)
+        if data is None:
+            return reply
+        self.fake.press(self.chat_id, msg.message_id, data, user_id=self.user_id)
+        self.fake.wait_for(lambda: msg.current != reply, timeout,
+                           f"Track it to be answered in chat {self.chat_id}")
+        return msg.current
+
     def texts(self) -> list[str]:
         return self.fake.texts(self.chat_id)
 

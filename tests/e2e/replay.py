@@ -261,8 +261,10 @@ def replay(
             wait_until(lambda: all(len(server.requests_for(p)) >= 2 for p, _, _ in feeds.feeds),
                        what="every feed to be primed")
             for user in users:
-                reply = Chat(fake, user.chat_id).say(f"/track {user.title}",
-                                                    reply_to_text=user.seed)
+                chat = Chat(fake, user.chat_id)
+                # A title alone is previewed first: Track it, as a user would press it.
+                reply = chat.track(user.title) if user.seed is None else chat.say(
+                    f"/track {user.title}", reply_to_text=user.seed)
                 if not reply.startswith("Tracking #"):
                     raise AssertionError(f"/track {user.title} answered: {reply}")
                 progress(f"chat {user.chat_id}: {reply.splitlines()[0]}")

@@ -66,7 +66,7 @@ def test_commands_as_a_user_and_an_admin(bot: BotProcess, fake: FakeTelegram, fe
         assert cmd in help_text
     assert "e.g. /track Putin trip to China" in help_text
 
-    reply = user.say(f"/track {STORY}")
+    reply = user.track(STORY)
     assert reply.startswith("Tracking #1: Wang Yi visit to Moscow") and "Wang Yi" in reply
     assert "✓ #1 Wang Yi visit to Moscow" in user.say("/storylines")
     assert "/track Putin trip to China" in user.say("/track")
@@ -123,12 +123,12 @@ def test_alert_once_in_each_subscribed_chat_and_nowhere_else(
     bot: BotProcess, fake: FakeTelegram, news: Feed
 ) -> None:
     alice, bob, carol = Chat(fake, 601), Chat(fake, 602), Chat(fake, 603)
-    sid = alice.say(f"/track {STORY}").split("#")[1].split(":")[0]
+    sid = alice.track(STORY).split("#")[1].split(":")[0]
     bob.say("/start")
     share(fake, sid)
     assert "Following" in bob.say(f"/subscribe {sid}")
     carol.say("/start")
-    sentinel_id = carol.say(f"/track {SENTINEL_STORY}").split("#")[1].split(":")[0]
+    sentinel_id = carol.track(SENTINEL_STORY).split("#")[1].split(":")[0]
     share(fake, sentinel_id)
     alice.say(f"/subscribe {sentinel_id}")
 
@@ -150,7 +150,7 @@ def test_restart_loses_nothing_and_doubles_nothing(
     bot: BotProcess, fake: FakeTelegram, news: Feed, how: signal.Signals
 ) -> None:
     alice, bob = Chat(fake, 701), Chat(fake, 702)
-    sid = alice.say(f"/track {STORY}").split("#")[1].split(":")[0]
+    sid = alice.track(STORY).split("#")[1].split(":")[0]
     share(fake, sid)
     bob.say(f"/subscribe {sid}")
     # Telegram pushes back on every alert, so they pile up in the outbox...
@@ -170,7 +170,7 @@ def test_restart_loses_nothing_and_doubles_nothing(
     # A restart, a 429 backlog and two polls: generous on a loaded machine.
     wait_until(lambda: all(count(c, h) for c in (alice, bob) for h in DEVELOPMENTS),
                timeout=180, what="every development in both chats")
-    sentinel_id = alice.say(f"/track {SENTINEL_STORY}").split("#")[1].split(":")[0]
+    sentinel_id = alice.track(SENTINEL_STORY).split("#")[1].split(":")[0]
     share(fake, sentinel_id)
     bob.say(f"/subscribe {sentinel_id}")
     news.publish(SENTINEL)
@@ -182,7 +182,7 @@ def test_restart_loses_nothing_and_doubles_nothing(
 def test_blocked_chat_is_no_longer_sent_to(bot: BotProcess, fake: FakeTelegram,
                                            news: Feed) -> None:
     alice, bob = Chat(fake, 801), Chat(fake, 802)
-    sid = alice.say(f"/track {STORY}").split("#")[1].split(":")[0]
+    sid = alice.track(STORY).split("#")[1].split(":")[0]
     share(fake, sid)
     bob.say(f"/subscribe {sid}")
     fake.blocked.add(802)
@@ -193,7 +193,7 @@ def test_blocked_chat_is_no_longer_sent_to(bot: BotProcess, fake: FakeTelegram,
     news.publish(DEVELOPMENTS[1])
     wait_until(lambda: count(alice, DEVELOPMENTS[1]), what="alice's second alert")
     news.publish(SENTINEL)
-    tracked = alice.say(f"/track {SENTINEL_STORY}")
+    tracked = alice.track(SENTINEL_STORY)
     assert tracked.startswith("Tracking #"), alice.texts()
     sentinel_id = tracked.split("#")[1].split(":")[0]
     news.publish(DEVELOPMENTS[2])
@@ -206,7 +206,7 @@ def test_blocked_chat_is_no_longer_sent_to(bot: BotProcess, fake: FakeTelegram,
 def test_429_storm_delays_alerts_but_loses_none(bot: BotProcess, fake: FakeTelegram,
                                                 news: Feed) -> None:
     chats = [Chat(fake, 900 + i) for i in range(3)]
-    sid = chats[0].say(f"/track {STORY}").split("#")[1].split(":")[0]
+    sid = chats[0].track(STORY).split("#")[1].split(":")[0]
     for c in chats[1:]:
         share(fake, sid)
         c.say(f"/subscribe {sid}")
@@ -245,13 +245,13 @@ def test_item_of_two_followed_storylines_is_one_message_naming_both(
     bot: BotProcess, fake: FakeTelegram, news: Feed
 ) -> None:
     alice, bob, carol = Chat(fake, 1101), Chat(fake, 1102), Chat(fake, 1103)
-    alice.say("/track Wang Yi visit to Russia")
-    bob.say("/track Putin trip to China")
+    alice.track("Wang Yi visit to Russia")
+    bob.track("Putin trip to China")
     # Carol tracks both herself (another chat's storylines are private to it).
-    wang = carol.say("/track Wang Yi visit to Russia").split("#")[1].split(":")[0]
-    putin = carol.say("/track Putin trip to China").split("#")[1].split(":")[0]
-    bob.say(f"/track {SENTINEL_STORY}")
-    carol.say(f"/track {SENTINEL_STORY}")
+    wang = carol.track("Wang Yi visit to Russia").split("#")[1].split(":")[0]
+    putin = carol.track("Putin trip to China").split("#")[1].split(":")[0]
+    bob.track(SENTINEL_STORY)
+    carol.track(SENTINEL_STORY)
 
     both = "In Moscow, Putin tells Wang Yi he looks forward to his October trip to Beijing"
     news.publish(both)

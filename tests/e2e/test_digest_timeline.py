@@ -138,7 +138,7 @@ def test_quiet_hours_then_one_digest_even_with_a_kill_in_the_middle(
     bot: BotProcess, fake: FakeTelegram, news: Feed
 ) -> None:
     chat = Chat(fake, 7001)
-    sid = re.match(r"Tracking #(\d+)", chat.say(f"/track {STORY}")).group(1)  # type: ignore[union-attr]
+    sid = re.match(r"Tracking #(\d+)", chat.track(STORY)).group(1)  # type: ignore[union-attr]
     assert "Europe/Paris" in chat.say("/settings tz Europe/Paris")
     # Quiet hours that started half an hour ago and end at the next whole minute
     # at least 25 s away (minutes are the settings' resolution).
@@ -208,7 +208,7 @@ def test_quiet_hours_then_one_digest_even_with_a_kill_in_the_middle(
 
 def test_settings_buttons_and_commands(bot: BotProcess, fake: FakeTelegram) -> None:
     chat = Chat(fake, 7101)
-    chat.say(f"/track {STORY}")
+    chat.track(STORY)
     shown = chat.say("/settings")
     assert "delivery: instant" in shown and "digest only: none" in shown
     msg = next(m for m in fake.messages(chat.chat_id) if m.text == shown)
@@ -245,7 +245,7 @@ def test_timeline_with_its_chart_then_without_the_charts_extra(
     bot: BotProcess, fake: FakeTelegram, news: Feed, tmp_path: Path
 ) -> None:
     chat = Chat(fake, 7201)
-    sid = re.match(r"Tracking #(\d+)", chat.say(f"/track {STORY}")).group(1)  # type: ignore[union-attr]
+    sid = re.match(r"Tracking #(\d+)", chat.track(STORY)).group(1)  # type: ignore[union-attr]
     assert "no developments yet" in chat.say(f"/timeline {sid}")
     publish_timeline(news)
     wait_until(lambda: len(chat.alerts()) == 18 and any("+1 more: Xinhua" in a

@@ -1,6 +1,7 @@
 """End-to-end: the buttons under alerts, through the real bot and the fake Bot API.
 
-- /track TITLE answers with a preview and Track it / Cancel buttons;
+- /track TITLE answers with a preview and Track it / Cancel (/ Follow #N instead)
+  buttons; nothing is created until Track it, and only the asking chat can press it;
 - every alert carries 👍 👎 🔕 Stop following; a press is answered
   (answerCallbackQuery) and the keyboard edited in place, no new message;
 - a press forged from another chat (its own message, another chat's alert in the
@@ -76,14 +77,17 @@ def alert(fake: FakeTelegram, chat_id: int, title: str) -> Sent:
 
 
 def track(fake: FakeTelegram, user: Chat, title: str) -> str:
-    """/track TITLE, then Track it under the preview; returns the preview."""
+    """/track TITLE: a preview, nothing created yet; Track it creates the storyline and
+    the preview becomes the outcome. Returns the preview."""
     reply = user.say(f"/track {title}")
+    assert reply.startswith(f"Preview of “{title}” (not tracked yet)"), reply
     msg = next(m for m in reversed(fake.messages(user.chat_id)) if m.text == reply)
-    assert "Track it" in labels(msg), labels(msg)
+    assert labels(msg)[:2] == ["Track it", "Cancel"], labels(msg)
     answer = press(fake, user.chat_id, msg, button(msg, "Track it"), user.user_id)
-    assert answer.startswith("Tracking #") and answer.endswith("Alerts come to this chat.")
-    wait_until(lambda: not labels(msg), what="the preview's buttons to go")
-    assert msg.current == reply  # the preview stays readable
+    assert answer.startswith("Tracking #") and answer.endswith(title), answer
+    wait_until(lambda: msg.current.startswith(answer) and not labels(msg),
+               what="the preview to become the outcome, its buttons gone")
+    assert "Alerts come to this chat." in msg.current
     return reply
 
 
@@ -168,9 +172,13 @@ def test_press_after_restart_mute_and_removed_storyline(
     assert "#1 Putin trip to China (this chat's, strict)" in listed and "muted" not in listed
     offer = a.say("/track Tesla recall in Germany")
     msg = next(m for m in reversed(fake.messages(811)) if m.text == offer)
-    assert press(fake, 811, msg, button(msg, "Cancel"), user_id=811) == ""
-    wait_until(lambda: msg.current.startswith("Cancelled. Removed storyline #3"),
+    keep = button(msg, "Track it")
+    cancelled = press(fake, 811, msg, button(msg, "Cancel"), user_id=811)
+    assert cancelled == "Cancelled: “Tesla recall in Germany” is not tracked."
+    wait_until(lambda: msg.current == cancelled and not labels(msg),
                what="the preview to be cancelled")
+    # Its Track it, pressed late (a stale client, or replayed data), creates nothing.
+    assert "no longer open" in press(fake, 811, msg, keep, user_id=811)
     assert "Tesla" not in a.say("/storylines")
     tried = a.say("/test Blinken visit to China")
     assert tried.startswith("Preview of “Blinken visit to China” (nothing created)")
@@ -180,6 +188,35 @@ def test_press_after_restart_mute_and_removed_storyline(
     gone = press(fake, 811, trip, button(trip, "✅ 👍"), user_id=811)
     assert "was removed" in gone
     wait_until(lambda: not labels(trip), what="the buttons of a removed storyline to go")
+
+
+def test_track_previews_first_and_only_the_asking_chat_decides(
+    bot: BotProcess, fake: FakeTelegram
+) -> None:
+    admin, a, b = Chat(fake, ADMIN), Chat(fake, 841), Chat(fake, 842)
+    track(fake, admin, TITLE)
+    assert "Shared #1" in admin.say("/share 1")
+    offer = a.say("/track Putin visit to China")
+    msg = next(m for m in reversed(fake.messages(841)) if m.text == offer)
+    assert labels(msg) == ["Track it", "Cancel", "Follow #1 instead"]
+    assert "Shared storyline #1 (Putin trip to China) is close" in offer
+    assert "Putin visit to China" not in a.say("/storylines")  # nothing created yet
+    keep = button(msg, "Track it")
+
+    # Chat B forges chat A's Track it under a message of its own: refused, nothing made.
+    welcome = b.say("/start")
+    b_msg = next(m for m in fake.messages(842) if m.text == welcome)
+    refused = press(fake, 842, b_msg, keep, user_id=842)
+    assert "no longer open" in refused
+    assert "Putin visit to China" not in b.say("/storylines")
+
+    followed = press(fake, 841, msg, button(msg, "Follow #1 instead"), user_id=841)
+    assert followed.startswith("Following #1: Putin trip to China")
+    wait_until(lambda: msg.current.startswith("Following #1") and not labels(msg),
+               what="the preview to show what was chosen")
+    listed = a.say("/storylines")
+    assert "✓ #1 Putin trip to China (shared)" in listed and "Putin visit" not in listed
+    assert "no longer open" in press(fake, 841, msg, keep, user_id=841)  # decided already
 
 
 def test_on_a_shared_storyline_a_followers_thumbs_down_is_their_own_exclusion(

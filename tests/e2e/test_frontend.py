@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bot.models import FeedState, Storyline
-from bot.storage.repository import Database
+from bot.storage.repository import PENDING_PER_CHAT, Database
 from tests.e2e.conftest import ADMIN, BotProcess, Chat, Feed, wait_until, write_config
 from tests.support.fake_telegram import FakeTelegram, utf16_len, validate_plain
 from tests.support.feed_server import Route
@@ -72,7 +72,7 @@ def test_reply_flood_every_reply_arrives_and_telegram_never_says_429(
     burst, flooder, other = Chat(fake, 2001), Chat(fake, 2002), Chat(fake, 2004)
     group = -2003
     members = [Chat(fake, group, 3000 + i, chat_type="supergroup") for i in range(24)]
-    sid = sid_of(other.say(f"/track {STORY}"))
+    sid = sid_of(other.track(STORY))
 
     burst_cmds = ["/help", "/status", "/storylines", "/start", "/help"]
     for text in burst_cmds:  # five at once in one private chat
@@ -93,13 +93,16 @@ def test_reply_flood_every_reply_arrives_and_telegram_never_says_429(
 
     assert len(fake.messages(burst.chat_id)) == 5
     flood = fake.texts(flooder.chat_id)
-    confirmations = [t for t in flood if t.startswith("Tracking #")]
+    confirmations = [t for t in flood if t.startswith("Preview of “Storyline number")]
     warnings = [t for t in flood if "faster than I can take them" in t]
     assert len(confirmations) == 30 and len(warnings) == 1 and len(flood) == 31
     assert flood.index(warnings[0]) < flood.index(confirmations[-1])  # told early, not last
     db = database(roomy_bot)
     try:
-        assert db.count_storylines_created_by(flooder.chat_id) == len(confirmations)
+        # Previews create nothing; the chat keeps only its newest few open.
+        assert db.count_storylines_created_by(flooder.chat_id) == 0
+        assert 0 < len(db._query("SELECT id FROM pending_tracks WHERE chat_id = ?",
+                                 (flooder.chat_id,))) <= PENDING_PER_CHAT
     finally:
         db.close()
 
@@ -137,8 +140,8 @@ def test_a_chats_storylines_are_invisible_to_other_chats_until_shared(
     bot: BotProcess, fake: FakeTelegram, news: Feed
 ) -> None:
     alice, bob, admin = Chat(fake, 2201), Chat(fake, 2202), Chat(fake, ADMIN)
-    sid = sid_of(alice.say(f"/track {STORY}"))
-    bob.say(f"/track {SENTINEL_STORY}")
+    sid = sid_of(alice.track(STORY))
+    bob.track(SENTINEL_STORY)
     assert STORY not in bob.say("/storylines")
     assert bob.say(f"/subscribe {sid}") == (
         f"There is no storyline #{sid} you can see. /storylines lists them."
@@ -165,7 +168,7 @@ def test_untrack_acts_for_its_own_chat_and_delete_tells_the_followers(
 ) -> None:
     alice, bob, carol, admin = Chat(fake, 2301), Chat(fake, 2302), Chat(fake, 2303), Chat(
         fake, ADMIN)
-    sid = sid_of(alice.say(f"/track {STORY}"))
+    sid = sid_of(alice.track(STORY))
     admin.say(f"/share {sid}")
     bob.say(f"/subscribe {sid}")
     admin.say(f"/subscribe {sid}")
@@ -175,7 +178,7 @@ def test_untrack_acts_for_its_own_chat_and_delete_tells_the_followers(
     )
     assert f"✓ #{sid} {STORY}" in alice.say("/storylines")
 
-    cid = sid_of(carol.say(f"/track {SENTINEL_STORY}"))
+    cid = sid_of(carol.track(SENTINEL_STORY))
     assert admin.say(f"/untrack {cid}").startswith(f"There is no storyline #{cid} you can see")
     assert f"#{cid} {SENTINEL_STORY}" in carol.say("/storylines")
     assert carol.say(f"/untrack {cid}") == f"Removed storyline #{cid}: {SENTINEL_STORY}."
@@ -209,7 +212,7 @@ def test_groups_welcome_admins_change_everyone_reads_migration_keeps_storylines(
     refused = member.say(f"/track {STORY}")
     assert refused.startswith("In groups, only the group's administrators can change")
     assert fake.messages(old)[-1].reply_to == member.last_id  # quotes the command
-    sid = sid_of(admin.say(f"/track {STORY}"))
+    sid = sid_of(admin.track(STORY))
     assert fake.messages(old)[-1].reply_to == admin.last_id
     assert f"✓ #{sid} {STORY} (this chat's)" in member.say("/storylines")  # everyone reads
     assert member.say("/settings").startswith("Settings of this chat:\ntz: UTC")
@@ -238,7 +241,7 @@ def test_a_user_who_blocks_then_unblocks_the_bot_gets_alerts_again(
     bot: BotProcess, fake: FakeTelegram, news: Feed
 ) -> None:
     user = Chat(fake, 2451)
-    user.say(f"/track {STORY}")
+    user.track(STORY)
     db = database(bot)
     try:
         fake.bot_membership(user.chat_id, old="member", new="kicked", by_user=user.user_id,
@@ -369,7 +372,7 @@ def test_titles_of_only_stopwords_are_refused_and_a_repeat_offers_the_existing_o
     user = Chat(fake, 2701)
     refused = user.say("/track the latest news of the day")
     assert "e.g. /track Putin trip to China" in refused and "Tracking" not in refused
-    sid = sid_of(user.say(f"/track {STORY}"))
+    sid = sid_of(user.track(STORY))
     assert user.say(f"/track {STORY.lower()}") == (
         f"This chat already tracks #{sid}: {STORY}. Alerts for it come here; "
         f"/untrack {sid} stops it."
@@ -387,8 +390,8 @@ def test_alert_names_the_items_outlet_and_shows_the_chats_time_zone(
         "Alert times in this chat are now in Europe/Paris")
     assert "tz: Europe/Paris" in paris.say("/settings")
     assert "not a time zone I know" in paris.say("/settings tz Mars/Olympus")
-    paris.say(f"/track {STORY}")
-    utc.say(f"/track {STORY}")
+    paris.track(STORY)
+    utc.track(STORY)
     news.publish(NEWS, source="Reuters")
     wait_until(lambda: alerts(fake, paris.chat_id, NEWS) and alerts(fake, utc.chat_id, NEWS),
                what="both alerts")

@@ -32,10 +32,10 @@ def test_chinese_and_russian_storylines_alert_their_visits(
 ) -> None:
     zh = Chat(fake, 801)
     ru = Chat(fake, 802)
-    transcript = [f"[chat 801] > /track {ZH_TITLE}\n< {zh.say(f'/track {ZH_TITLE}')}",
-                  f"[chat 802] > /track {RU_TITLE}\n< {ru.say(f'/track {RU_TITLE}')}"]
+    transcript = [f"[chat 801] > /track {ZH_TITLE}\n< {zh.track(ZH_TITLE)}",
+                  f"[chat 802] > /track {RU_TITLE}\n< {ru.track(RU_TITLE)}"]
     for chat in (zh, ru):
-        chat.say(f"/track {SENTINEL_STORY}")
+        chat.track(SENTINEL_STORY)
     for title, summary in [*NOISE, ZH_VISIT, RU_VISIT]:
         news.publish(title, summary)
         transcript.append(f"  [feed] {title}")

@@ -33,8 +33,8 @@ def test_track_putin_trip_to_china_alerts_the_trip_and_nothing_else(
     bot: BotProcess, fake: FakeTelegram, news: Feed
 ) -> None:
     user = Chat(fake, 701)
-    transcript = [f"> /track Putin trip to China\n< {user.say('/track Putin trip to China')}"]
-    user.say(f"/track {SENTINEL_STORY}")
+    transcript = [f"> /track Putin trip to China\n< {user.track('Putin trip to China')}"]
+    user.track(SENTINEL_STORY)
     for title, summary in [*NOISE, TRIP]:
         news.publish(title, summary)
         transcript.append(f"  [feed] {title}")

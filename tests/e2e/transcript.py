@@ -46,8 +46,13 @@ def main() -> int:
             drain(chat, who)
             quoted = f'  (as a reply to: "{reply_to[:60]}…")' if reply_to else ""
             out.append(f"→ {who}: {text}{quoted}")
-            chat.say(text, reply_to_text=reply_to)
-            drain(chat, who)
+            if text.startswith("/track ") and reply_to is None:
+                outcome = chat.track(text.removeprefix("/track "))  # the preview, then Track it
+                drain(chat, who)
+                out.append(f"→ {who} presses Track it\n  ✎ the preview, edited:\n{_show(outcome)}")
+            else:
+                chat.say(text, reply_to_text=reply_to)
+                drain(chat, who)
 
         try:
             bot.start()

@@ -34,6 +34,7 @@ from bot.storage.repository import Database, MatchToStore
 from bot.telegram import commands as c
 from bot.telegram.handlers import Handlers
 from bot.telegram.service import Caller, ChatService
+from bot.telegram.steering import parse_track_data
 from tests.reliability.conftest import Table, make_settings
 from tests.support.fake_telegram import FakeTelegram
 
@@ -101,21 +102,39 @@ async def test_only_admins_manage_feeds(tmp_path: Path, table: Table) -> None:
     )
 
 
+async def _track(service: ChatService, title: str, who: Caller) -> str:
+    """/track TITLE, then Track it under the preview (as the chat would press it)."""
+    reply = await service.handle(_cmd(f"/track {title}"), who)
+    keep = dict(reply.buttons).get("Track it")
+    if keep is None:
+        return reply.text
+    pending, action = parse_track_data(keep) or (0, "")
+    pressed = await service.track_press(pending, action, who)
+    assert pressed is not None
+    return pressed.text
+
+
 async def test_storyline_limit_per_chat(tmp_path: Path, table: Table) -> None:
     service, db, _, _ = _service(tmp_path, storylines_per_chat=3)
-    replies = [
-        (await service.handle(_cmd(f"/track Storyline number {n} about trade"),
-                              Caller(chat_id=77, user_id=77))).text
-        for n in range(10)
-    ]
+    replies = [await _track(service, f"Storyline number {n} about trade", Caller(77, 77))
+               for n in range(10)]
     assert [r.startswith("Tracking #") for r in replies] == [True] * 3 + [False] * 7
     assert all("the limit is 3" in r for r in replies[3:])
     assert db.count_storylines_created_by(77) == 3
-    other = (await service.handle(_cmd("/track Another chat storyline"), Caller(78, 78))).text
+    # Previews opened before the limit was reached cannot pass it either.
+    previews = [await service.handle(_cmd(f"/track Harbour strike number {n} in Rotterdam"),
+                                     Caller(79, 79)) for n in range(4)]
+    pressed = [await service.track_press(*(parse_track_data(dict(p.buttons)["Track it"])
+                                           or (0, "")), Caller(79, 79)) for p in previews]
+    assert [p is not None and p.text.startswith("Tracking #") for p in pressed] == [
+        True, True, True, False]
+    assert db.count_storylines_created_by(79) == 3
+    other = await _track(service, "Another chat storyline", Caller(78, 78))
     assert other.startswith("Tracking #")
     db.close()
-    table.row("Storylines per chat (limit 3)", "/track ×10 from one chat", 10,
-              "3 created, 7 refused with the limit; another chat unaffected")
+    table.row("Storylines per chat (limit 3)", "/track ×10 from one chat, Track it each", 10,
+              "3 created, 7 refused with the limit (also 4 previews opened at once: 3 "
+              "created); another chat unaffected")
 
 
 class _StubBot:

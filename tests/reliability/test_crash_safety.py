@@ -102,7 +102,7 @@ def test_sigkill_at_random_moments_loses_nothing(
             bot.start()
             wait_until(lambda: len(server.requests_for(PATH)) >= 2, what="the feed primed")
             alice, group = Chat(fake, 901), Chat(fake, -100901, user_id=902)
-            sid = alice.say(f"/track {STORY}").split("#")[1].split(":")[0]
+            sid = alice.track(STORY).split("#")[1].split(":")[0]
             # Alice's storyline is hers until an admin shares it; in the group, only an
             # administrator may subscribe.
             assert Chat(fake, ADMIN).say(f"/share {sid}").startswith(f"Shared #{sid}")

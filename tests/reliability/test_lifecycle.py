@@ -153,7 +153,7 @@ def test_sigterm_while_telegram_hangs_on_a_send(
     try:
         bot.start()
         wait_until(lambda: len(feeds.requests_for(news.path)) >= 2, what="the feed primed")
-        Chat(fake, 42).say(f"/track {STORY}")
+        Chat(fake, 42).track(STORY)
         fake.fail("sendMessage", status=500, description="slow", chat_id=42, delay=60.0,
                   deliver=False, times=1)
         news.publish("Wang Yi arrives in Moscow for talks with Lavrov")

@@ -21,7 +21,7 @@ from bot.storylines.feedback import (
     similarity,
     words,
 )
-from bot.storylines.matcher import Assessment, Matcher
+from bot.storylines.matcher import Assessment, Matcher, MatcherConfig
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 STORY = Storyline(id=1, title="Putin trip to China")
@@ -171,6 +171,39 @@ def test_sensitivity_moves_the_threshold_and_only_within_the_facets() -> None:
     fast = steering.review(scorer, 0.20, [it], [a, b, c], [pairs[0]], False)
     assert [x.storyline_id for x in fast] == [2]
     assert scorer.rescored == [[2, 3]]
+
+
+def test_a_storylines_own_threshold_is_applied_in_the_scan_with_no_second_one() -> None:
+    # Facets off and a high default threshold: these single-word items fall between a
+    # broad storyline's own threshold and the matcher's.
+    cfg = MatcherConfig(facets=False, threshold=0.5)
+    batch = [item("putin", ("Putin attends concert in Moscow", "The event marked the city "
+                            "day, with fireworks and speeches by officials.")),
+             item("trip", ("Trip advisers warn of summer crowds", "Travel agencies in Paris "
+                           "expect record bookings for the season.")),
+             item("none", ("Russian president attends concert", "The event marked the city "
+                           "day in Moscow with fireworks and music."))]
+
+    def fresh(steering: Steering) -> Matcher:
+        m = Matcher(cfg)
+        m.observe([item(f"n{i}", (f"Markets close higher on day {i}", "Stocks rose."), i)
+                   for i in range(30)])
+        steering.install(m, cfg.threshold)
+        return m
+
+    def no_second_scan(*_: object) -> list[Assessment]:
+        raise AssertionError("the batch was scored again")
+
+    broad = Steering(thresholds={STORY.id: 0.3})
+    fast_matcher = fresh(broad)
+    fast_matcher.score = no_second_scan  # type: ignore[method-assign]
+    fast = [x.item_key for x in fast_matcher.match(batch, [STORY])]
+    every = [a for a in fresh(broad).assess(batch, [STORY]) if a.matched]
+    assert fast == [a.item_key for a in every] == ["putin"]
+    assert all(0.3 <= a.score < 0.5 for a in every)  # under the matcher's own threshold
+    assert fresh(Steering()).match(batch, [STORY]) == []
+    # Installing no sensitivity leaves the matcher's threshold to every storyline.
+    assert fresh(Steering()).bars == {} and fresh(broad).bars == {STORY.id: 0.3}
 
 
 def test_an_unsteered_batch_is_left_as_it_is() -> None:

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot.models import FeedState, Item, Match, Storyline
-from bot.storage.repository import Database, MatchToStore
-from bot.storage.retention import RetentionPolicy, prune
+from bot.storage.repository import FEEDBACK_KEPT, Database, MatchToStore
+from bot.storage.retention import PREVIEW_HOURS, RetentionPolicy, prune
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 POLICY = RetentionPolicy(items_days=30, alerts_days=180, batch_rows=1)
@@ -107,3 +107,40 @@ def test_content_key_recognises_an_item_whose_guid_changed(db: Database) -> None
                Item("g:other", "Something new", "", None, None, "W"),
                Item("g:briefing", "Wang Yi lands", "in Moscow", "https://w.test/b", None, "W")]
     assert db.known_item_keys(feed.id, churned) == {"g:new"}
+
+
+def test_feedback_no_pass_reads_and_stale_previews_are_pruned(db: Database) -> None:
+    kept_story = db.add_storyline(Storyline(0, "Putin trip to China"), now=NOW, created_by=1)
+    removed = db.add_storyline(Storyline(0, "Tesla recall"), now=NOW, created_by=1)
+
+    def press(sid: int, verdict: str, n: int, *, chat: int = 1, scope: str = "storyline",
+              old: bool = True) -> None:
+        for k in range(n):
+            when = NOW - timedelta(days=400 if old else 1)
+            db.record_feedback(storyline_id=sid, chat_id=chat, user_id=chat, item_id=None,
+                               verdict=verdict, scope=scope, title=f"{verdict} {k}",
+                               summary="", now=when)
+
+    press(kept_story.id, "down", FEEDBACK_KEPT + 3)  # three more than any pass reads
+    press(kept_story.id, "up", 2)  # old, but still what taught the storyline
+    press(kept_story.id, "down", 4, chat=2, scope="chat", old=False)  # a chat's own
+    press(removed.id, "down", 2)
+    db.deactivate_storyline(removed.id)
+    read_before = [dict(r) for r in db.feedback_rows()]
+    stale = db.add_pending_track(chat_id=1, user_id=1, title="Old preview",
+                                 now=NOW - timedelta(hours=PREVIEW_HOURS + 1))
+    fresh = db.add_pending_track(chat_id=1, user_id=1, title="New preview",
+                                 now=NOW - timedelta(hours=1))
+
+    report = prune(db, NOW, POLICY)
+
+    assert report.deleted["feedback"] == 3 + 2 and report.deleted["pending_tracks"] == 1
+    assert [dict(r) for r in db.feedback_rows()] == read_before  # what teaches is intact
+    left = db._query("SELECT storyline_id, title FROM feedback WHERE verdict = 'down' "
+                     "AND scope = 'storyline' ORDER BY id")
+    assert {r["storyline_id"] for r in left} == {kept_story.id}
+    assert [r["title"] for r in left][:1] == ["down 3"]  # the oldest three went
+    assert len(db._query("SELECT id FROM feedback")) == FEEDBACK_KEPT + 2 + 4
+    assert db.take_pending_track(stale, 1) is None
+    assert db.take_pending_track(fresh, 1) == "New preview"
+    assert prune(db, NOW, POLICY).deleted["feedback"] == 0

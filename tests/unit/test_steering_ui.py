@@ -15,7 +15,7 @@ from bot.delivery.buttons import (
     parse_alert_data,
 )
 from bot.models import FeedState, Item, Match, Storyline
-from bot.storage.repository import Database, MatchToStore
+from bot.storage.repository import PENDING_PER_CHAT, Database, MatchToStore
 from bot.telegram import commands as c
 from bot.telegram.steering import FOREVER, mute_until, parse_track_data, track_data
 
@@ -55,6 +55,7 @@ def test_preview_data_and_mutes() -> None:
     assert parse_track_data(track_data(7, "keep")) == (7, "keep")
     assert parse_track_data(track_data(7, "f12")) == (7, "f12")
     assert parse_track_data("t:7:drop") is None and parse_track_data("t:x:keep") is None
+    assert parse_track_data("t:" + "9" * 17 + ":keep") is None  # no token is that long
     assert mute_until("1d", NOW) == NOW + timedelta(days=1)
     assert mute_until("1w", NOW) == NOW + timedelta(weeks=1)
     assert mute_until("on", NOW) == FOREVER and mute_until("off", NOW) is None
@@ -137,3 +138,21 @@ def test_a_group_that_becomes_a_supergroup_keeps_its_mutes_and_feedback(db: Data
     db.migrate_chat(-5, -1005)
     assert db.mutes(-1005, NOW) == {story.id: NOW + timedelta(weeks=1)}
     assert [r["chat_id"] for r in db.feedback_rows()] == [-1005]
+
+
+def test_a_preview_is_taken_once_by_its_own_chat_and_a_chat_keeps_few_open(
+    db: Database
+) -> None:
+    first = db.add_pending_track(chat_id=1, user_id=1, title="Putin trip to China", now=NOW)
+    assert db.take_pending_track(first, 2) is None  # another chat's forged press
+    assert db.take_pending_track(first, 1) == "Putin trip to China"
+    assert db.take_pending_track(first, 1) is None  # decided already
+    again = db.add_pending_track(chat_id=1, user_id=1, title="Tesla recall", now=NOW)
+    assert again != first and db.take_pending_track(first, 1) is None  # no id reused
+    assert db.take_pending_track(again, 1) == "Tesla recall"
+    ids = [db.add_pending_track(chat_id=1, user_id=1, title=f"Story {n}", now=NOW)
+           for n in range(PENDING_PER_CHAT + 3)]
+    other = db.add_pending_track(chat_id=2, user_id=2, title="Other chat", now=NOW)
+    assert [db.take_pending_track(i, 1) for i in ids[:3]] == [None] * 3  # the oldest went
+    assert db.take_pending_track(ids[-1], 1) == f"Story {PENDING_PER_CHAT + 2}"
+    assert db.take_pending_track(other, 2) == "Other chat"  # untouched by chat 1's flood
