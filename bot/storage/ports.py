@@ -331,6 +331,12 @@ class CommandStore(
 
     def outbox_counts(self) -> dict[str, int]: ...
 
+    def add_pending_track(
+        self, *, chat_id: int, user_id: int | None, title: str, now: datetime
+    ) -> int: ...
+
+    def take_pending_track(self, token: int, chat_id: int) -> str | None: ...
+
 
 class CliStore(PollerStore, StorylineStore, TimelineStore, Closeable, Protocol):
     """What the ``storywatch`` subcommands need (``bot.cli``): a poll pass, the feeds,
