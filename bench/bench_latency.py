@@ -4,7 +4,8 @@ Runs the real ``storywatch run`` process (``python -m bot run``) with
 ``STORYWATCH_POLL_INTERVAL=10``, pointed at :class:`tests.support.fake_telegram.FakeTelegram`
 and watching one live feed (:class:`tests.support.feed_server.FeedServer`) plus
 ``--background`` unchanging feeds from :mod:`bench.feedfarm` (they answer 304), all on
-127.0.0.1. A chat sends ``/start`` and ``/track Wang Yi visit to Moscow``; then
+127.0.0.1. A chat sends ``/start`` and ``/track Wang Yi visit to Moscow`` (and presses
+Track it under the preview); then
 ``--samples`` distinct developments of that story appear in the live feed at random
 moments (gaps drawn uniformly from 2-12 s, so they land anywhere in the poll cycle).
 
@@ -44,6 +45,7 @@ from bench._common import (
     timed_wait,
 )
 from bench.feedfarm import FarmSpec, FeedFarm
+from tests.e2e.conftest import Chat
 from tests.support.botconfig import write_config
 from tests.support.fake_telegram import FakeTelegram
 from tests.support.feed_server import FeedServer, Route, rss_document
@@ -144,8 +146,9 @@ def run(args: argparse.Namespace) -> None:
             if not started or proc.poll() is not None:
                 raise RuntimeError("the bot did not start:\n" + (tmp / "bot.log").read_text())
             say(fake, "/start")
-            reply = say(fake, f"/track {STORY}")
-            print(f"/track answered: {reply.splitlines()[0][:80]}")
+            # /track previews first; the storyline is made when the user presses Track it.
+            reply = Chat(fake, CHAT).track(STORY, timeout=60)
+            print(f"/track, then Track it: {reply.splitlines()[0][:80]}")
             # Primed once the live feed was polled twice (the first poll stores, no alert).
             timed_wait(lambda: len(server.requests_for(live.path)) >= 2, interval * 3)
             published: list[tuple[str, float]] = []
