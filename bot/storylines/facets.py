@@ -254,6 +254,21 @@ def _office_at(toks: Sequence[_Tok], i: int) -> tuple[int, str] | None:
     return None
 
 
+def _split_office(
+    toks: Sequence[_Tok], i: int, places: Sequence[tuple[int, int, PlaceKey]]
+) -> tuple[int, str, PlaceKey] | None:
+    """An office written around its place ("top US diplomat", "chief Chinese
+    negotiator"): (words spanned, the office, the place), or None."""
+    for s, e, key in places:
+        if s != i + 1:
+            continue
+        for n in range(min(_ROLE_STARTS.get(toks[i].low, 0), len(toks) - e + 1), 1, -1):
+            office = ROLE_PHRASES.get((toks[i].low, *(t.low for t in toks[e:e + n - 1])))
+            if office is not None:
+                return e - i + n - 1, office, key
+    return None
+
+
 def _find_roles(
     text: str, toks: Sequence[_Tok], places: Sequence[tuple[int, int, PlaceKey]]
 ) -> list[RoleMention]:
@@ -270,6 +285,15 @@ def _find_roles(
             continue  # inside the office just read
         i = k
         hit = _office_at(toks, i)
+        split = None if hit is not None else _split_office(toks, i, places)
+        if split is not None:
+            # "top US diplomat": the place inside the office says whose it is.
+            span, office, key = split
+            owner = _name_after(toks, i + span, place_at)
+            out.append(RoleMention(key, office, owner,
+                                   " ".join(t.text for t in toks[i:i + span])))
+            i += span
+            continue
         if hit is None:
             continue
         n, office = hit

@@ -313,6 +313,19 @@ def test_a_follow_up_is_not_someone_else_s_visit() -> None:
                              days=0.5), [macron]) == []
 
 
+def test_an_office_written_around_its_place_is_read() -> None:
+    facts = read_item("Top US diplomat Antony Blinken arrives in China amid tensions")
+    assert [(r.place, r.office, r.owner) for r in facts.roles] == [
+        ("US", "foreign_minister", ("antony", "blinken"))]
+    # Once the stream has shown whose office it is, the office alone stands for him.
+    trip = Storyline(31, "Blinken visit to China")
+    m = Matcher()
+    m.observe([_item("a", "US Secretary of State Antony Blinken said the talks were useful")])
+    assert _matched(m, _item("b", "Top US diplomat arrives in Beijing", days=1), [trip]) == [31]
+    # Other offices are not read into it.
+    assert read_item("Top US general visits Israel").roles == ()
+
+
 def test_an_office_given_to_someone_is_theirs() -> None:
     facts = read_item("China replaces Qin Gang with Wang Yi as foreign minister")
     assert [(r.office, r.owner) for r in facts.roles] == [("foreign_minister", ("wang", "yi"))]
