@@ -1046,6 +1046,9 @@ class Database:
                 "AND n.storyline_id = feedback.storyline_id AND n.item_id = feedback.item_id)",
                 (new_id, old_id, new_id),
             )
+            # A preview sent before the move is pressed from the new id.
+            c.execute("UPDATE pending_tracks SET chat_id = ? WHERE chat_id = ?",
+                      (new_id, old_id))
             exists = c.execute("SELECT 1 FROM chats WHERE id = ?", (new_id,)).fetchone()
             if exists is None:
                 c.execute("UPDATE chats SET id = ? WHERE id = ?", (new_id, old_id))

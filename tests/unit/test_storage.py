@@ -187,6 +187,14 @@ def test_migrated_group_keeps_its_own_storylines_and_settings(db: Database) -> N
     assert db.chat_figures(-1005).created == 1
 
 
+def test_a_preview_sent_before_a_group_moved_is_taken_from_its_new_id(db: Database) -> None:
+    db.upsert_chat(-7, now=NOW, type_="group")
+    token = db.add_pending_track(chat_id=-7, user_id=3, title="Lula visit to China", now=NOW)
+    db.migrate_chat(-7, -1007)
+    assert db.take_pending_track(token, -7) is None
+    assert db.take_pending_track(token, -1007) == "Lula visit to China"
+
+
 def test_duplicate_becomes_an_edit_after_its_parent(db: Database) -> None:
     feed_id, story = _setup(db)
     db.commit_poll(feed_id, FeedState(), now=NOW, title=None, items=[], matches=[])
