@@ -244,7 +244,8 @@ def why(bench: Benchmark) -> str:
             cut_fp += not is_hit
             best_f1 = max(best_f1, Figures(tp - cut_tp, fp - cut_fp, fn + cut_tp).f1)
         gains.append(best_f1 - base.f1)
-    return (f"| {bench.name} | {fp_reach} / {fp} | {fp_unlabelled} | {best.cell()} ({best.f1 - base.f1:+.3f}) "
+    return (f"| {bench.name} | {fp_reach} / {fp} | {fp_unlabelled} "
+            f"| {best.cell()} ({best.f1 - base.f1:+.3f}) "
             f"| {len(feats[False])} / {len(feats[True])} | "
             + " | ".join(f"{x:.2f} ({g:+.3f})" for x, g in zip(aucs, gains, strict=True))
             + f" | {fn_reach} / {fn} | {auc(miss_sims, other_sims):.2f} "

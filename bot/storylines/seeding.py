@@ -12,6 +12,14 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
+from bot.storylines.facets import read_item
+from bot.storylines.knowledge import (
+    country_records,
+    folded_words,
+    gazetteer,
+    is_capital,
+    is_city,
+)
 from bot.storylines.profile import ACTION_WORDS, extract_entities
 from bot.storylines.text import (
     DEMONYM_TO_PLACE,
@@ -78,6 +86,59 @@ def _place_name(tok: str) -> str:
     return tok.capitalize()
 
 
+def _people(text: str, persons: list[tuple[str, str, list[str], int, bool]]
+            ) -> list[tuple[str, list[str], int, int]]:
+    """The document's people as (name, aliases, mentions, where first named), cleaned with the
+    matcher's own reading: a name read through an office ("of State Antony Blinken")
+    becomes the office-holder's ("Antony Blinken", the office an alias), and a name
+    that is or holds a place ("White House", a metonym for the US) is nobody's."""
+    owners: dict[tuple[str, ...], str] = {}
+    offices: dict[tuple[str, ...], str] = {}
+    for r in read_item(text).roles:
+        if r.owner is not None and len(r.owner) >= 2:
+            m = re.search(r"\b" + r"\W+".join(map(re.escape, r.owner)) + r"\b",
+                          fold(text), re.IGNORECASE)
+            if m is not None:
+                owners.setdefault(r.owner, text[m.start():m.end()])
+                offices.setdefault(r.owner, r.text)
+    places = gazetteer()
+    out: list[tuple[str, list[str], int, int]] = []
+    for name, _kind, aliases, count, _ in persons:
+        words = folded_words(name)
+        if words in places or any(
+            (w,) in places and (is_capital((w,)) or not is_city((w,))) for w in words
+        ):
+            continue  # "White House", "Daily Beijing" (a newspaper's name read on)
+        aliases = list(aliases)
+        for owner, written in owners.items():
+            if len(words) > len(owner) and words[-len(owner):] == owner:
+                name = written
+                if offices[owner] not in aliases:
+                    aliases.append(offices[owner])
+        at = [text.find(x) for x in (name, *aliases) if x and text.find(x) >= 0]
+        out.append((name, aliases, count, min(at) if at else len(text)))
+    return out
+
+
+def _country(key: str) -> str:
+    """How a title names a country: "China", "the United States"."""
+    for rec in country_records():
+        if rec.iso == key:
+            return f"the {rec.name}" if rec.name.startswith("United ") else rec.name
+    return ""
+
+
+def _destination(sents: list[str], home: set[str]) -> str:
+    """The country the person's sentences place the story in ("will travel to
+    Washington": the United States), other than their own; "" if none."""
+    found: Counter[str] = Counter()
+    for sent in sents:
+        for key in read_item(sent).located:
+            if key not in home and len(key) == 2:
+                found[key] += 1
+    return _country(found.most_common(1)[0][0]) if found else ""
+
+
 def propose_storylines(text: str, *, limit: int = 5) -> list[Proposal]:
     """Propose up to ``limit`` storylines from ``text``, best supported first.
 
@@ -97,7 +158,9 @@ def propose_storylines(text: str, *, limit: int = 5) -> list[Proposal]:
     def sentences_with(forms: list[set[str]]) -> list[int]:
         return [i for i, st in enumerate(sent_toks) if any(f <= st for f in forms if f)]
 
-    for name, _kind, aliases, count, _ in persons:
+    people = _people(text, persons)
+    first = min((at for *_, at in people), default=0)
+    for name, aliases, count, at in people:
         forms = [set(tokens(a)) for a in (name, *aliases) if tokens(a)]
         idx = sentences_with(forms)
         if not idx:
@@ -123,7 +186,12 @@ def propose_storylines(text: str, *, limit: int = 5) -> list[Proposal]:
             if h in places and len(places) > 1:
                 places[h] -= 2
         place = places.most_common(1)[0][0] if places and places.most_common(1)[0][1] > 0 else ""
+        # Where the matcher reads the story as happening wins over words counted.
+        home_keys = {gazetteer().get((h,), "") for h in home} - {""}
+        dest = _destination([sents[i] for i in idx], home_keys) if moving else ""
         action = next((a for a in _ACTION_NOUNS if actions.get(a)), "")
+        if dest and action not in ("visit", "trip", "tour"):
+            action = "visit"  # "will travel to Washington for talks" is a visit
         if not action and moving:
             action = "visit"  # "will travel to Russia" is a visit
         if not action and actions:
@@ -136,13 +204,18 @@ def propose_storylines(text: str, *, limit: int = 5) -> list[Proposal]:
         title = name
         if action:
             title += f" {action}"
-        if place:
-            title += f" to {_place_name(place)}" if action in ("visit", "trip", "tour") else (
-                f" in {_place_name(place)}")
+        where = dest or _place_name(place)
+        if where:
+            title += f" to {where}" if action in ("visit", "trip", "tour") else f" in {where}"
         if related_events:
             title += f" ({related_events[0][0]})"
         entities = [ProposedEntity(name, "person", tuple(aliases))]
-        if place:
+        if dest:
+            country = dest.removeprefix("the ")
+            demonym = PLACE_TO_DEMONYM.get(fold(country))
+            entities.append(ProposedEntity(country, "place",
+                                           (demonym.capitalize(),) if demonym else ()))
+        elif place:
             demonym = PLACE_TO_DEMONYM.get(place)
             entities.append(
                 ProposedEntity(_place_name(place), "place",
@@ -159,7 +232,10 @@ def propose_storylines(text: str, *, limit: int = 5) -> list[Proposal]:
                 keywords=tuple(keywords),
                 when=tuple(_dates(span_text)),
                 evidence=sents[idx[0]][:200],
-                score=float(len(idx) + count) + (2.0 if place else 0.0) + (1.0 if action else 0.0),
+                # News names its subject first: the person the lead opens with is
+                # whose story it is ("Ishiba will travel ... for talks with Trump").
+                score=float(len(idx) + count) + (2.0 if where else 0.0)
+                + (1.0 if action else 0.0) + (2.0 if at == first else 0.0),
             )
         )
     for name, kind, aliases, count, _ in events:

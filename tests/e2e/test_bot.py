@@ -104,7 +104,8 @@ def test_commands_as_a_user_and_an_admin(bot: BotProcess, fake: FakeTelegram, fe
         "next week for talks with President Donald Trump on tariffs, officials in Tokyo said. "
         "Ishiba's visit to Washington is his first since the election.",
     )
-    assert seeded.startswith("Tracking #2:") and "seeded from the message" in seeded
+    assert seeded.startswith("Tracking #2: Shigeru Ishiba visit to the United States "
+                             "(seeded from the message"), seeded
 
     assert "I don't know" not in user.say("/untrack 1")
     assert "#1" not in user.say("/storylines").split("\n", 1)[-1].split("#2")[0]

@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from tests.e2e.conftest import ADMIN, TOKEN, BotProcess, Chat, Feed, wait_until, write_config
-from tests.support.fake_telegram import FakeTelegram
+from tests.support.fake_telegram import FakeTelegram, Sent
 from tests.support.feed_server import FeedServer
 
 
@@ -75,9 +75,13 @@ def main() -> int:
             drain(alice, "alice")
             out.append("[feed Wire Service publishes the same news]")
             wire.publish("Chinese foreign minister Wang Yi arrives in Moscow for visit")
-            wait_until(lambda: any(m.edits for m in fake.messages(alice.chat_id)), 30,
+            # The /track preview was edited too (into "Tracking #1"): only alerts count.
+            def alerts() -> list[Sent]:
+                return [m for m in fake.messages(alice.chat_id) if m.text.startswith("📰")]
+
+            wait_until(lambda: any(m.edits for m in alerts()), 30,
                        what="the alert to be edited")
-            for m in fake.messages(alice.chat_id):
+            for m in alerts():
                 if m.edits:
                     out.append(f"  ✎ alert edited in place for alice:\n{_show(m.current)}")
             out.append("[SIGTERM; the bot exits with code "

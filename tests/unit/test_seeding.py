@@ -40,3 +40,25 @@ def test_shared_seed_article() -> None:
     titles = [p.title for p in propose_storylines(path.read_text(encoding="utf-8"))]
     assert any(t.startswith("Wang Yi") and "Russia" in t for t in titles[:3])
     assert any("Putin" in t and "China" in t and "Belt and Road" in t for t in titles[:3])
+
+
+@pytest.mark.parametrize(("lead", "title", "alias"), [
+    # The person the lead opens with, not the one they travel to meet; a capital
+    # reached by a motion verb is its country.
+    ("Japanese Prime Minister Shigeru Ishiba will travel to Washington next week for "
+     "talks with President Donald Trump on tariffs, officials said.",
+     "Shigeru Ishiba visit to the United States", "Japanese prime minister"),
+    # A name read through an office is the office-holder's, the office an alias.
+    ("US Secretary of State Antony Blinken will travel to Beijing this weekend, the first "
+     "visit by a top US diplomat in five years, the State Department said.",
+     "Antony Blinken visit to China", "US Secretary of State"),
+    # A place named like a person ("the White House said") is nobody.
+    ("Indian Prime Minister Narendra Modi will address a joint session of the US Congress "
+     "during his state visit to Washington in June, the White House said.",
+     "Narendra Modi visit to the United States", "Indian prime minister"),
+])
+def test_the_lead_s_subject_and_where_they_go(lead: str, title: str, alias: str) -> None:
+    best = propose_storylines(lead, limit=1)[0]
+    assert best.title == title
+    assert alias in best.entities[0].aliases
+    assert all(e.name != "White House" for p in propose_storylines(lead) for e in p.entities)
