@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from bot.storylines import languages
 from bot.storylines.knowledge import (
@@ -49,6 +49,11 @@ from bot.storylines.text import STOPWORDS, fold, is_year, word_list
 Role = tuple[PlaceKey | None, str]  # (whose office, which office)
 
 _TOKEN = re.compile(r"U\.S\.(?:A\.)?|U\.K\.|[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
+# How a title wrote a word, for ``parse_title``'s ``is_name``: with a capital, in a Title
+# Case title, or typed all in lower case.
+Casing = Literal["capital", "title", "lower"]
+CASINGS: tuple[Casing, ...] = ("capital", "title", "lower")
+
 _SENTENCE_END = re.compile(r"[.!?:;\n|]")
 # The first word of each office phrase, with the longest phrase it starts: most words
 # start none, and are passed over with one look-up.
@@ -163,25 +168,40 @@ class ItemFacts:
     cities: frozenset[PlaceKey] = frozenset()  # countries of the cities it names
 
 
-def _find_places(toks: Sequence[_Tok]) -> list[tuple[int, int, PlaceKey]]:
+def _abbreviation(toks: Sequence[_Tok], k: int, any_case: bool) -> PlaceKey | None:
+    """"US", "UK" as written; typed in lower case, only after "the" ("the us"), since
+    "us" alone is a pronoun."""
+    key = ABBREVIATIONS.get(toks[k].text)
+    if key is None and any_case and k > 0 and toks[k - 1].low == "the":
+        key = ABBREVIATIONS.get(toks[k].text.upper())
+    return key
+
+
+def _find_places(
+    toks: Sequence[_Tok], *, any_case: bool = False
+) -> list[tuple[int, int, PlaceKey]]:
+    """Places named in ``toks``: written with a capital, or in any case (``any_case``,
+    for a title typed all in lower case)."""
     table = gazetteer()
     starts = _place_starts()
     out: list[tuple[int, int, PlaceKey]] = []
     # Only words that may begin a place are visited, in order (as in _find_roles).
     candidates = [k for k, t in enumerate(toks)
-                  if t.text in ABBREVIATIONS or (t.low in starts and t.text[:1].isupper())]
+                  if _abbreviation(toks, k, any_case) is not None
+                  or (t.low in starts and (any_case or t.text[:1].isupper()))]
     i = 0
     for k in candidates:
         if k < i:
             continue  # inside the place just found
         i = k
-        abbr = ABBREVIATIONS.get(toks[i].text)
+        abbr = _abbreviation(toks, i, any_case)
         if abbr is not None:
             out.append((i, i + 1, abbr))
             i += 1
             continue
         hit = None
-        longest = starts.get(toks[i].low, 0) if toks[i].text[:1].isupper() else 0
+        longest = starts.get(toks[i].low, 0) \
+            if any_case or toks[i].text[:1].isupper() else 0
         if longest:
             for n in range(min(longest, len(toks) - i), 0, -1):
                 key = table.get(tuple(t.low for t in toks[i : i + n]))
@@ -426,7 +446,7 @@ class Query:
 def parse_title(
     title: str,
     aliases: Iterable[tuple[str, Iterable[str]]] = (),
-    is_name: Callable[[str, bool], bool] | None = None,
+    is_name: Callable[[str, Casing], bool] | None = None,
 ) -> Query:
     """The facets of ``title``.
 
@@ -439,7 +459,11 @@ def parse_title(
     """
     toks = _toks(title)
     han_names = languages.han_names(title) if languages.has_han(title) else frozenset()
-    places = _find_places(toks)
+    # "putin trip to china", as typed on a phone: no capital says anything, so places
+    # are read in any case and names are what the stream writes as names.
+    lower_case = any(t.text.isalpha() and t.text.islower() for t in toks) and not any(
+        t.text[:1].isupper() for t in toks)
+    places = _find_places(toks, any_case=lower_case)
     place_at = {i: (s, e, k) for s, e, k in places for i in range(s, e)}
     facets: list[Facet] = []
     seen_places: set[PlaceKey] = set()
@@ -450,6 +474,8 @@ def parse_title(
             place_words = tuple(t.low for t in toks[s:e])
             # A city asks for the city ("Ankara bombings" are not any Turkish bombing);
             # a country is satisfied by its names, demonyms and capital.
+            if lower_case:
+                text = text.title()  # "china" typed, "China" shown
             facets.append(Facet("where", text, frozenset({place_words}),
                                 place=None if is_city(place_words) else key))
     content = [t for t in toks if t.low not in STOPWORDS and t.low not in _FILLER
@@ -469,7 +495,7 @@ def parse_title(
         if not run:
             return
         name = tuple(t.low for t in run)
-        label = " ".join(t.text for t in run)
+        label = " ".join(t.text.title() if lower_case else t.text for t in run)
         facets.append(Facet("who", label, frozenset({name}), person=name,
                             roles=tuple(pending_role)))
         pending_role = []
@@ -494,7 +520,9 @@ def parse_title(
             close_run()
             kinds.update(kind)
             what_words.append(low)
-        elif run and low in _CONNECTORS and i + 1 < len(toks) and toks[i + 1].capitalised \
+        elif run and low in _CONNECTORS and i + 1 < len(toks) and (
+            toks[i + 1].capitalised
+            or (lower_case and is_name is not None and is_name(toks[i + 1].low, "lower"))) \
                 and i + 1 not in place_at:
             run.append(tok)  # "Belt and Road", "Bank of England"
         elif low in STOPWORDS or low in _FILLER or is_year(low) or low.isdigit():
@@ -505,9 +533,10 @@ def parse_title(
             close_run()  # Chinese has no capitals: the tagger says what is a name
             run.append(tok)
             close_run()
-        elif tok.capitalised and (
-            is_name(low, title_case) if is_name is not None else not title_case
-        ):
+        elif (tok.capitalised and (
+            is_name(low, "title" if title_case else "capital") if is_name is not None
+            else not title_case
+        )) or (lower_case and is_name is not None and is_name(low, "lower")):
             run.append(tok)
         else:
             close_run()
@@ -522,6 +551,23 @@ def parse_title(
         label = written[w] if w != fold(written[w]) else w
         facets.append(Facet("word", label, frozenset({(w,)})))
     return Query(tuple(_with_aliases(facets, aliases)), visit="visit" in kinds)
+
+
+def cased_title(title: str, query: Query) -> str:
+    """``title`` with capitals where its query reads a name or a place, if it was typed
+    all in lower case ("putin trip to china" -> "Putin trip to China"); else as is."""
+    if any(ch.isupper() for ch in title):
+        return title
+    proper = {w for f in query.facets if f.kind in ("who", "where")
+              for form in f.forms for w in form}
+
+    def cap(m: re.Match[str]) -> str:
+        word = m.group(0)
+        if word.upper() in ABBREVIATIONS and fold(word) in proper:
+            return word.upper()
+        return word[:1].upper() + word[1:] if fold(word) in proper else word
+
+    return re.sub(r"[^\W_]+", cap, title)
 
 
 def _with_aliases(

@@ -51,6 +51,8 @@ from rapidfuzz import fuzz, process
 
 from bot.models import Item, Match, Storyline
 from bot.storylines.facets import (
+    CASINGS,
+    Casing,
     ItemFacts,
     Query,
     RoleBook,
@@ -224,7 +226,7 @@ class _Entry:
     phrases: list[str] = field(default_factory=list)
     query: Query | None = None
     # The title words read as names (in sentence case, in Title Case) when it was made.
-    query_names: frozenset[tuple[str, bool]] | None = None
+    query_names: frozenset[tuple[str, Casing]] | None = None
 
     def __post_init__(self) -> None:
         for ent in self.profile.entities:
@@ -341,26 +343,35 @@ class Matcher:
                             del c[w]
         return facts
 
-    def is_name(self, word: str, title_case: bool = False) -> bool:
+    def query_of(self, storyline: Storyline) -> Query:
+        """What ``storyline``'s title asks for, read with the names the stream knows."""
+        return parse_title(storyline.title, storyline.aliases, self.is_name)
+
+    def is_name(self, word: str, casing: Casing = "capital") -> bool:
         """Whether the stream writes ``word`` (folded) as a name, as far as it knows.
 
-        A word it has not seen often is taken at its capital letter, except in a Title
-        Case title, where the capital proves nothing and the stream must have seen it
-        capitalised mid-sentence more often than not."""
+        ``casing`` is how the title wrote it. With a capital ("capital"), a word it has
+        not seen often is taken at its capital letter. In a Title Case title ("title")
+        the capital proves nothing: the stream must have seen it capitalised
+        mid-sentence, and more often than not. Typed in lower case ("lower"), a word is
+        a name unless the stream writes it in lower case more often than capitalised:
+        "blinken" is a name before the stream shows it, "state" is not once it has."""
         low = self._lows.get(word, 0)
         caps = self._caps.get(word, 0)
-        if title_case:
+        if casing == "title":
             return caps >= self.config.name_min_seen and caps >= low
+        if casing == "lower":
+            return caps >= low
         return low < self.config.name_min_seen or caps >= low
 
     def _query(self, entry: _Entry) -> Query:
         title_words = set(folded_words(entry.storyline.title))
         names = frozenset(
-            (w, tc) for w in title_words for tc in (False, True) if self.is_name(w, tc)
+            (w, c) for w in title_words for c in CASINGS if self.is_name(w, c)
         )
         if entry.query is None or names != entry.query_names:
             entry.query = parse_title(entry.storyline.title, entry.storyline.aliases,
-                                      lambda w, tc: (w, tc) in names)
+                                      lambda w, c: (w, c) in names)
             first = entry.query_names is None
             entry.query_names = names
             for f in entry.query.facets:

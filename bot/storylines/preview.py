@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot.models import Item, Storyline
+from bot.storylines.facets import cased_title, describe
 from bot.storylines.feedback import core_words
 from bot.storylines.matcher import Matcher
 
@@ -27,6 +28,8 @@ class Preview:
     hits: tuple[Item, ...]  # newest first
     per_day: float
     close: tuple[Storyline, ...]
+    looks_for: str = ""  # what it looks for, read with the names the items know
+    title: str = ""  # the title to track: capitals added where it was typed without
 
     @property
     def broad(self) -> bool:
@@ -55,5 +58,7 @@ def preview(
     hits = [a.item_key for a in matcher.score(items, [storyline]) if a.matched]
     by_key = {i.key: i for i in items}
     found = [by_key[k] for k in dict.fromkeys(hits)]
+    query = matcher.query_of(storyline)
     return Preview(tuple(reversed(found)), len(found) / max(days, 1.0),
-                   tuple(close_storylines(storyline, shared)))
+                   tuple(close_storylines(storyline, shared)),
+                   describe(query), cased_title(storyline.title, query))

@@ -331,6 +331,10 @@ class ChatService:
         Follow #N instead where a shared storyline is close); nothing is created yet."""
         trial = Storyline(id=0, title=title)
         found = await self.steerer.preview(trial)
+        # Typed without capitals, it is tracked (and shown) with them: "Putin trip to
+        # China" reads the same to the matcher and better in alerts.
+        title = found.title or title
+        trial = Storyline(id=0, title=title)
         token = await self._run(self._db.add_pending_track, chat_id=who.chat_id,
                                   user_id=who.user_id, title=title, now=self._now())
         buttons = [("Track it", track_data(token, "keep")),

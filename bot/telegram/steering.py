@@ -79,7 +79,8 @@ def parse_track_data(raw: str) -> tuple[int, str] | None:
 def preview_text(storyline: Storyline, found: Preview) -> str:
     """The preview: what it looks for, the week's matches (5 with links), a warning
     if it looks broad, and shared storylines close to it."""
-    lines = [f"I'll look for:\n{describe(parse_title(storyline.title, storyline.aliases))}", ""]
+    looks_for = found.looks_for or describe(parse_title(storyline.title, storyline.aliases))
+    lines = [f"I'll look for:\n{looks_for}", ""]
     n = len(found.hits)
     if not n:
         lines.append(f"In the last {PREVIEW_DAYS} days it would have matched nothing stored.")

@@ -33,7 +33,11 @@ def test_track_putin_trip_to_china_alerts_the_trip_and_nothing_else(
     bot: BotProcess, fake: FakeTelegram, news: Feed
 ) -> None:
     user = Chat(fake, 701)
-    transcript = [f"> /track Putin trip to China\n< {user.track('Putin trip to China')}"]
+    # Typed on a phone, without capitals: tracked as the title it means.
+    tracked = user.track("putin trip to china")
+    assert tracked.startswith("Tracking #1: Putin trip to China\n"), tracked
+    assert "Who: Putin" in tracked and "Where: China" in tracked
+    transcript = [f"> /track putin trip to china\n< {tracked}"]
     user.track(SENTINEL_STORY)
     for title, summary in [*NOISE, TRIP]:
         news.publish(title, summary)

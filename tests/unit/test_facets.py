@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from bot.models import Item, Storyline
-from bot.storylines.facets import RoleBook, judge, parse_title, read_item
+from bot.storylines.facets import RoleBook, describe, judge, parse_title, read_item
 from bot.storylines.knowledge import ABBREVIATIONS, gazetteer, roles_compatible
 from bot.storylines.matcher import Matcher
 
@@ -324,6 +324,23 @@ def test_an_office_written_around_its_place_is_read() -> None:
     assert _matched(m, _item("b", "Top US diplomat arrives in Beijing", days=1), [trip]) == [31]
     # Other offices are not read into it.
     assert read_item("Top US general visits Israel").roles == ()
+
+
+def test_a_title_typed_in_lower_case_asks_what_the_capitalised_one_asks() -> None:
+    typed = Storyline(40, "putin trip to china")
+    m = Matcher()
+    # Places are read in any case; a word the stream does not write in lower case
+    # ("putin") is a name, one it does ("trip", "governors") is not.
+    assert [f.kind for f in m.query_of(typed).facets] == ["where", "who", "what"]
+    m.observe([_item("a", "Markets", "The governors met. Vladimir Putin spoke.")])
+    assert _matched(m, _item("b", "Putin meets governors in Moscow", days=1), [typed]) == []
+    assert _matched(m, _item("c", "China economy slows in third quarter", days=2),
+                    [typed]) == []
+    assert _matched(m, _item("d", "Putin lands in Beijing for talks", days=3), [typed]) == [40]
+    assert describe(m.query_of(typed)).startswith("Who: Putin\nWhere: China")
+    # Without capitals or the stream, "china" is still China.
+    assert [f.label for f in parse_title("ukraine war").facets if f.kind == "where"] == [
+        "Ukraine"]
 
 
 def test_an_office_given_to_someone_is_theirs() -> None:

@@ -51,3 +51,17 @@ def test_nothing_found_and_close_shared_storylines() -> None:
     text = preview_text(STORY, found)
     assert "would have matched nothing stored" in text
     assert "Shared storyline #4" in text
+
+
+def test_a_title_typed_in_lower_case_is_read_with_the_names_the_items_know() -> None:
+    typed = Storyline(id=0, title="putin trip to china")
+    found = preview(typed, stream(3))
+    assert [i.key for i in found.hits] == ["k102", "k101", "k100"]
+    text = preview_text(typed, found)
+    assert "Who: Putin" in text and "Where: China" in text
+    assert found.title == "Putin trip to China"
+    # "state" is a name only until the items write it in lower case.
+    modi = Storyline(id=0, title="modi state visit to the us")
+    assert preview(modi, stream(0)).title == "Modi State visit to the US"
+    told = [*stream(0), item(200, "Plans for a state visit", "The state dinner is set.")]
+    assert preview(modi, told).title == "Modi state visit to the US"
