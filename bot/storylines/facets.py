@@ -538,6 +538,8 @@ def parse_title(
             else not title_case
         )) or (lower_case and is_name is not None and is_name(low, "lower")):
             run.append(tok)
+        elif len(low) < 2:
+            close_run()  # a stray letter ("<b>" typed into a title) says nothing
         else:
             close_run()
             words.append(low)

@@ -352,6 +352,8 @@ class ChatService:
             return Reply("Give /test a title, e.g. /test Putin trip to China")
         trial = Storyline(id=0, title=title)
         found = await self.steerer.preview(trial)
+        title = found.title or title
+        trial = Storyline(id=0, title=title)
         return Reply(fit(f"Preview of “{title}” (nothing created):\n"
                          f"{preview_text(trial, found)}\n\n/track {title} follows it."))
 

@@ -338,6 +338,8 @@ def test_a_title_typed_in_lower_case_asks_what_the_capitalised_one_asks() -> Non
                     [typed]) == []
     assert _matched(m, _item("d", "Putin lands in Beijing for talks", days=3), [typed]) == [40]
     assert describe(m.query_of(typed)).startswith("Who: Putin\nWhere: China")
+    # A stray letter is no facet.
+    assert [f.label for f in parse_title("<b>Putin</b> trip").facets] == ["Putin", "trip"]
     # Without capitals or the stream, "china" is still China.
     assert [f.label for f in parse_title("ukraine war").facets if f.kind == "where"] == [
         "Ukraine"]
