@@ -88,16 +88,17 @@ def _place_name(tok: str) -> str:
 
 def _people(text: str, persons: list[tuple[str, str, list[str], int, bool]]
             ) -> list[tuple[str, list[str], int, int]]:
-    """The document's people as (name, aliases, mentions, where first named), cleaned with the
-    matcher's own reading: a name read through an office ("of State Antony Blinken")
+    """The document's people as (name, aliases, mentions, where first named), read with
+    the matcher's own reading: a name read through an office ("of State Antony Blinken")
     becomes the office-holder's ("Antony Blinken", the office an alias), and a name
     that is or holds a place ("White House", a metonym for the US) is nobody's."""
     owners: dict[tuple[str, ...], str] = {}
     offices: dict[tuple[str, ...], str] = {}
     for r in read_item(text).roles:
         if r.owner is not None and len(r.owner) >= 2:
+            # In the text as written (a name with accents is then not renamed).
             m = re.search(r"\b" + r"\W+".join(map(re.escape, r.owner)) + r"\b",
-                          fold(text), re.IGNORECASE)
+                          text, re.IGNORECASE)
             if m is not None:
                 owners.setdefault(r.owner, text[m.start():m.end()])
                 offices.setdefault(r.owner, r.text)
