@@ -295,6 +295,7 @@ async def _serve(
         return Sender(db, app.bot, options=options, limiter=limiter, on_send=on_send)
 
     seat = SenderSeat(db, holder, make_sender, grace=SENDER_GRACE_SECONDS)
+    poller.on_alerts = seat.wake
     seat_stop = asyncio.Event()
     # A front end leaves the outbox to the workers' sender.
     delivering = None if mode.front_end else asyncio.create_task(

@@ -239,6 +239,9 @@ class Poller:
         self._item_cap = settings.file.limits.items_per_feed_poll
         self._unchanged: list[tuple[int, FeedState, datetime]] = []
         self._steering: Steering | None = None  # users' feedback, read each pass
+        # Called when a feed's commit has queued alerts (the sender, if it runs in
+        # this process): they leave at once, not when the whole pass is done.
+        self.on_alerts: Callable[[], None] | None = None
 
     @property
     def parse_executor(self) -> Executor | None:
@@ -535,6 +538,8 @@ class Poller:
             hourly_limit=self._settings.file.limits.alerts_per_storyline_hour,
             excluded=excluded,
         )
+        if commit.alerts and self.on_alerts is not None:
+            self.on_alerts()
         return replace(
             report, title=parsed.title or feed.title, new_items=commit.new_items,
             matches=commit.matches, alerts=commit.alerts, primed_now=not feed.primed,

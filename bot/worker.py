@@ -35,6 +35,7 @@ from bot.delivery.election import SenderSeat, holder_id
 from bot.delivery.sender import Sender, SenderOptions
 from bot.errors import StorageError
 from bot.observability.logs import configure_logging
+from bot.pipeline import Poller
 from bot.settings import Settings
 from bot.storage.repository import Database
 
@@ -75,7 +76,8 @@ async def _main(settings: Settings, token: str, options: WorkerOptions) -> int:
             from bot.app import build_application  # PTB's request setup, one place
 
             bot = build_application(settings, token).bot
-            delivery = asyncio.create_task(_deliver_when_elected(db, bot, me, options, stop))
+            delivery = asyncio.create_task(
+                _deliver_when_elected(db, bot, me, options, stop, poller))
             log.info("worker %s polling feeds every %.0fs", me, settings.env.poll_interval)
             lease = timedelta(seconds=options.feed_lease)
             try:
@@ -102,7 +104,8 @@ async def _main(settings: Settings, token: str, options: WorkerOptions) -> int:
 
 
 async def _deliver_when_elected(
-    db: Database, bot: Bot, me: str, options: WorkerOptions, stop: asyncio.Event
+    db: Database, bot: Bot, me: str, options: WorkerOptions, stop: asyncio.Event,
+    poller: Poller,
 ) -> None:
     """Run the Sender while this worker holds the sender lease (``delivery.election``)."""
     started_bot = False
@@ -121,6 +124,7 @@ async def _deliver_when_elected(
         ))
 
     seat = SenderSeat(db, me, make, ttl=options.sender_ttl, renew_every=options.renew_every)
+    poller.on_alerts = seat.wake
     try:
         await seat.run(stop)
     finally:

@@ -9,7 +9,7 @@ import logging
 import socket
 import time
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from bot.delivery.ratelimit import SendLimiter
 from bot.delivery.replies import Replier
 from bot.fetching.client import FeedFetcher
 from bot.fetching.guard import StaticResolver
-from bot.models import FeedState, Item
+from bot.models import FeedState, Item, Storyline
 from bot.pipeline import PassReport, Poller
 from bot.settings import FetchOptions
 from bot.storage.repository import Database, MatchToStore, PollCommit
@@ -180,3 +180,37 @@ async def test_poll_job_never_overlaps_and_keeps_running(
         f"{poller.peak}; {poller.passes} passes back to back; overlapping runs logged as "
         "skipped (WARNING), never silent",
     )
+
+
+async def test_the_sender_is_woken_by_the_commit_that_queues_alerts(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    """Alerts leave when their feed is committed, not when the whole pass is done (the
+    app wakes the sender at the end of a pass too, and polls it every second)."""
+    settings = make_settings(tmp_path)
+    db = Database.open(settings.database_path)
+    now = datetime.now(UTC)
+    story = db.add_storyline(Storyline(0, "Wang Yi visit to Moscow"), now=now, created_by=7)
+    db.upsert_chat(7, now=now)
+    db.subscribe(7, story.id, now=now)
+    wire = [{"guid": "1", "title": "Markets steady on Monday"}]
+    server.set_route("/wire", Route(body=rss_document("Wire", wire)))
+    for i in range(3):
+        server.set_route(f"/q{i}", Route(body=rss_document(f"Q{i}", [{"guid": "q",
+                                                                      "title": "Weather"}])))
+        db.add_feed(server.url(f"/q{i}"), now=now)
+    db.add_feed(server.url("/wire"), now=now)
+    pending_at_wake: list[int] = []
+    try:
+        async with FeedFetcher(FetchOptions(), allow_private_networks=True) as f:
+            poller = Poller(db, f, Matcher(), settings)
+            poller.on_alerts = lambda: pending_at_wake.append(db.outbox_counts()["pending"])
+            await poller.poll_due(now)  # primes every feed: no alerts for what was there
+            assert pending_at_wake == []
+            wire.append({"guid": "2", "title": "Wang Yi arrives in Moscow for a visit"})
+            server.set_route("/wire", Route(body=rss_document("Wire", wire)))
+            report = await poller.poll_due(now + timedelta(seconds=settings.env.poll_interval))
+    finally:
+        db.close()
+    assert report.alerts == 1
+    assert pending_at_wake == [1]  # once, with the alert already queued for the sender
