@@ -186,9 +186,11 @@ def _find_places(
     starts = _place_starts()
     out: list[tuple[int, int, PlaceKey]] = []
     # Only words that may begin a place are visited, in order (as in _find_roles).
+    # Items are read by the thousand: the common case costs one or two look-ups a word.
     candidates = [k for k, t in enumerate(toks)
-                  if _abbreviation(toks, k, any_case) is not None
-                  or (t.low in starts and (any_case or t.text[:1].isupper()))]
+                  if t.text in ABBREVIATIONS
+                  or (t.low in starts and (any_case or t.text[:1].isupper()))
+                  or (any_case and _abbreviation(toks, k, any_case) is not None)]
     i = 0
     for k in candidates:
         if k < i:
