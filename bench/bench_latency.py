@@ -177,6 +177,18 @@ def run(args: argparse.Namespace) -> None:
         print(f"bot exited with {code}; {len(lat)} of {len(published)} alerts arrived"
               f"{'' if not missing else f' ({missing} missing)'}")
         print("latencies s: " + ", ".join(f"{x:.1f}" for x in lat))
+        # Each latency split in two: the wait for the pass that fetched the live feed
+        # after the publication, and that fetch to the alert's arrival.
+        fetched = [r.at for r in server.requests_for(live.path)]
+        waits, after = [], []
+        for headline, at in published:
+            got = alert_time(fake, headline)
+            fetch = next((t for t in fetched if t >= at), None)
+            if got is not None and fetch is not None:
+                waits.append(fetch - at)
+                after.append(got - fetch)
+        print("waiting for the fetch s: " + ", ".join(f"{x:.1f}" for x in waits))
+        print("fetch to alert s: " + ", ".join(f"{x:.2f}" for x in after))
         print()
         p50, p95 = percentile(lat, 0.5), percentile(lat, 0.95)
         print(table(

@@ -206,6 +206,14 @@ async def collapse_matches(
     return await asyncio.to_thread(collapse, matches, items, recent)
 
 
+_UNDATED = datetime.max.replace(tzinfo=UTC)
+
+
+def _time_order(item: Item) -> datetime:
+    """An item's place in time; undated items after the dated ones, in feed order."""
+    return item.published or _UNDATED
+
+
 class Poller:
     """Runs poll passes; one per process, shared by the CLI and the bot."""
 
@@ -514,7 +522,11 @@ class Poller:
         known = await asyncio.to_thread(
             self._db.known_item_keys, feed.id, list(items.values())
         ) if feed.primed else set()
-        new = [i for k, i in items.items() if k not in known]
+        # Oldest first, as events happened (feeds list the newest first): the matcher
+        # reads them in time order, the first report of a development is the one the
+        # others collapse into, and the chat gets the one waiting longest first (its
+        # 1 message/s limit holds the next back by a second).
+        new = sorted((i for k, i in items.items() if k not in known), key=_time_order)
         to_store: list[MatchToStore] = []
         excluded: dict[tuple[str, int], set[int]] = {}
         if feed.primed and new:

@@ -10,6 +10,7 @@ import socket
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
@@ -214,3 +215,35 @@ async def test_the_sender_is_woken_by_the_commit_that_queues_alerts(
         db.close()
     assert report.alerts == 1
     assert pending_at_wake == [1]  # once, with the alert already queued for the sender
+
+
+async def test_new_items_of_a_feed_are_alerted_oldest_first(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    """A feed lists the newest first; the chat gets the developments as they happened."""
+    settings = make_settings(tmp_path)
+    db = Database.open(settings.database_path)
+    now = datetime.now(UTC)
+    story = db.add_storyline(Storyline(0, "Wang Yi visit to Moscow"), now=now, created_by=7)
+    db.upsert_chat(7, now=now)
+    db.subscribe(7, story.id, now=now)
+    wire = [{"guid": "1", "title": "Markets steady on Monday"}]
+    server.set_route("/wire", Route(body=rss_document("Wire", wire)))
+    db.add_feed(server.url("/wire"), now=now)
+    later = [  # newest first, as feeds list them
+        {"guid": "3", "title": "Wang Yi meets Lavrov in Moscow",
+         "pubDate": format_datetime(now + timedelta(minutes=20), usegmt=True)},
+        {"guid": "2", "title": "Wang Yi arrives in Moscow for a visit",
+         "pubDate": format_datetime(now + timedelta(minutes=10), usegmt=True)},
+    ]
+    try:
+        async with FeedFetcher(FetchOptions(), allow_private_networks=True) as f:
+            poller = Poller(db, f, Matcher(), settings)
+            await poller.poll_due(now)
+            server.set_route("/wire", Route(body=rss_document("Wire", later + wire)))
+            await poller.poll_due(now + timedelta(minutes=30))
+        claimed = db.claim_due_alerts(now + timedelta(minutes=30), 10)
+    finally:
+        db.close()
+    assert [e.item.title for e in claimed] == [
+        "Wang Yi arrives in Moscow for a visit", "Wang Yi meets Lavrov in Moscow"]

@@ -72,6 +72,7 @@ class RecordedRequest:
     method: str
     path: str
     headers: dict[str, str]
+    at: float = field(default_factory=time.time)  # when it arrived (wall clock)
 
 
 class _Server(ThreadingHTTPServer):
