@@ -23,7 +23,7 @@ from bot.fetching.client import FeedFetcher
 from bot.fetching.guard import StaticResolver
 from bot.models import FeedState, Item, Storyline
 from bot.pipeline import PassReport, Poller
-from bot.settings import FetchOptions
+from bot.settings import FetchOptions, Settings
 from bot.storage.repository import Database, MatchToStore, PollCommit
 from bot.storylines.matcher import Matcher
 from tests.reliability.conftest import Table, make_settings
@@ -183,12 +183,11 @@ async def test_poll_job_never_overlaps_and_keeps_running(
     )
 
 
-async def test_the_sender_is_woken_by_the_commit_that_queues_alerts(
-    tmp_path: Path, server: FeedServer
-) -> None:
-    """Alerts leave when their feed is committed, not when the whole pass is done (the
-    app wakes the sender at the end of a pass too, and polls it every second)."""
-    settings = make_settings(tmp_path)
+def _followed_wire(
+    settings: Settings, server: FeedServer
+) -> tuple[Database, datetime, list[dict[str, str]]]:
+    """A chat following "Wang Yi visit to Moscow" and a wire feed served at /wire
+    (not yet added), with one unrelated item."""
     db = Database.open(settings.database_path)
     now = datetime.now(UTC)
     story = db.add_storyline(Storyline(0, "Wang Yi visit to Moscow"), now=now, created_by=7)
@@ -196,6 +195,16 @@ async def test_the_sender_is_woken_by_the_commit_that_queues_alerts(
     db.subscribe(7, story.id, now=now)
     wire = [{"guid": "1", "title": "Markets steady on Monday"}]
     server.set_route("/wire", Route(body=rss_document("Wire", wire)))
+    return db, now, wire
+
+
+async def test_the_sender_is_woken_by_the_commit_that_queues_alerts(
+    tmp_path: Path, server: FeedServer
+) -> None:
+    """Alerts leave when their feed is committed, not when the whole pass is done (the
+    app wakes the sender at the end of a pass too, and polls it every second)."""
+    settings = make_settings(tmp_path)
+    db, now, wire = _followed_wire(settings, server)
     for i in range(3):
         server.set_route(f"/q{i}", Route(body=rss_document(f"Q{i}", [{"guid": "q",
                                                                       "title": "Weather"}])))
@@ -222,13 +231,7 @@ async def test_new_items_of_a_feed_are_alerted_oldest_first(
 ) -> None:
     """A feed lists the newest first; the chat gets the developments as they happened."""
     settings = make_settings(tmp_path)
-    db = Database.open(settings.database_path)
-    now = datetime.now(UTC)
-    story = db.add_storyline(Storyline(0, "Wang Yi visit to Moscow"), now=now, created_by=7)
-    db.upsert_chat(7, now=now)
-    db.subscribe(7, story.id, now=now)
-    wire = [{"guid": "1", "title": "Markets steady on Monday"}]
-    server.set_route("/wire", Route(body=rss_document("Wire", wire)))
+    db, now, wire = _followed_wire(settings, server)
     db.add_feed(server.url("/wire"), now=now)
     later = [  # newest first, as feeds list them
         {"guid": "3", "title": "Wang Yi meets Lavrov in Moscow",
