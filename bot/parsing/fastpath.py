@@ -43,14 +43,13 @@ _UTF8 = frozenset({"utf-8", "utf8"})
 _HTML_TYPES = frozenset({"", "text/html", "application/xhtml+xml"})
 
 
-
 @functools.cache
 def _parser() -> Any:
     """No entities, no network, no DTD, and libxml2's limits on tree depth and text size.
 
     lxml is imported on the first parse, not with this module: the bot's own process
     imports the parsing package for the parse pool's job and its result, and only the
-    pool's worker parses (about 6 MB less in a poller process, issue 18)."""
+    pool's worker parses (lxml is about 6 MB in a fresh interpreter; issue 18)."""
     from lxml import etree
 
     return etree.XMLParser(
