@@ -505,6 +505,48 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
+class LinearPool(httpcore.AsyncConnectionPool):
+    """httpcore's connection pool, its bookkeeping linear in the number of connections.
+
+    httpcore 1.0's ``_assign_requests_to_connections`` runs whenever a request starts
+    or ends. It counts the pool's connections by listing all of them once per idle
+    connection, and lists the idle ones once per queued request: at 16 connections,
+    hundreds of ``is_idle`` calls per request, the largest single cost in a pass of
+    1,000 304s after the socket waits (issue 18). This makes the same decisions, in the
+    same order, with each count and list made once and only where it is used
+    (``tests/unit/test_guard.py`` checks them against httpcore's own on the same pools).
+    """
+
+    def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
+        closing: list[httpcore.AsyncConnectionInterface] = []
+        connections = self._connections
+        for connection in list(connections):
+            if connection.is_closed():
+                connections.remove(connection)
+            elif connection.has_expired() or (
+                connection.is_idle() and len(connections) > self._max_keepalive_connections
+            ):
+                connections.remove(connection)
+                closing.append(connection)
+        for pool_request in [r for r in self._requests if r.is_queued()]:
+            origin = pool_request.request.url.origin
+            available = next((c for c in connections
+                              if c.can_handle_request(origin) and c.is_available()), None)
+            if available is not None:
+                pool_request.assign_to_connection(available)
+                continue
+            if len(connections) >= self._max_connections:
+                idle = next((c for c in connections if c.is_idle()), None)
+                if idle is None:
+                    continue
+                connections.remove(idle)
+                closing.append(idle)
+            connection = self.create_connection(origin)
+            connections.append(connection)
+            pool_request.assign_to_connection(connection)
+        return closing
+
+
 class GuardedTransport(httpx.AsyncHTTPTransport):
     """``httpx.AsyncHTTPTransport`` whose connections go through :class:`GuardedNetworkBackend`.
 
@@ -527,7 +569,7 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         # AsyncHTTPTransport has no network_backend parameter, so we replace the pool it
         # built with one made from the same arguments plus our backend. Nothing has
         # connected yet. (``_pool`` is private: pinned by tests/unit/test_guard.py.)
-        self._pool = httpcore.AsyncConnectionPool(
+        self._pool = LinearPool(
             ssl_context=ssl_context,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,

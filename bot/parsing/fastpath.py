@@ -16,12 +16,11 @@ agreement of the two paths is measured by ``bench/bench_parsers.py``.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
-
-from lxml import etree
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 CONTENT_ENCODED = "{http://purl.org/rss/1.0/modules/content/}encoded"
@@ -43,11 +42,20 @@ _C1_REFERENCE = re.compile(rb"&#(?:0*(?:12[89]|1[3-5][0-9])|[xX]0*[89][0-9a-fA-F
 _UTF8 = frozenset({"utf-8", "utf8"})
 _HTML_TYPES = frozenset({"", "text/html", "application/xhtml+xml"})
 
-# No entities, no network, no DTD, and libxml2's limits on tree depth and text size.
-_PARSER = etree.XMLParser(
-    resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
-    recover=False, remove_comments=True, remove_pis=True,
-)
+
+@functools.cache
+def _parser() -> Any:
+    """No entities, no network, no DTD, and libxml2's limits on tree depth and text size.
+
+    lxml is imported on the first parse, not with this module: the bot's own process
+    imports the parsing package for the parse pool's job and its result, and only the
+    pool's worker parses (lxml is about 6 MB in a fresh interpreter; issue 18)."""
+    from lxml import etree
+
+    return etree.XMLParser(
+        resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
+        recover=False, remove_comments=True, remove_pis=True,
+    )
 
 
 class _NotFast(Exception):
@@ -248,8 +256,10 @@ def entries(
     ``parsing.feeds``)."""
     if not _utf8_only(body, content_type):
         return None
+    from lxml import etree
+
     try:
-        root = etree.fromstring(body, _PARSER)
+        root = etree.fromstring(body, _parser())
         if root.tag == "rss":
             channel = root.find("channel")
             if channel is None or root.xpath("boolean(//@xml:base)"):

@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -94,3 +96,19 @@ def test_what_the_fast_path_does_not_read_goes_to_feedparser_and_keeps_its_items
     assert fastpath.entries(body, "application/xml") is None
     fed = parse_feed(body, {}, "http://example.test/feed", now=NOW)
     assert len(fed.items) == 1
+
+
+def test_the_bots_process_loads_lxml_only_to_parse() -> None:
+    feed = (b'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
+            b"<title>F</title><item><title>One</title><guid>1</guid></item></channel></rss>")
+    # The parse pool's worker parses; the bot's process only names the job and
+    # receives its result, so it is spared lxml (about 6 MB; issue 18).
+    script = (
+        "import sys, pickle; import bot.bootstrap, bot.pipeline; "
+        "assert 'lxml' not in sys.modules, 'imported'; "
+        "from bot.parse_worker import parse_and_read; "
+        f"p = parse_and_read({feed!r}, {{}}, 'https://n.test/f'); "
+        "pickle.loads(pickle.dumps(p)); "
+        "assert p.items and 'lxml' in sys.modules, 'not parsed by the fast path'"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
