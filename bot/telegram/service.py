@@ -44,6 +44,7 @@ from bot.settings import Settings
 from bot.storage.ports import CommandStore
 from bot.storage.repository import DuplicateError, StorylineRow
 from bot.storylines.facets import describe, parse_title
+from bot.storylines.preview import Preview
 from bot.telegram import commands as c
 from bot.telegram.pages import paginate
 from bot.telegram.steering import Steerer, preview_text, track_data
@@ -326,15 +327,18 @@ class ChatService:
             f"Alerts come to this chat. /untrack {storyline.id} stops it."
         ))
 
+    async def _preview(self, title: str) -> tuple[Storyline, Preview]:
+        """The storyline ``title`` would be, and its preview. Typed without capitals, it
+        is tracked (and shown) with them: "Putin trip to China" reads the same to the
+        matcher and better in alerts."""
+        found = await self.steerer.preview(Storyline(id=0, title=title))
+        return Storyline(id=0, title=found.title or title), found
+
     async def _preview_track(self, title: str, who: Caller) -> Reply:
         """``/track TITLE``: what it would have caught, with Track it / Cancel (and
         Follow #N instead where a shared storyline is close); nothing is created yet."""
-        trial = Storyline(id=0, title=title)
-        found = await self.steerer.preview(trial)
-        # Typed without capitals, it is tracked (and shown) with them: "Putin trip to
-        # China" reads the same to the matcher and better in alerts.
-        title = found.title or title
-        trial = Storyline(id=0, title=title)
+        trial, found = await self._preview(title)
+        title = trial.title
         token = await self._run(self._db.add_pending_track, chat_id=who.chat_id,
                                   user_id=who.user_id, title=title, now=self._now())
         buttons = [("Track it", track_data(token, "keep")),
@@ -350,10 +354,8 @@ class ChatService:
     async def _test(self, title: str | c.Link | None, who: Caller) -> Reply:
         if not isinstance(title, str):
             return Reply("Give /test a title, e.g. /test Putin trip to China")
-        trial = Storyline(id=0, title=title)
-        found = await self.steerer.preview(trial)
-        title = found.title or title
-        trial = Storyline(id=0, title=title)
+        trial, found = await self._preview(title)
+        title = trial.title
         return Reply(fit(f"Preview of “{title}” (nothing created):\n"
                          f"{preview_text(trial, found)}\n\n/track {title} follows it."))
 
