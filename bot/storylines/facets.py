@@ -21,7 +21,9 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
+from itertools import accumulate, chain, compress, count, pairwise
+from operator import and_, itemgetter, not_
 from sys import intern
 from typing import Literal, NamedTuple
 
@@ -49,12 +51,16 @@ from bot.storylines.text import STOPWORDS, fold, is_year, word_list
 
 Role = tuple[PlaceKey | None, str]  # (whose office, which office)
 
-_TOKEN = re.compile(r"U\.S\.(?:A\.)?|U\.K\.|[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
+# A word, captured so that ``split`` gives the text between words too.
+_SPLIT = re.compile(r"(U\.S\.(?:A\.)?|U\.K\.|[^\W_]+(?:['’][^\W_]+)*)", re.UNICODE)
+_POSSESSIVE = frozenset({"'s", "’s", "'S"})
 # How a title wrote a word, for ``parse_title``'s ``is_name``: with a capital, in a Title
 # Case title, or typed all in lower case.
 Casing = Literal["capital", "title", "lower"]
 CASINGS: tuple[Casing, ...] = ("capital", "title", "lower")
 
+_TEXT, _LOW = itemgetter(0), itemgetter(1)  # a _Tok's word as written, and folded
+_FIRST = itemgetter(0)  # a word's first letter
 _SENTENCE_END = re.compile(r"[.!?:;\n|]")
 # The first word of each office phrase, with the longest phrase it starts: most words
 # start none, and are passed over with one look-up.
@@ -116,35 +122,46 @@ class _Tok(NamedTuple):
         return self.text[:1].isupper()
 
 
+# Builds a _Tok from a 4-tuple in C (the NamedTuple's own constructor is a Python call).
+_new_tok: Callable[[tuple[str, str, int, int]], _Tok] = partial(tuple.__new__, _Tok)
+
+
 def _toks(text: str) -> list[_Tok]:
+    return _toks_and_gaps(text)[0]
+
+
+def _toks_and_gaps(text: str) -> tuple[list[_Tok], list[str] | None]:
+    """``text``'s tokens, and the text before each (``None`` for Chinese or Cyrillic).
+
+    Items are read by the thousand, about 130 words each (issue 18): the Latin-script
+    case is built with C-level splits and maps, not a Python loop over the words.
+    """
     if languages.needs(text):
         # Chinese is segmented, Cyrillic words stemmed: their forms then match across
         # word boundaries and endings ("Москву", "Москве").
-        return [_Tok(w, intern(low), s, e) for w, low, s, e in languages.words(text, _latin)]
-    out = []
-    new = tuple.__new__  # the NamedTuple's own constructor costs a Python call per word
-    # Most news is ASCII, whose folding keeps every offset: fold the text once.
-    low_text = text.casefold() if text.isascii() else None
-    for m in _TOKEN.finditer(text):
-        word = m.group()
-        start, end = m.span()
-        # Possessives are the name: "Putin's" -> "Putin".
-        if word[-2:] in ("'s", "’s", "'S") and len(word) > 2:
-            word = word[:-2]
-        if low_text is not None:
-            low = low_text[start:start + len(word)]
-        else:  # a "…" or "’" elsewhere leaves most words ASCII: fold's own fast path, inline
-            low = word.casefold() if word.isascii() else fold(word)
-        # One string per word, however often it is written: an item's facts keep its
-        # words three times over (words, word set, lower or capitalised), and a feed's
-        # readings are pickled from the parse worker to the bot, where the pickle's
-        # memo then sends and builds each word once (half the bytes and memory).
-        out.append(new(_Tok, (word, intern(low), start, end)))
-    return out
+        return [_Tok(w, intern(low), s, e)
+                for w, low, s, e in languages.words(text, _latin)], None
+    parts = _SPLIT.split(text)  # gap, word, gap, word, ..., gap
+    written: list[str] = parts[1::2]
+    offsets = list(accumulate(map(len, parts)))
+    if "'s" in text or "’s" in text or "'S" in text:
+        # Possessives are the name: "Putin's" -> "Putin" (the span keeps the "'s").
+        written = [w[:-2] if w[-2:] in _POSSESSIVE and len(w) > 2 else w for w in written]
+    lows: Iterable[str] = map(str.casefold, written)  # ASCII words fold as they casefold
+    if not text.isascii() and not "".join(written).isascii():
+        # A "…" or "’" between words leaves them ASCII (the test above); "Zürich" not.
+        lows = [w.casefold() if w.isascii() else fold(w) for w in written]
+    # One string per word, however often it is written: an item's facts keep its
+    # words three times over (words, word set, lower or capitalised), and a feed's
+    # readings are pickled from the parse worker to the bot, where the pickle's
+    # memo then sends and builds each word once (half the bytes and memory).
+    toks = list(map(_new_tok, zip(written, map(intern, lows), offsets[0:-1:2], offsets[1::2],
+                                  strict=True)))
+    return toks, parts[0::2]
 
 
 def _latin(word: str) -> str:
-    return fold(word[:-2] if word[-2:] in ("'s", "’s", "'S") and len(word) > 2 else word)
+    return fold(word[:-2] if word[-2:] in _POSSESSIVE and len(word) > 2 else word)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,10 +209,14 @@ def _find_places(
     out: list[tuple[int, int, PlaceKey]] = []
     # Only words that may begin a place are visited, in order (as in _find_roles).
     # Items are read by the thousand: the common case costs one or two look-ups a word.
-    candidates = [k for k, t in enumerate(toks)
-                  if t.text in ABBREVIATIONS
-                  or (t.low in starts and (any_case or t.text[:1].isupper()))
-                  or (any_case and _abbreviation(toks, k, any_case) is not None)]
+    if any_case:
+        candidates = [k for k, t in enumerate(toks)
+                      if t.low in starts or _abbreviation(toks, k, any_case) is not None]
+    else:  # an item: the words that may start a place are found by C-level maps
+        candidates = sorted(chain(
+            compress(count(), map(ABBREVIATIONS.__contains__, map(_TEXT, toks))),
+            (k for k in compress(count(), map(starts.__contains__, map(_LOW, toks)))
+             if toks[k].text[:1].isupper() and toks[k].text not in ABBREVIATIONS)))
     i = 0
     for k in candidates:
         if k < i:
@@ -300,7 +321,7 @@ def _find_roles(
     text: str, toks: Sequence[_Tok], places: Sequence[tuple[int, int, PlaceKey]]
 ) -> list[RoleMention]:
     # Most words start no office: only the words that may are visited, in order.
-    candidates = [k for k, t in enumerate(toks) if t.low in _ROLE_STARTS]
+    candidates = list(compress(count(), map(_ROLE_STARTS.__contains__, map(_LOW, toks))))
     if not candidates:
         return []
     ends = {e: (s, k) for s, e, k in places}
@@ -347,19 +368,19 @@ def _find_roles(
 
 def read_item(text: str) -> ItemFacts:
     """Read an item's text once: its words, places and offices."""
-    toks = _toks(text)
+    toks, gaps = _toks_and_gaps(text)
     places = _find_places(toks)
     roles = _find_roles(text, toks, places)
-    words = tuple(t.low for t in toks)
-    caps: set[str] = set()
-    lower: set[str] = set()
-    for k, t in enumerate(toks):
-        if t.text.islower():
-            lower.add(t.low)
-        elif k and t.capitalised:
-            gap = text[toks[k - 1].end : t.start]
-            if gap == " " or not _SENTENCE_END.search(gap):
-                caps.add(t.low)
+    words = tuple(map(_LOW, toks))
+    written = list(map(_TEXT, toks))
+    if gaps is None:
+        gaps = [""] + [text[a.end : b.start] for a, b in pairwise(toks)]
+    # Capitalised mid-sentence: the first word and sentence starts say nothing. Both
+    # sets are built by C-level maps: each item has about 130 words (issue 18).
+    mid_sentence = map(not_, map(_SENTENCE_END.search, gaps[1:]))
+    capital = map(str.isupper, map(_FIRST, written[1:]))
+    caps = compress(words[1:], map(and_, capital, mid_sentence))
+    lower = compress(words, map(str.islower, written))
     seen: dict[PlaceKey, str] = {}
     for s, e, key in places:
         seen.setdefault(key, " ".join(t.text for t in toks[s:e]))

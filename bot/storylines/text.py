@@ -169,17 +169,18 @@ def tokens(text: str) -> list[str]:
     """
     if languages.needs(text):
         return _tokens_other(text)
-    out: list[str] = []
-    for raw in _WORD_RE.findall(fold(text)):
-        if raw in STOPWORDS:
-            continue
-        if raw.isdigit() and not _YEAR_RE.match(raw):
-            continue
-        tok = stem(raw)
-        if len(tok) < 2 or tok in STOPWORDS:
-            continue
-        out.append(tok)
-    return out
+    # A word's token depends on the word alone: looked up in C for the ~130 words of
+    # each of the thousands of items a first pass reads (issue 18).
+    return [tok for tok in map(_token_of, _WORD_RE.findall(fold(text))) if tok]
+
+
+@lru_cache(maxsize=100_000)
+def _token_of(raw: str) -> str:
+    """The token a folded word gives, or "" for none (stopwords, numbers, one letter)."""
+    if raw in STOPWORDS or (raw.isdigit() and not _YEAR_RE.match(raw)):
+        return ""
+    tok = stem(raw)
+    return "" if len(tok) < 2 or tok in STOPWORDS else tok
 
 
 def _tokens_other(text: str) -> list[str]:

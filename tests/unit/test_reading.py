@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from bot.models import Item, Storyline
 from bot.parse_worker import parse_and_read
 from bot.parsing.feeds import parse_feed
-from bot.storylines.facets import read_item
+from bot.storylines.facets import _toks, read_item
 from bot.storylines.matcher import Matcher
 from bot.storylines.reading import read, reading_of, with_reading
 from bot.storylines.text import tokens
@@ -83,3 +83,19 @@ def test_a_word_read_again_is_the_same_string_even_through_the_pool() -> None:
     a, b = (i.reading.facts for i in pickle.loads(pickle.dumps(parsed)).items
             if i.reading is not None)
     assert a.words[0] == "trade" and a.words[0] is b.words[0]
+
+
+def test_words_are_read_with_their_spans_case_and_place_in_the_sentence() -> None:
+    # What the split-based reading (issue 18) must keep: a possessive dropped from the
+    # word but kept in its span, "U.S." as one word even against the next, a word
+    # after a sentence's end or at the very start not counted as written with a capital.
+    text = '"Biden meets Xi." The U.S.Army and Putin’s aides'
+    facts = read_item(text)
+    assert facts.words == ("biden", "meets", "xi", "the", "u.s.", "army", "and", "putin",
+                           "aides")
+    assert facts.capitalised == {"xi", "u.s.", "army", "putin"}
+    assert facts.lower == {"meets", "and", "aides"}
+    assert [tuple(t) for t in _toks("Putin’s U.S.Army")] == [
+        ("Putin", "putin", 0, 7), ("U.S.", "u.s.", 8, 12), ("Army", "army", 12, 16)]
+    assert tokens("Putin’s aides, the 2023 forum and 42 visits") == [
+        "putin", "aide", "2023", "forum", "visit"]
