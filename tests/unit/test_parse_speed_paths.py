@@ -1,7 +1,10 @@
-"""The two shortcuts of issue 18 give exactly what the slow paths give.
+"""The shortcuts of issue 18 give exactly what the slow paths give.
 
 * ``plain_text(x, limit)`` parses a long field only until it has more than ``limit``
   characters of text: its result must equal cutting the whole field's text.
+* ``plain_text`` strips a fragment of plain tags and entities with a regular
+  expression, and folds whitespace with ``str.split``: it must give what the HTML
+  parser and ``\\s+`` give.
 * ``parsing.fastpath`` reads plain RSS 2.0 / Atom through lxml: on every document of
   the feedparser corpus where it answers, ``parse_feed`` must give the same feed title
   and link and the same items (keys, titles, links, dates, summaries, sources) as with
@@ -10,6 +13,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -22,7 +26,7 @@ from hypothesis import strategies as st
 from bot.errors import ParseError
 from bot.parsing import fastpath
 from bot.parsing.feeds import ParsedFeed, _replace_doctype_without_entities, parse_feed
-from bot.parsing.normalize import plain_text, truncate
+from bot.parsing.normalize import _clean_char, _TextExtractor, plain_text, truncate
 
 CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpora" / "feedparser"
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -54,6 +58,40 @@ def test_a_long_description_is_not_parsed_whole() -> None:
     # cost the whole 2 MB; the text kept comes from the first paragraphs.
     raw = "<p>" + "news of the day " * 200 + "</p>" + "<b>x</b>" * 250_000
     assert plain_text(raw, limit=1000) == truncate(plain_text(raw[:10_000]), 1000)
+
+
+_MARKUP = st.sampled_from([
+    "word ", "Putin ", "é", " ", "\n", "\t", "\u00a0", "\u2003", "\x1c", "\u200b", "\u202e",
+    "<p>", "</p>", "<P class='x'>", "<br>", "<br/>", "<br />", "<hr/>", "<div\n>", "</div>",
+    "<a href=\"http://e.test/?a=1&amp;b=2\">", "</a>", "<img src=a.png>", "<td>", "</td>",
+    "<o:p>", "</o:p>", "<p:x>", "<x-y>", "</x-y>", "<a title='x>y'>", "<tag attr=\"a'b\">",
+    "&amp;", "&lt;", "&gt;", "&#39;", "&#x27;", "&nbsp;", "&notin;", "&noti", "&amp", "& ",
+    "<", ">", "a<b", "<3", "</ >", "<!-- c -->", "<script>x<y</script>", "<title>t</title>",
+])
+
+
+def _parsed_whole(raw: str, limit: int | None) -> str:
+    """The slow path: the whole fragment through the HTML parser, then ``\\s+``."""
+    extractor = _TextExtractor()
+    extractor.feed(raw)
+    extractor.close()
+    text = "".join(_clean_char(c) for c in "".join(extractor.parts))
+    text = re.sub(r"\s+", " ", text).strip()
+    return truncate(text, limit) if limit is not None and len(text) > limit else text
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_MARKUP, min_size=0, max_size=300),
+       st.one_of(st.none(), st.integers(min_value=1, max_value=120)))
+def test_plain_text_of_markup_equals_the_html_parsers(pieces: list[str], limit: int | None) -> None:
+    raw = "".join(pieces)
+    assert plain_text(raw, limit=limit) == _parsed_whole(raw, limit)
+
+
+def test_str_split_folds_exactly_the_whitespace_that_backslash_s_matches() -> None:
+    for code in range(sys.maxunicode + 1):
+        text = f"a{chr(code)}{chr(code)}b{chr(code)}"
+        assert " ".join(text.split()) == re.sub(r"\s+", " ", text).strip(), hex(code)
 
 
 def _parsed(body: bytes, fast: bool) -> ParsedFeed | str:
