@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bot.errors import FetchError, ParseError, StorageError
-from bot.fetching.client import FeedFetcher
+from bot.fetching.client import FeedFetcher, FetchResult
 from bot.fetching.conditional import (
     next_state_after_error,
     next_state_after_internal_error,
@@ -51,6 +51,11 @@ MAX_DUE_SLACK_SECONDS = 1.0
 
 # States of unchanged feeds (304, same body) written per transaction.
 STATE_BATCH = 100
+# Feeds past their fetch, in the parse pool or being matched and committed. A
+# parsed feed (items, readings) weighs several times its body, and the bot matches
+# and commits one at a time: more would wait parsed, not go faster (issue 18). The
+# others in flight wait as bodies; 4 keeps the parse worker a feed or two ahead.
+PARSED_IN_FLIGHT = 4
 
 
 
@@ -246,6 +251,7 @@ class Poller:
         self._max_backoff = settings.file.fetch.max_backoff_seconds
         self._item_cap = settings.file.limits.items_per_feed_poll
         self._unchanged: list[tuple[int, FeedState, datetime]] = []
+        self._parse_slots = asyncio.Semaphore(PARSED_IN_FLIGHT)
         self._steering: Steering | None = None  # users' feedback, read each pass
         # Called when a feed's commit has queued alerts (the sender, if it runs in
         # this process): they leave at once, not when the whole pass is done.
@@ -511,6 +517,14 @@ class Poller:
             )
             await self._record_unchanged(feed.id, state, now)
             return replace(report, unchanged=True)
+        async with self._parse_slots:
+            return await self._take_new(feed, storylines, now, report, result, digest)
+
+    async def _take_new(
+        self, feed: Feed, storylines: Sequence[Storyline], now: datetime, report: FeedReport,
+        result: FetchResult, digest: str | None,
+    ) -> FeedReport:
+        """Parse a changed body, match its new items and commit them with the feed."""
         parsed = await self._parse(result.body, result.headers, result.final_url)
         if parsed.skipped:
             log.warning("feed %s listed %d more items than the cap of %d; took the newest",

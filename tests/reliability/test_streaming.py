@@ -20,7 +20,7 @@ from typing import Any
 
 from bot.fetching.client import FeedFetcher, FetchResult
 from bot.models import FeedState
-from bot.pipeline import STATE_BATCH, Poller
+from bot.pipeline import PARSED_IN_FLIGHT, STATE_BATCH, Poller
 from bot.settings import FetchOptions
 from bot.storage.repository import Database
 from bot.storylines.matcher import Matcher
@@ -135,6 +135,56 @@ async def test_feeds_in_flight_are_bounded_by_the_fetch_concurrency(
         f"{LIMIT}, a parse pool slower than the fetches", FEEDS,
         f"at most {bodies.peak} bodies between fetch and commit and {parses.peak_queued} "
         f"parses queued (bound {LIMIT}); every item stored, reports in due order",
+    )
+
+
+async def test_parsed_feeds_are_bounded_apart_from_fetched_bodies(
+    tmp_path: Path, table: Table
+) -> None:
+    """A parsed feed (items and their readings) weighs several times its body, and the
+    bot commits one at a time: of many feeds in flight, at most ``PARSED_IN_FLIGHT``
+    are in the parse pool or parsed and not yet committed; the others wait as bodies."""
+    wide = 16
+    settings = make_settings(
+        tmp_path, fetch=FetchOptions(deadline_seconds=30, concurrency=wide, per_host=wide)
+    )
+    db = Database.open(settings.database_path)
+    parses, bodies, parsed = SlowParses(), Bodies(), Bodies()
+    submit = parses.submit
+
+    def counted_submit(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        parsed.got()  # from here until its commit
+        return submit(fn, *args, **kwargs)
+
+    parses.submit = counted_submit  # type: ignore[method-assign]
+    with FeedServer() as server:
+        serve(server)
+        for f in range(FEEDS):
+            db.add_feed(server.url(f"/f{f}.xml"), now=datetime.now(UTC))
+        async with FeedFetcher(settings.file.fetch, True) as fetcher:
+            instrument(fetcher, db, bodies)
+            commit = db.commit_poll
+
+            def commit_drops_parsed(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    return commit(*args, **kwargs)
+                finally:
+                    parsed.dropped()
+
+            db.commit_poll = commit_drops_parsed  # type: ignore[method-assign]
+            report = await Poller(
+                db, fetcher, Matcher(), settings, parse_executor=parses
+            ).poll_due()
+        parses.shutdown()
+    stored = sum(db.item_count(f.id) for f in db.list_feeds())
+    db.close()
+    assert report.errors == 0 and report.new_items == stored == FEEDS * 30
+    assert 2 <= parsed.peak <= PARSED_IN_FLIGHT < bodies.peak <= wide
+    table.row(
+        "**Parsed feeds bounded apart** (issue 18)", f"{FEEDS} feeds, fetch concurrency "
+        f"{wide}, a parse pool slower than the fetches", FEEDS,
+        f"at most {parsed.peak} feeds parsing or parsed before their commit (bound "
+        f"{PARSED_IN_FLIGHT}) while up to {bodies.peak} bodies were held",
     )
 
 
