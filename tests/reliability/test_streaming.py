@@ -77,7 +77,8 @@ class Bodies:
             self.held -= 1
 
 
-def instrument(fetcher: FeedFetcher, db: Database, bodies: Bodies) -> None:
+def instrument(fetcher: FeedFetcher, db: Database, bodies: Bodies, *also: Bodies) -> None:
+    """``bodies`` counts from fetch to commit; ``also`` counters drop at commit too."""
     fetch, commit = fetcher.fetch, db.commit_poll
 
     async def counted_fetch(url: str, state: FeedState) -> FetchResult:
@@ -90,7 +91,8 @@ def instrument(fetcher: FeedFetcher, db: Database, bodies: Bodies) -> None:
         try:
             return commit(*args, **kwargs)
         finally:
-            bodies.dropped()
+            for counter in (bodies, *also):
+                counter.dropped()
 
     fetcher.fetch = counted_fetch  # type: ignore[method-assign]
     db.commit_poll = counted_commit  # type: ignore[method-assign]
@@ -162,16 +164,7 @@ async def test_parsed_feeds_are_bounded_apart_from_fetched_bodies(
         for f in range(FEEDS):
             db.add_feed(server.url(f"/f{f}.xml"), now=datetime.now(UTC))
         async with FeedFetcher(settings.file.fetch, True) as fetcher:
-            instrument(fetcher, db, bodies)
-            commit = db.commit_poll
-
-            def commit_drops_parsed(*args: Any, **kwargs: Any) -> Any:
-                try:
-                    return commit(*args, **kwargs)
-                finally:
-                    parsed.dropped()
-
-            db.commit_poll = commit_drops_parsed  # type: ignore[method-assign]
+            instrument(fetcher, db, bodies, parsed)
             report = await Poller(
                 db, fetcher, Matcher(), settings, parse_executor=parses
             ).poll_due()
