@@ -1,12 +1,16 @@
-"""Unit tests for the SSRF guard: pure address and URL checks, no network."""
+"""Unit tests for the SSRF guard: pure address and URL checks, no network; the tests of
+its connection pool also talk to small servers of their own on 127.0.0.1."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
 import random
 import socket
+import ssl
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +20,7 @@ import pytest
 from httpcore._async.http11 import HTTPConnectionState
 
 from bot.errors import BlockedAddressError, FetchError
+from bot.fetching import guard as guard_module
 from bot.fetching.guard import (
     Guard,
     GuardedNetworkBackend,
@@ -584,3 +589,97 @@ def test_the_linear_pool_never_reuses_a_connection_its_server_closed() -> None:
             live = _assign(httpcore.AsyncConnectionPool, seed, _httpcore_connection(False))
             assert ours.decisions() == live.decisions(), seed
     assert found_some > 20
+
+
+class _Origin:
+    """An HTTP/1.1 server on 127.0.0.1 answering every request "ok" on a connection kept
+    open, or closed right after the response, unannounced (``hang_up``). The first
+    ``hold`` requests wait for one another, so they arrive on as many connections."""
+
+    def __init__(self, *, hang_up: bool = False, hold: int = 1) -> None:
+        self.hang_up, self.hold = hang_up, hold
+        self.connections = self.requests = 0
+        self.all_in = asyncio.Event()
+        self.hung_up = asyncio.Event()
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while not reader.at_eof():
+                try:
+                    await reader.readuntil(b"\r\n\r\n")
+                except asyncio.IncompleteReadError:
+                    return
+                self.requests += 1
+                if self.requests >= self.hold:
+                    self.all_in.set()
+                await self.all_in.wait()
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+                if self.hang_up:
+                    return
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            if self.hang_up:
+                self.hung_up.set()
+
+
+@contextlib.asynccontextmanager
+async def _pooled_client(
+    origin: _Origin, connections: int
+) -> AsyncIterator[tuple[httpx.AsyncClient, LinearPool, str]]:
+    """A client through GuardedTransport (so LinearPool and the guarded sockets), the
+    pool, and the URL of ``origin`` served on 127.0.0.1."""
+    server = await asyncio.start_server(origin.serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    limits = httpx.Limits(
+        max_connections=connections, max_keepalive_connections=connections, keepalive_expiry=30.0
+    )
+    transport = GuardedTransport(
+        Guard(allow_private_networks=True), ssl_context=ssl.create_default_context(), limits=limits
+    )
+    assert isinstance(transport._pool, LinearPool)
+    async with server, httpx.AsyncClient(transport=transport, trust_env=False) as client:
+        yield client, transport._pool, f"http://127.0.0.1:{port}/feed.xml"
+
+
+async def test_a_pooled_connection_its_server_closed_is_not_reused() -> None:
+    origin = _Origin(hang_up=True)
+    async with _pooled_client(origin, 4) as (client, pool, url):
+        assert (await client.get(url)).text == "ok"
+        [first] = pool.connections  # idle, and nothing polls it until it is needed
+        await origin.hung_up.wait()
+        for _ in range(500):  # until the server's close reaches our end of the socket
+            if first.has_expired():
+                break
+            await asyncio.sleep(0.01)
+        # Sent on the dead connection, this would fail ("Server disconnected").
+        assert (await client.get(url)).text == "ok"
+        assert origin.connections == 2
+        assert first.is_closed() and first not in pool.connections
+
+
+async def test_a_request_on_a_pool_of_idle_connections_polls_one_socket(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    idle = 6
+    origin = _Origin(hold=idle)
+    async with _pooled_client(origin, idle) as (client, pool, url):
+        await asyncio.gather(*(client.get(url) for _ in range(idle)))
+        assert origin.connections == idle
+        assert [c.is_idle() for c in pool.connections] == [True] * idle
+        polled: list[socket.socket | None] = []
+        has_pending_input = guard_module._has_pending_input
+
+        def counting(sock: socket.socket | None) -> bool:
+            polled.append(sock)
+            return has_pending_input(sock)
+
+        monkeypatch.setattr(guard_module, "_has_pending_input", counting)
+        assert (await client.get(url)).text == "ok"
+        # The connection it reuses, checked as it is handed the request; httpcore
+        # polled all six as the request started and again as it ended.
+        assert len(polled) == 1
+        assert origin.connections == idle
