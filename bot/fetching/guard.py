@@ -29,6 +29,7 @@ import re
 import select
 import socket
 import ssl
+import time
 import typing
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -505,33 +506,75 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
+_MISSING = object()
+
+
+def _keepalive_lapsed(connection: httpcore.AsyncConnectionInterface, now: float) -> bool | None:
+    """Whether ``connection``'s keep-alive time ran out, told without touching its socket;
+    None when this httpcore's connection does not show that (only ``has_expired()`` can
+    tell, and for an idle HTTP/1.1 connection it polls the socket)."""
+    if not isinstance(connection, httpcore.AsyncHTTPConnection):
+        return None
+    inner = getattr(connection, "_connection", _MISSING)
+    if inner is None:
+        # Connecting, or failed to: httpcore answers from a flag, no socket yet.
+        return connection.has_expired()
+    if not isinstance(inner, httpcore.AsyncHTTP11Connection):
+        return None
+    expire_at = getattr(inner, "_expire_at", _MISSING)
+    if expire_at is None:
+        return False
+    if not isinstance(expire_at, int | float):
+        return None
+    return now > expire_at
+
+
 class LinearPool(httpcore.AsyncConnectionPool):
-    """httpcore's connection pool, its bookkeeping linear in the number of connections.
+    """httpcore's connection pool, its bookkeeping linear in the number of connections,
+    polling a socket only for the connection about to carry a request.
 
     httpcore 1.0's ``_assign_requests_to_connections`` runs whenever a request starts
     or ends. It counts the pool's connections by listing all of them once per idle
     connection, and lists the idle ones once per queued request: at 16 connections,
-    hundreds of ``is_idle`` calls per request, the largest single cost in a pass of
-    1,000 304s after the socket waits (issue 18). This makes the same decisions, in the
-    same order, with each count and list made once and only where it is used
-    (``tests/unit/test_guard.py`` checks them against httpcore's own on the same pools).
+    hundreds of ``is_idle`` calls per request. Each count and list is made once here,
+    and only where it is used.
+
+    httpcore also asks every connection ``has_expired()`` on each of those passes, and
+    for an idle HTTP/1.1 connection that is a ``poll()`` of its socket ("did the server
+    hang up?"): 16 polls per pass, about 50 per request in a pass of 1,000 304s, 9% of
+    its CPU (issue 18). Here every connection's keep-alive time is still checked on
+    each pass (httpcore's ``_expire_at``, no system call), but the socket of an idle
+    connection is polled only when it is about to be handed a request: found readable
+    then, it is removed and closed and the next candidate is tried, so a connection
+    the server closed is never reused. A server-closed idle connection nobody asks
+    for stays in the pool, holding a slot, until its keep-alive time runs out or it
+    is evicted (the first idle connection goes, unpolled: it is closed either way),
+    where httpcore would have dropped it at once. All differences in decisions come
+    from that (``tests/unit/test_guard.py`` compares them with httpcore's on the same
+    pools, with and without such connections).
+    A connection that does not show httpcore 1.0's HTTP/1.1 internals (another
+    httpcore, HTTP/2) gets httpcore's full ``has_expired()`` on every pass.
     """
 
     def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
         closing: list[httpcore.AsyncConnectionInterface] = []
         connections = self._connections
+        now = time.monotonic()
         for connection in list(connections):
             if connection.is_closed():
                 connections.remove(connection)
-            elif connection.has_expired() or (
+                continue
+            lapsed = _keepalive_lapsed(connection, now)
+            if lapsed is None:
+                lapsed = connection.has_expired()
+            if lapsed or (
                 connection.is_idle() and len(connections) > self._max_keepalive_connections
             ):
                 connections.remove(connection)
                 closing.append(connection)
         for pool_request in [r for r in self._requests if r.is_queued()]:
             origin = pool_request.request.url.origin
-            available = next((c for c in connections
-                              if c.can_handle_request(origin) and c.is_available()), None)
+            available = self._reusable(origin, now, closing)
             if available is not None:
                 pool_request.assign_to_connection(available)
                 continue
@@ -545,6 +588,30 @@ class LinearPool(httpcore.AsyncConnectionPool):
             connections.append(connection)
             pool_request.assign_to_connection(connection)
         return closing
+
+    def _reusable(
+        self,
+        origin: httpcore.Origin,
+        now: float,
+        closing: list[httpcore.AsyncConnectionInterface],
+    ) -> httpcore.AsyncConnectionInterface | None:
+        """The first pooled connection that can take a request for ``origin`` now, if
+        any; those found closed by their server on the way are moved to ``closing``."""
+        connections = self._connections
+        while True:
+            candidate = next(
+                (c for c in connections if c.can_handle_request(origin) and c.is_available()),
+                None,
+            )
+            # Without a time-only answer, has_expired() already ran on this pass.
+            if (
+                candidate is None
+                or _keepalive_lapsed(candidate, now) is None
+                or not candidate.has_expired()
+            ):
+                return candidate
+            connections.remove(candidate)
+            closing.append(candidate)
 
 
 class GuardedTransport(httpx.AsyncHTTPTransport):

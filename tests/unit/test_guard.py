@@ -1,16 +1,26 @@
-"""Unit tests for the SSRF guard: pure address and URL checks, no network."""
+"""Unit tests for the SSRF guard: pure address and URL checks, no network; the tests of
+its connection pool also talk to small servers of their own on 127.0.0.1."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
 import random
 import socket
+import ssl
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
 
 import httpcore
 import httpx
 import pytest
+from httpcore._async.http11 import HTTPConnectionState
 
 from bot.errors import BlockedAddressError, FetchError
+from bot.fetching import guard as guard_module
 from bot.fetching.guard import (
     Guard,
     GuardedNetworkBackend,
@@ -366,13 +376,17 @@ def test_redact_url(url: str, shown: str) -> None:
     assert redact_url(url) == shown
 
 
+ORIGINS = {k: httpcore.Origin(b"http", k.encode(), 80) for k in "ab"}
+
+
 class _FakeConnection:
-    """A pooled connection's state, as the pool's bookkeeping asks for it."""
+    """A pooled connection's state, as the pool's bookkeeping asks for it. It shows
+    none of httpcore's internals, so LinearPool asks it ``has_expired()`` every pass."""
 
     calls = 0  # is_idle calls, over all fakes
 
-    def __init__(self, name: str, origin: str, state: dict[str, bool]) -> None:
-        self.name, self.origin, self.state = name, origin, state
+    def __init__(self, origin: httpcore.Origin, state: dict[str, bool]) -> None:
+        self.origin, self.state = origin, state
 
     def is_closed(self) -> bool:
         return self.state["closed"]
@@ -391,10 +405,65 @@ class _FakeConnection:
         return origin == self.origin
 
 
+def _fake_connection(rng: random.Random | None, origin: httpcore.Origin) -> _FakeConnection:
+    keys = ("closed", "expired", "idle", "available")
+    if rng is None:
+        return _FakeConnection(origin, dict.fromkeys(keys, False))
+    return _FakeConnection(origin, {key: rng.random() < 0.3 for key in keys})
+
+
+class _PolledStream(httpcore.AsyncNetworkStream):
+    """An HTTP/1.1 connection's socket as the pool sees it: readable (data, or its
+    server's close) or not. Counts the polls."""
+
+    def __init__(self, readable: bool) -> None:
+        self.readable, self.polls = readable, 0
+
+    def get_extra_info(self, info: str) -> Any:
+        if info != "is_readable":
+            return None
+        self.polls += 1
+        return self.readable
+
+
+def _httpcore_connection(hangups: bool) -> Callable[..., httpcore.AsyncHTTPConnection]:
+    """Makes connections as httpcore's pool holds them: connecting, failed to, or
+    HTTP/1.1 new, busy, idle (within or past its keep-alive time, or with none) or
+    closed. Sockets are readable at random, an idle one only if ``hangups`` (its
+    server closed it); the same random draws either way, so the pools match."""
+
+    def make(rng: random.Random | None, origin: httpcore.Origin) -> httpcore.AsyncHTTPConnection:
+        connection = httpcore.AsyncHTTPConnection(origin, keepalive_expiry=30.0)
+        if rng is None:
+            return connection  # as create_connection leaves it: connecting
+        state = rng.choice(("connecting", "failed", "NEW", "ACTIVE", "IDLE", "IDLE", "CLOSED"))
+        readable = rng.random() < 0.3 and (hangups or state != "IDLE")
+        lapse = rng.choice((None, -1.0, 60.0))
+        if state == "failed":
+            connection._connect_failed = True
+        elif state != "connecting":
+            http11 = httpcore.AsyncHTTP11Connection(
+                origin, _PolledStream(readable), keepalive_expiry=30.0
+            )
+            http11._state = HTTPConnectionState[state]
+            if state == "IDLE" and lapse is not None:
+                http11._expire_at = time.monotonic() + lapse
+            connection._connection = http11
+        return connection
+
+    return make
+
+
+def _stream(connection: object) -> _PolledStream | None:
+    stream = getattr(getattr(connection, "_connection", None), "_network_stream", None)
+    return stream if isinstance(stream, _PolledStream) else None
+
+
 class _FakeRequest:
-    def __init__(self, origin: str, queued: bool) -> None:
+    def __init__(self, origin: httpcore.Origin, queued: bool) -> None:
         self.request = type("R", (), {"url": type("U", (), {"origin": origin})()})()
-        self.queued, self.connection = queued, None
+        self.queued = queued
+        self.connection: object = None
 
     def is_queued(self) -> bool:
         return self.queued
@@ -403,43 +472,214 @@ class _FakeRequest:
         self.connection = connection
 
 
-def _assign(pool_class: type[httpcore.AsyncConnectionPool], seed: int) -> tuple[object, ...]:
+@dataclass
+class _Pass:
+    """What one ``_assign_requests_to_connections`` did, connections by name."""
+
+    closing: list[str]
+    kept: list[str]
+    assigned: list[str | None]  # per request
+    made: list[str]  # origins of the connections created
+    dead: set[str]  # idle connections whose server had closed them
+    polls: dict[str, int]  # socket polls per connection
+
+    def decisions(self) -> tuple[object, ...]:
+        return self.closing, self.kept, self.assigned, self.made
+
+
+def _assign(
+    pool_class: type[httpcore.AsyncConnectionPool],
+    seed: int,
+    make: Callable[[random.Random | None, httpcore.Origin], Any],
+) -> _Pass:
+    """One pass of ``pool_class``'s bookkeeping on a random pool (the seed's)."""
     rng = random.Random(seed)
-    keys = ("closed", "expired", "idle", "available")
-    pool = pool_class(max_connections=rng.randint(1, 8),
-                      max_keepalive_connections=rng.randint(0, 8))
+    pool = pool_class(
+        max_connections=rng.randint(1, 8), max_keepalive_connections=rng.randint(0, 8)
+    )
+    names: dict[int, str] = {}
     made: list[str] = []
 
-    def create_connection(origin: object) -> _FakeConnection:
+    def named(connection: Any, name: str) -> Any:
+        names[id(connection)] = name
+        return connection
+
+    def create_connection(origin: httpcore.Origin) -> Any:
         made.append(str(origin))
-        return _FakeConnection(f"new{len(made)}", str(origin), dict.fromkeys(keys, False))
+        return named(make(None, origin), f"new{len(made)}")
 
     pool.create_connection = create_connection  # type: ignore[method-assign]
-    pool._connections = [  # type: ignore[assignment]
-        _FakeConnection(f"c{k}", rng.choice("ab"),
-                        {key: rng.random() < 0.3 for key in keys})
-        for k in range(rng.randint(0, 10))]
-    requests = [_FakeRequest(rng.choice("ab"), rng.random() < 0.7)
-                for _ in range(rng.randint(0, 10))]
+    connections = [
+        named(make(rng, ORIGINS[rng.choice("ab")]), f"c{k}") for k in range(rng.randint(0, 10))
+    ]
+    pool._connections = connections
+    streams = {names[id(c)]: (c, s) for c in connections if (s := _stream(c))}
+    dead = {name for name, (c, s) in streams.items() if s.readable and c.is_idle()}
+    requests = [
+        _FakeRequest(ORIGINS[rng.choice("ab")], rng.random() < 0.7)
+        for _ in range(rng.randint(0, 10))
+    ]
     pool._requests = requests  # type: ignore[assignment]
     closing = pool._assign_requests_to_connections()
-    return ([c.name for c in closing],  # type: ignore[attr-defined]
-            [c.name for c in pool._connections],  # type: ignore[attr-defined]
-            [getattr(r.connection, "name", None) for r in requests], made)
+    return _Pass(
+        [names[id(c)] for c in closing],
+        [names[id(c)] for c in pool._connections],
+        [None if r.connection is None else names[id(r.connection)] for r in requests],
+        made,
+        dead,
+        {name: s.polls for name, (_c, s) in streams.items()},
+    )
 
 
 def test_the_linear_pool_decides_as_httpcores_own_with_fewer_idle_checks() -> None:
     # LinearPool overrides a private httpcore method: on 500 random pools (closed,
-    # expired, idle, busy connections; queued and running requests; two origins) it
-    # closes, keeps, assigns and creates exactly as httpcore's does, with under half
-    # its ``is_idle`` calls (httpcore's grow with the square of the connections).
+    # expired, idle, busy connections; queued and running requests; two origins) of
+    # connections that show no httpcore internals, so that it falls back to their
+    # ``has_expired()``, it closes, keeps, assigns and creates exactly as httpcore's
+    # does, with under half its ``is_idle`` calls (httpcore's grow with the square
+    # of the connections).
     linear_calls = httpcore_calls = 0
     for seed in range(500):
         _FakeConnection.calls = 0
-        theirs = _assign(httpcore.AsyncConnectionPool, seed)
+        theirs = _assign(httpcore.AsyncConnectionPool, seed, _fake_connection)
         httpcore_calls += _FakeConnection.calls
         _FakeConnection.calls = 0
-        ours = _assign(LinearPool, seed)
+        ours = _assign(LinearPool, seed, _fake_connection)
         linear_calls += _FakeConnection.calls
-        assert ours == theirs, seed
+        assert ours.decisions() == theirs.decisions(), seed
     assert linear_calls * 2 < httpcore_calls
+
+
+def test_the_linear_pool_decides_as_httpcores_own_polling_only_what_it_reuses() -> None:
+    # On 500 random pools of httpcore's own connections where no server has closed
+    # an idle one, LinearPool decides exactly as httpcore does, but polls a socket
+    # only to hand its connection a request, once per request; httpcore polls every
+    # idle one. (Both may hand one idle connection two requests in a pass: the
+    # second then meets ConnectionNotAvailable and queues again.)
+    our_polls = their_polls = 0
+    for seed in range(500):
+        theirs = _assign(httpcore.AsyncConnectionPool, seed, _httpcore_connection(False))
+        ours = _assign(LinearPool, seed, _httpcore_connection(False))
+        assert ours.decisions() == theirs.decisions(), seed
+        assert all(n <= ours.assigned.count(name) for name, n in ours.polls.items()), seed
+        our_polls += sum(ours.polls.values())
+        their_polls += sum(theirs.polls.values())
+    assert our_polls * 3 < their_polls
+
+
+def test_the_linear_pool_never_reuses_a_connection_its_server_closed() -> None:
+    # The same pools, with idle connections whose server closed them ("dead"):
+    # httpcore drops them all on every pass, LinearPool notices one only when it is
+    # next in line for a request, then closes it and tries the next. No request goes
+    # to a dead connection and those found are closed; when it found none, it decides
+    # as httpcore does on the pool without hang-ups (the dead wait in the pool for
+    # their keep-alive time, or to be evicted), and either way serves the requests
+    # httpcore serves.
+    found_some = 0
+    for seed in range(500):
+        ours = _assign(LinearPool, seed, _httpcore_connection(True))
+        theirs = _assign(httpcore.AsyncConnectionPool, seed, _httpcore_connection(True))
+        found = {name for name in ours.dead if ours.polls[name]}
+        assert not ours.dead & set(ours.assigned), seed
+        assert found <= set(ours.closing) - set(ours.kept), seed
+        assert [a is None for a in ours.assigned] == [a is None for a in theirs.assigned], seed
+        if found:
+            found_some += 1
+        else:
+            live = _assign(httpcore.AsyncConnectionPool, seed, _httpcore_connection(False))
+            assert ours.decisions() == live.decisions(), seed
+    assert found_some > 20
+
+
+class _Origin:
+    """An HTTP/1.1 server on 127.0.0.1 answering every request "ok" on a connection kept
+    open, or closed right after the response, unannounced (``hang_up``). The first
+    ``hold`` requests wait for one another, so they arrive on as many connections."""
+
+    def __init__(self, *, hang_up: bool = False, hold: int = 1) -> None:
+        self.hang_up, self.hold = hang_up, hold
+        self.connections = self.requests = 0
+        self.all_in = asyncio.Event()
+        self.hung_up = asyncio.Event()
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while not reader.at_eof():
+                try:
+                    await reader.readuntil(b"\r\n\r\n")
+                except asyncio.IncompleteReadError:
+                    return
+                self.requests += 1
+                if self.requests >= self.hold:
+                    self.all_in.set()
+                await self.all_in.wait()
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+                if self.hang_up:
+                    return
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            if self.hang_up:
+                self.hung_up.set()
+
+
+@contextlib.asynccontextmanager
+async def _pooled_client(
+    origin: _Origin, connections: int
+) -> AsyncIterator[tuple[httpx.AsyncClient, LinearPool, str]]:
+    """A client through GuardedTransport (so LinearPool and the guarded sockets), the
+    pool, and the URL of ``origin`` served on 127.0.0.1."""
+    server = await asyncio.start_server(origin.serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    limits = httpx.Limits(
+        max_connections=connections, max_keepalive_connections=connections, keepalive_expiry=30.0
+    )
+    transport = GuardedTransport(
+        Guard(allow_private_networks=True), ssl_context=ssl.create_default_context(), limits=limits
+    )
+    assert isinstance(transport._pool, LinearPool)
+    async with server, httpx.AsyncClient(transport=transport, trust_env=False) as client:
+        yield client, transport._pool, f"http://127.0.0.1:{port}/feed.xml"
+
+
+async def test_a_pooled_connection_its_server_closed_is_not_reused() -> None:
+    origin = _Origin(hang_up=True)
+    async with _pooled_client(origin, 4) as (client, pool, url):
+        assert (await client.get(url)).text == "ok"
+        [first] = pool.connections  # idle, and nothing polls it until it is needed
+        await origin.hung_up.wait()
+        for _ in range(500):  # until the server's close reaches our end of the socket
+            if first.has_expired():
+                break
+            await asyncio.sleep(0.01)
+        # Sent on the dead connection, this would fail ("Server disconnected").
+        assert (await client.get(url)).text == "ok"
+        assert origin.connections == 2
+        assert first.is_closed() and first not in pool.connections
+
+
+async def test_a_request_on_a_pool_of_idle_connections_polls_one_socket(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    idle = 6
+    origin = _Origin(hold=idle)
+    async with _pooled_client(origin, idle) as (client, pool, url):
+        await asyncio.gather(*(client.get(url) for _ in range(idle)))
+        assert origin.connections == idle
+        assert [c.is_idle() for c in pool.connections] == [True] * idle
+        polled: list[socket.socket | None] = []
+        has_pending_input = guard_module._has_pending_input
+
+        def counting(sock: socket.socket | None) -> bool:
+            polled.append(sock)
+            return has_pending_input(sock)
+
+        monkeypatch.setattr(guard_module, "_has_pending_input", counting)
+        assert (await client.get(url)).text == "ok"
+        # The connection it reuses, checked as it is handed the request; httpcore
+        # polled all six as the request started and again as it ended.
+        assert len(polled) == 1
+        assert origin.connections == idle
