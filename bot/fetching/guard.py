@@ -572,11 +572,20 @@ class LinearPool(httpcore.AsyncConnectionPool):
             ):
                 connections.remove(connection)
                 closing.append(connection)
-        for pool_request in [r for r in self._requests if r.is_queued()]:
+        queued = [r for r in self._requests if r.is_queued()]
+        # An HTTP/1.1 connection handed to a request stays idle, so "available", until
+        # that request starts on it; httpcore would hand it to the next queued request
+        # too, which then fails, retries and runs this bookkeeping again: about 2,700
+        # retries in a pass of 1,000 304s (issue 18). Such connections are passed over.
+        taken: set[httpcore.AsyncConnectionInterface] = set() if self._http2 or not queued \
+            else {r.connection for r in self._requests if r.connection is not None}
+        for pool_request in queued:
             origin = pool_request.request.url.origin
-            available = self._reusable(origin, now, closing)
+            available = self._reusable(origin, now, closing, taken)
             if available is not None:
                 pool_request.assign_to_connection(available)
+                if not self._http2:
+                    taken.add(available)
                 continue
             if len(connections) >= self._max_connections:
                 idle = next((c for c in connections if c.is_idle()), None)
@@ -594,13 +603,16 @@ class LinearPool(httpcore.AsyncConnectionPool):
         origin: httpcore.Origin,
         now: float,
         closing: list[httpcore.AsyncConnectionInterface],
+        taken: set[httpcore.AsyncConnectionInterface],
     ) -> httpcore.AsyncConnectionInterface | None:
-        """The first pooled connection that can take a request for ``origin`` now, if
-        any; those found closed by their server on the way are moved to ``closing``."""
+        """The first pooled connection not ``taken`` that can take a request for
+        ``origin`` now, if any; those found closed by their server on the way are moved
+        to ``closing``."""
         connections = self._connections
         while True:
             candidate = next(
-                (c for c in connections if c.can_handle_request(origin) and c.is_available()),
+                (c for c in connections if c not in taken
+                 and c.can_handle_request(origin) and c.is_available()),
                 None,
             )
             # Without a time-only answer, has_expired() already ran on this pass.
