@@ -297,6 +297,10 @@ class StaticResolver:
         return [ipaddress.ip_address(a) for a in addresses]
 
 
+# URLs a guard remembers as passed (a few hundred bytes each).
+_PASSED_MEMO = 256
+
+
 @dataclass(frozen=True, slots=True)
 class Guard:
     """The SSRF policy in one object: which URLs are acceptable, and which addresses.
@@ -309,6 +313,9 @@ class Guard:
     allow_private_networks: bool = False
     resolver: Resolver = field(default=system_resolver)
     policy: AddressPolicy = field(default=default_policy)
+    _passed: dict[str, httpx.URL] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     def check_url(self, url: str | httpx.URL) -> httpx.URL:
         """Validate ``url`` and return it as an ``httpx.URL`` safe to request.
@@ -317,6 +324,18 @@ class Guard:
         is connected to. Raises BlockedAddressError with a message a user can read.
         """
         text = str(url).strip()
+        # The check reads the text and this guard's fields only, so a URL passed
+        # recently gives what it gave: each fetch checks its URL, then the transport
+        # checks the request's again (about a tenth of a pass of 304s, issue 18).
+        checked = self._passed.get(text)
+        if checked is None:
+            checked = self._check_url(text)
+            if len(self._passed) >= _PASSED_MEMO:
+                self._passed.pop(next(iter(self._passed)), None)
+            self._passed[text] = checked
+        return checked
+
+    def _check_url(self, text: str) -> httpx.URL:
         shown = redact_url(text)
         try:
             parts = urlsplit(text)

@@ -218,6 +218,29 @@ def test_check_url_refuses_bad_urls(url: str, fragment: str) -> None:
         GUARD.check_url(url)
 
 
+def test_a_url_checked_again_gives_what_it_gave_and_a_refusal_is_never_remembered() -> None:
+    guard = Guard()
+    for _ in range(3):
+        with pytest.raises(BlockedAddressError, match=r"^refused: "):
+            guard.check_url("http://127.0.0.1/feed")
+    passed = guard.check_url("https://news.example.com/feed?x=1")
+    assert guard.check_url("https://news.example.com/feed?x=1") is passed
+    assert guard.check_url(" https://news.example.com/feed?x=1 ") is passed
+    assert str(passed) == "https://news.example.com/feed?x=1"
+    assert "127.0.0.1" not in {u.host for u in guard._passed.values()}
+    for _ in range(2):
+        with pytest.raises(BlockedAddressError):
+            guard.check_url("https://0x7f.1/feed")  # 127.0.0.1, however spelt
+
+
+def test_the_guards_memory_of_passed_urls_is_bounded() -> None:
+    guard = Guard()
+    for k in range(3 * guard_module._PASSED_MEMO):
+        guard.check_url(f"https://feeds{k}.example.com/rss")
+    assert len(guard._passed) == guard_module._PASSED_MEMO
+    assert "https://feeds0.example.com/rss" not in guard._passed  # the oldest went first
+
+
 def test_credentials_never_appear_in_errors() -> None:
     with pytest.raises(BlockedAddressError) as caught:
         GUARD.check_url("https://alice:hunter2@example.com/feed?token=abc")
