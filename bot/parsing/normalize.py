@@ -135,19 +135,19 @@ def plain_text(html_or_text: str | None, limit: int | None = None) -> str:
     if not html_or_text:
         return ""
     text = html_or_text
-    if "<" in text or "&" in text:
+    markup = "<" in text or "&" in text
+    if markup:
         simple = _plain_simple(text, limit)
         if simple is not None:
             return simple
     if limit is not None and len(text) > _FIRST_STEP + limit * 3 // 2:
         return _plain_prefix(text, limit)
-    if "<" in text or "&" in text:
+    if markup:
         extractor = _TextExtractor()
         extractor.feed(text)
         extractor.close()
         text = "".join(extractor.parts)
-    text = "".join(_clean_char(c) for c in text) if not text.isprintable() else text
-    text = " ".join(text.split())
+    text = _visible(text)
     if limit is not None and len(text) > limit:
         text = truncate(text, limit)
     return text

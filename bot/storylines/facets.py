@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
-from itertools import accumulate, chain, compress, count, pairwise
+from itertools import accumulate, chain, compress, count
 from operator import and_, itemgetter, not_
 from sys import intern
 from typing import Literal, NamedTuple
@@ -59,7 +59,8 @@ _POSSESSIVE = frozenset({"'s", "’s", "'S"})
 Casing = Literal["capital", "title", "lower"]
 CASINGS: tuple[Casing, ...] = ("capital", "title", "lower")
 
-_TEXT, _LOW = itemgetter(0), itemgetter(1)  # a _Tok's word as written, and folded
+# A _Tok's word as written, folded, and where it starts and ends.
+_TEXT, _LOW, _START, _END = itemgetter(0), itemgetter(1), itemgetter(2), itemgetter(3)
 _FIRST = itemgetter(0)  # a word's first letter
 _SENTENCE_END = re.compile(r"[.!?:;\n|]")
 # The first word of each office phrase, with the longest phrase it starts: most words
@@ -130,8 +131,8 @@ def _toks(text: str) -> list[_Tok]:
     return _toks_and_gaps(text)[0]
 
 
-def _toks_and_gaps(text: str) -> tuple[list[_Tok], list[str] | None]:
-    """``text``'s tokens, and the text before each (``None`` for Chinese or Cyrillic).
+def _toks_and_gaps(text: str) -> tuple[list[_Tok], list[str]]:
+    """``text``'s tokens, and the text around them: before each, then after the last.
 
     Items are read by the thousand, about 130 words each (issue 18): the Latin-script
     case is built with C-level splits and maps, not a Python loop over the words.
@@ -139,14 +140,15 @@ def _toks_and_gaps(text: str) -> tuple[list[_Tok], list[str] | None]:
     if languages.needs(text):
         # Chinese is segmented, Cyrillic words stemmed: their forms then match across
         # word boundaries and endings ("Москву", "Москве").
-        return [_Tok(w, intern(low), s, e)
-                for w, low, s, e in languages.words(text, _latin)], None
+        toks = [_Tok(w, intern(low), s, e) for w, low, s, e in languages.words(text, _latin)]
+        ends, starts = [0, *map(_END, toks)], [*map(_START, toks), len(text)]
+        return toks, [text[a:b] for a, b in zip(ends, starts, strict=True)]
     parts = _SPLIT.split(text)  # gap, word, gap, word, ..., gap
     written: list[str] = parts[1::2]
     offsets = list(accumulate(map(len, parts)))
     if "'s" in text or "’s" in text or "'S" in text:
         # Possessives are the name: "Putin's" -> "Putin" (the span keeps the "'s").
-        written = [w[:-2] if w[-2:] in _POSSESSIVE and len(w) > 2 else w for w in written]
+        written = list(map(_unpossessive, written))
     lows: Iterable[str] = map(str.casefold, written)  # ASCII words fold as they casefold
     if not text.isascii() and not "".join(written).isascii():
         # A "…" or "’" between words leaves them ASCII (the test above); "Zürich" not.
@@ -160,8 +162,12 @@ def _toks_and_gaps(text: str) -> tuple[list[_Tok], list[str] | None]:
     return toks, parts[0::2]
 
 
+def _unpossessive(word: str) -> str:
+    return word[:-2] if word[-2:] in _POSSESSIVE and len(word) > 2 else word
+
+
 def _latin(word: str) -> str:
-    return fold(word[:-2] if word[-2:] in _POSSESSIVE and len(word) > 2 else word)
+    return fold(_unpossessive(word))
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,8 +379,6 @@ def read_item(text: str) -> ItemFacts:
     roles = _find_roles(text, toks, places)
     words = tuple(map(_LOW, toks))
     written = list(map(_TEXT, toks))
-    if gaps is None:
-        gaps = [""] + [text[a.end : b.start] for a, b in pairwise(toks)]
     # Capitalised mid-sentence: the first word and sentence starts say nothing. Both
     # sets are built by C-level maps: each item has about 130 words (issue 18).
     mid_sentence = map(not_, map(_SENTENCE_END.search, gaps[1:]))
