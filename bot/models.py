@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from bot.storylines.facets import ItemFacts
     from bot.storylines.reading import Reading
 
 
@@ -52,7 +53,10 @@ class Item:
     feed_id: int | None = None
     reading: Reading | None = field(default=None, compare=False, repr=False)
     """What the matcher reads from ``title`` and ``summary``
-    (``bot.storylines.reading.Reading``), when it was read where the item was made
+    (``bot.storylines.reading.Reading``), read once per item; never stored, and
+    ignored in comparisons."""
+    facts: ItemFacts | None = field(default=None, compare=False, repr=False)
+    """The facts part of the reading alone, when it was read where the item was made
     (the parse worker); never stored, and ignored in comparisons."""
 
 

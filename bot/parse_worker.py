@@ -1,8 +1,9 @@
-"""What the parse pool's workers run: a feed parsed, each item read for the matcher;
-and a watch that ends a worker when the bot ends.
+"""What the parse pool's workers run: a feed parsed, the facts of each item read for
+the matcher; and a watch that ends a worker when the bot ends.
 
-Parsing and reading are both pure and per item, so both run in the pool worker and
-the bot's own process only counts and scores (``bot.storylines.reading``). Kept
+Parsing and reading facts are both pure and per item, so both run in the pool
+worker; the bot's own process reads the items' tokens, counts and scores
+(``bot.storylines.reading`` says why the reading is split). Kept
 apart from ``bot.pipeline`` so that a worker imports the parser and the reader
 alone: unpickling the job imports this module, and the pipeline's imports (the
 matcher's numpy, httpx, storage) would cost every worker tens of MB.
@@ -18,15 +19,15 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from bot.parsing.feeds import ParsedFeed, parse_feed
-from bot.storylines.reading import with_reading
+from bot.storylines.reading import with_facts
 
 
 def parse_and_read(
     body: bytes, headers: Mapping[str, str], url: str, *, max_items: int | None = None
 ) -> ParsedFeed:
-    """:func:`~bot.parsing.feeds.parse_feed`, with each item carrying its reading."""
+    """:func:`~bot.parsing.feeds.parse_feed`, with each item carrying its facts."""
     parsed = parse_feed(body, headers, url, max_items=max_items)
-    return replace(parsed, items=tuple(with_reading(i) for i in parsed.items))
+    return replace(parsed, items=tuple(with_facts(i) for i in parsed.items))
 
 
 def die_with(pid: int) -> None:

@@ -1040,8 +1040,9 @@ def _item_tokens(item: Item) -> Sequence[str]:
 
 
 def _read_once(items: Sequence[Item]) -> Sequence[Item]:
-    """The items, each carrying its reading: an item made outside the parse worker
-    (evaluation, tests, previews) is read here once, not once per use."""
+    """The items, each carrying its whole reading, so that each is read once, not once
+    per use: the parse worker's items come with their facts alone (the tokens are
+    read here), and items made elsewhere (evaluation, tests, previews) with nothing."""
     if all(i.reading is not None for i in items):
         return items
     return [i if i.reading is not None else with_reading(i) for i in items]

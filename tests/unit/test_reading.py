@@ -1,9 +1,10 @@
-"""An item's reading (tokens and facts for the matcher): read where the item is made,
-in the parse worker, or by the matcher itself, with the same result."""
+"""An item's reading (tokens and facts for the matcher): its facts read where the item
+is made, in the parse worker, or by the matcher itself, with the same result."""
 
 from __future__ import annotations
 
 import pickle
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from bot.models import Item, Storyline
@@ -11,7 +12,7 @@ from bot.parse_worker import parse_and_read
 from bot.parsing.feeds import parse_feed
 from bot.storylines.facets import _toks, read_item
 from bot.storylines.matcher import Matcher
-from bot.storylines.reading import read, reading_of, with_reading
+from bot.storylines.reading import read, reading_of, with_facts, with_reading
 from bot.storylines.text import tokens
 from tests.support.feed_server import rss_document
 
@@ -32,21 +33,25 @@ def test_a_reading_is_the_matchers_tokens_and_facts() -> None:
     assert r.facts == read_item(f"{item.title}. {item.summary}")
     assert reading_of(item) == r
     assert reading_of(with_reading(item)) == r
+    assert reading_of(with_facts(item)) == r
+    assert reading_of(with_reading(with_facts(item))) == r
 
 
 def test_a_reading_is_never_part_of_an_items_identity() -> None:
     item = ITEMS[1]
-    carried = with_reading(item)
+    carried = with_reading(with_facts(item))
     assert carried == item and hash(carried) == hash(item)
-    assert "reading" not in repr(carried)
+    assert "reading" not in repr(carried) and "facts" not in repr(carried)
 
 
 def test_the_matcher_decides_the_same_with_carried_readings() -> None:
-    plain, carried = Matcher(), Matcher()
+    plain, carried, facts = Matcher(), Matcher(), Matcher()
     found_plain = plain.match(ITEMS, [PUTIN])
     found_carried = carried.match([with_reading(i) for i in ITEMS], [PUTIN])
-    assert found_plain == found_carried and [m.item_key for m in found_plain] == ["a"]
-    assert plain.export_state() == carried.export_state()
+    found_facts = facts.match([with_facts(i) for i in ITEMS], [PUTIN])
+    assert found_plain == found_carried == found_facts
+    assert [m.item_key for m in found_plain] == ["a"]
+    assert plain.export_state() == carried.export_state() == facts.export_state()
 
 
 def test_the_matcher_uses_the_reading_an_item_carries() -> None:
@@ -59,6 +64,17 @@ def test_the_matcher_uses_the_reading_an_item_carries() -> None:
     assert Matcher().match([item], [PUTIN]) == []
 
 
+def test_the_facts_an_item_carries_are_used_and_its_tokens_read_from_its_text() -> None:
+    # The parse worker sends facts alone: the bot reads the tokens of the item's own
+    # text and keeps the facts it carries (not read again).
+    oil, beijing = ITEMS[2], ITEMS[0]
+    carried = with_facts(beijing).facts
+    assert carried is not None
+    r = reading_of(replace(oil, facts=carried))
+    assert r.facts is carried
+    assert r.tokens == read(oil.title, oil.summary).tokens
+
+
 def test_the_parse_worker_sends_items_read_and_picklable() -> None:
     body = rss_document("World", [
         {"guid": f"g{n}", "title": t.title, "description": t.summary,
@@ -67,8 +83,13 @@ def test_the_parse_worker_sends_items_read_and_picklable() -> None:
     plain = parse_feed(body, {"content-type": "application/rss+xml"}, "https://n.test/f")
     assert parsed.items == plain.items
     back = pickle.loads(pickle.dumps(parsed))
-    assert [i.reading for i in back.items] == [read(i.title, i.summary) for i in plain.items]
-    assert all(i.reading is None for i in plain.items)
+    # Facts alone: the tokens are read in the bot's process (bot.storylines.reading).
+    assert all(i.reading is None for i in back.items)
+    assert [i.facts for i in back.items] == [read(i.title, i.summary).facts
+                                             for i in plain.items]
+    assert [reading_of(i) for i in back.items] == [read(i.title, i.summary)
+                                                   for i in plain.items]
+    assert all(i.reading is None and i.facts is None for i in plain.items)
 
 
 def test_a_word_read_again_is_the_same_string_even_through_the_pool() -> None:
@@ -80,8 +101,7 @@ def test_a_word_read_again_is_the_same_string_even_through_the_pool() -> None:
         {"guid": f"g{n}", "title": f"Trade talks {n}", "link": f"https://n.test/{n}"}
         for n in range(2)])
     parsed = parse_and_read(body, {"content-type": "application/rss+xml"}, "https://n.test/f")
-    a, b = (i.reading.facts for i in pickle.loads(pickle.dumps(parsed)).items
-            if i.reading is not None)
+    a, b = (i.facts for i in pickle.loads(pickle.dumps(parsed)).items if i.facts is not None)
     assert a.words[0] == "trade" and a.words[0] is b.words[0]
 
 
