@@ -83,19 +83,22 @@ def retention_policy(settings: Settings) -> RetentionPolicy:
 
 
 def parse_executor() -> Executor:
-    """A process pool for parsing feeds and reading their items for the matcher
+    """A process pool for parsing feeds and reading their items' facts for the matcher
     (``bot.parse_worker``): CPU-bound work that must stay off the loop.
 
-    forkserver, because forking a process that runs threads (the event loop's
-    default executor, SQLite) can copy held locks into the child.
+    spawn: the worker is a fresh interpreter, because forking a process that runs
+    threads (the event loop's default executor, SQLite) can copy held locks into the
+    child. A forkserver would do that too, but it is one more process (~13 MB) kept
+    beside the worker for nothing: the pool starts its one worker once, and again
+    only after a crash.
 
-    One worker. Since it also reads items for the matcher, a first pass of 1,000
-    feeds costs it about two thirds of the CPU and the bot's own process the rest
-    (docs/performance.md, section 8), so a second worker would help wall time; but
-    each worker is ~30 MB more, and the tree is at its 150 MB budget with one.
+    One worker. It sets the pace of a first pass of 1,000 feeds, about 60% of the
+    CPU, the bot's own process the rest (docs/performance.md, section 8), so a second
+    worker would help wall time; but each worker is ~40 MB more, and the tree's
+    budget is 150 MB.
     """
     return ProcessPoolExecutor(
-        1, mp_context=multiprocessing.get_context("forkserver"),
+        1, mp_context=multiprocessing.get_context("spawn"),
         # A worker outlives a bot killed outright unless it watches for that.
         initializer=die_with, initargs=(os.getpid(),),
     )

@@ -34,12 +34,12 @@ def die_with(pid: int) -> None:
     """Pool initializer: end this worker as soon as process ``pid`` (the bot) ends.
 
     A bot killed outright (SIGKILL, the OOM killer) runs no clean-up. Its parse
-    worker, a child of the pool's forkserver rather than of the bot, would wait for
-    work forever; and as it holds the forkserver's "alive" pipe and the resource
-    tracker's, those two stay as well. So each worker watches the bot: a pidfd
-    turns readable when the process ends (no polling); without pidfds (Linux before
-    5.3), it checks twice a second. The bot's pid is passed in, not read as the
-    parent's: the parent is the forkserver, which outlives the bot while this runs.
+    worker would wait for work forever; and as it holds the resource tracker's pipe,
+    the tracker stays as well. So each worker watches the bot: a pidfd turns readable
+    when the process ends (no polling); without pidfds (Linux before 5.3), it checks
+    twice a second. The bot's pid is passed in, not read as the parent's: a worker
+    outlives its parent when the bot is killed (it is then adopted), and the pool
+    may be started by another process than the one to watch.
     """
     threading.Thread(target=_watch, args=(pid,), name="die-with-bot", daemon=True).start()
 

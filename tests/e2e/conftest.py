@@ -103,8 +103,8 @@ class BotProcess:
             env=self.env(),
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
-            # Its own process group, with its parse pool's forkserver and worker and the
-            # resource tracker: a kill or close takes them all (see _reap).
+            # Its own process group, with its parse pool's worker and the resource
+            # tracker: a kill or close takes them all (see _reap).
             start_new_session=True,
         )
         # Ready once it has registered its commands (it did getMe before that).
@@ -140,8 +140,8 @@ class BotProcess:
         self._polls_at_start = sum(1 for m, _ in self.fake.requests if m == "getUpdates")
 
     def _reap(self) -> None:
-        # A bot killed outright leaves its parse pool's forkserver, worker and resource
-        # tracker running; hundreds of them pile up over a test run.
+        # A bot killed outright leaves its parse pool's worker and resource tracker
+        # running until the worker sees it gone; the group's kill ends them at once.
         if self.proc is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.proc.pid, signal.SIGKILL)

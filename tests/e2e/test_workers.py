@@ -57,7 +57,7 @@ def start_worker(tmp: Path, fake: FakeTelegram, config: Path, env_extra: dict[st
          "--claim-lease", "5", "--batch", "2"],
         cwd=tmp, env=env, stdout=(tmp / f"worker-{n}.log").open("wb"),
         stderr=subprocess.STDOUT,
-        # Its own process group: a SIGKILL takes its parse pool's forkserver too.
+        # Its own process group: a SIGKILL takes its parse pool's worker too.
         start_new_session=True,
     )
 

@@ -1,7 +1,8 @@
 """The parse pool when a worker dies (OOM killer, segfault): rebuilt, and our own
 failures counted apart from the feeds' instead of backing feeds off.
 
-A real worker process of the real forkserver pool is killed with SIGKILL.
+A real worker process of the real parse pool (``bootstrap.parse_executor``) is killed
+with SIGKILL.
 """
 
 from __future__ import annotations
