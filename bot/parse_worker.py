@@ -37,9 +37,8 @@ def die_with(pid: int) -> None:
     worker would wait for work forever; and as it holds the resource tracker's pipe,
     the tracker stays as well. So each worker watches the bot: a pidfd turns readable
     when the process ends (no polling); without pidfds (Linux before 5.3), it checks
-    twice a second. The bot's pid is passed in, not read as the parent's: a worker
-    outlives its parent when the bot is killed (it is then adopted), and the pool
-    may be started by another process than the one to watch.
+    twice a second. The bot's pid is passed in when the pool is made, not read as
+    the worker's parent's, which a killed bot no longer is (the worker is adopted).
     """
     threading.Thread(target=_watch, args=(pid,), name="die-with-bot", daemon=True).start()
 
