@@ -40,9 +40,9 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import pairwise
+from itertools import compress, pairwise
 from typing import Any, Protocol
 
 import numpy as np
@@ -331,8 +331,10 @@ class Matcher:
         facts = [reading_of(i).facts for i in items]
         if learn:
             for f in facts:
-                self._caps.update(f.capitalised)
-                self._lows.update(f.lower)
+                # No name is longer than a term: a hash or a URL's path in a summary
+                # would otherwise sit here at up to 1,000 characters a word.
+                self._caps.update(_short(f.capitalised))
+                self._lows.update(_short(f.lower))
                 self.roles.learn(f)
             if len(self._caps) + len(self._lows) > 4 * self.config.max_docs:
                 # Bounded like the IDF statistics: halve, dropping what falls to zero.
@@ -1033,6 +1035,11 @@ def _signature(storyline: Storyline) -> str:
     """What a storyline's learned state depends on: its title, seed, aliases, keywords."""
     text = repr((storyline.title, storyline.seed_text, storyline.aliases, storyline.keywords))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _short(words: frozenset[str]) -> Iterator[str]:
+    """The words of ``words`` no longer than a counted term (``_MAX_TERM_LENGTH``)."""
+    return compress(words, map(_MAX_TERM_LENGTH.__ge__, map(len, words)))
 
 
 def _item_tokens(item: Item) -> Sequence[str]:

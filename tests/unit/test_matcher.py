@@ -277,3 +277,16 @@ def test_statistics_stay_bounded_by_distinct_terms() -> None:
     assert m.idf("tariff") < m.idf("w02995x")  # the common word is still known as common
     m.observe([_item("long", "x" * 60 + " tariff")])
     assert "x" * 60 not in m._df
+
+
+def test_names_learned_from_the_stream_are_no_longer_than_a_term() -> None:
+    """How the stream writes a word (capitalised or not) is learned for words of a
+    term's length only: a hash or a URL's path in a summary, up to 1,000 characters a
+    word, never enters the statistics, which are saved after every pass."""
+    m = Matcher()
+    blob, caps = "9f" * 40, "Zq" * 30
+    m.observe([Item("h", f"Tariff talks in Geneva {caps} resume", f"see {blob} and Geneva",
+                    None, T0, "wire")])
+    state = m.export_state()
+    assert blob not in state["lows"] and caps.casefold() not in state["caps"]
+    assert "geneva" in state["caps"] and "talks" in state["lows"]
