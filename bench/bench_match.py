@@ -5,8 +5,9 @@ topic words (with a seed sentence), items as headline + summary mixing the same
 vocabulary with filler. Each figure is the median of 5 runs of matching a
 2,000-item stream in batches of 200, after a warm-up batch, per second of wall time
 and per CPU-second of the process: once with the matcher reading each item (as the
-evaluation does), once with the items read beforehand (as the parse worker hands them
-to the bot, so the figure is the bot's own process's work).
+evaluation does), once with the items' facts read beforehand (as the parse worker hands
+them to the bot, which reads their tokens itself: the figure is the bot's own process's
+work).
 
 Run: .venv/bin/python bench/bench_match.py
 """
@@ -24,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bot.models import Item, Storyline
 from bot.storylines.matcher import Matcher
-from bot.storylines.reading import with_reading
+from bot.storylines.reading import with_facts
 
 RNG = random.Random(20231017)
 SYL = ["ka", "lo", "mi", "ra", "te", "vo", "shi", "an", "ber", "gu", "dan", "zo", "pel", "ri"]
@@ -72,7 +73,7 @@ def run(
     n_storylines: int, n_items: int = 2000, batch: int = 200, *, read: bool = False
 ) -> tuple[float, float]:
     """Items per second of wall time and per CPU-second of this process. With ``read``,
-    the items come read (tokens and facts), as the parse worker hands them to the bot:
+    the items come with their facts read, as the parse worker hands them to the bot:
     the figure is then the bot's own process's work."""
     sls = storylines(n_storylines)
     t0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -80,7 +81,7 @@ def run(
     m.match(items(batch, t0), sls)  # warm-up: profiles, index, caches
     stream = items(n_items, t0 + timedelta(days=1))
     if read:
-        stream = [with_reading(i) for i in stream]
+        stream = [with_facts(i) for i in stream]
     start, cpu = time.perf_counter(), time.process_time()
     for k in range(0, n_items, batch):
         m.match(stream[k : k + batch], sls)
@@ -89,7 +90,8 @@ def run(
 
 def main() -> None:
     # The CPU figure is what other work on the machine changes least.
-    for read, what in ((False, "reading included"), (True, "items read in the parse worker")):
+    for read, what in ((False, "reading included"),
+                       (True, "items' facts read in the parse worker")):
         print(what)
         for n in (10, 100, 1000):
             rates = [run(n, read=read) for _ in range(5)]
