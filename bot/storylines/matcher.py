@@ -40,7 +40,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import compress, pairwise
 from typing import Any, Protocol
@@ -387,7 +387,7 @@ class Matcher:
         for toks in docs:
             # A "word" longer than any word (a URL, base64, a run of CJK no one segmented)
             # is never a storyline's term: counting it costs memory and nothing else.
-            self._df.update({t for t in toks if len(t) <= _MAX_TERM_LENGTH})
+            self._df.update(set(_short(toks)))
             self._n_docs += 1
         if docs:
             self._idf_cache.clear()
@@ -1037,8 +1037,9 @@ def _signature(storyline: Storyline) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _short(words: frozenset[str]) -> Iterator[str]:
-    """The words of ``words`` no longer than a counted term (``_MAX_TERM_LENGTH``)."""
+def _short(words: Collection[str]) -> Iterator[str]:
+    """The words of ``words`` no longer than a counted term (``_MAX_TERM_LENGTH``), in
+    the order ``words`` gives them (it is read twice, so not a one-shot iterator)."""
     return compress(words, map(_MAX_TERM_LENGTH.__ge__, map(len, words)))
 
 
