@@ -28,6 +28,7 @@ TRACKING_PARAMS = frozenset(
 TRACKING_PREFIXES = ("utm_", "itm_", "pk_", "mtm_")
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _is_tracking(name: str) -> bool:
@@ -48,7 +49,7 @@ def canonical_url(url: str | None) -> str | None:
     # urlsplit drops tabs and newlines itself (as browsers do); other control
     # characters mean the value is not a URL at all.
     text = url.strip().replace("\t", "").replace("\r", "").replace("\n", "")
-    if not text or any(ord(c) < 0x20 or c == "\x7f" for c in text):
+    if not text or _CONTROL.search(text):
         return None
     try:
         parts = urlsplit(text)
