@@ -23,11 +23,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
 from itertools import accumulate, chain, compress, count
-from operator import and_, itemgetter, not_
+from operator import and_, itemgetter
 from sys import intern
 from typing import Literal, NamedTuple
 
 from bot.storylines import languages
+from bot.storylines.folding import composed
 from bot.storylines.knowledge import (
     ABBREVIATIONS,
     DEVELOPMENT_KINDS,
@@ -47,13 +48,18 @@ from bot.storylines.knowledge import (
     region_members,
     roles_compatible,
 )
-from bot.storylines.text import STOPWORDS, fold, is_year, word_list
+from bot.storylines.text import (
+    STOPWORDS,
+    fold,
+    fold_written,
+    is_year,
+    split_words,
+    unpossessive,
+    word_list,
+)
 
 Role = tuple[PlaceKey | None, str]  # (whose office, which office)
 
-# A word, captured so that ``split`` gives the text between words too.
-_SPLIT = re.compile(r"(U\.S\.(?:A\.)?|U\.K\.|[^\W_]+(?:['’][^\W_]+)*)", re.UNICODE)
-_POSSESSIVE = frozenset({"'s", "’s", "'S"})
 # How a title wrote a word, for ``parse_title``'s ``is_name``: with a capital, in a Title
 # Case title, or typed all in lower case.
 Casing = Literal["capital", "title", "lower"]
@@ -143,16 +149,9 @@ def _toks_and_gaps(text: str) -> tuple[list[_Tok], list[str]]:
         toks = [_Tok(w, intern(low), s, e) for w, low, s, e in languages.words(text, _latin)]
         ends, starts = [0, *map(_END, toks)], [*map(_START, toks), len(text)]
         return toks, [text[a:b] for a, b in zip(ends, starts, strict=True)]
-    parts = _SPLIT.split(text)  # gap, word, gap, word, ..., gap
-    written: list[str] = parts[1::2]
+    parts, written = split_words(text)  # parts: gap, word, gap, word, ..., gap
     offsets = list(accumulate(map(len, parts)))
-    if "'s" in text or "’s" in text or "'S" in text:
-        # Possessives are the name: "Putin's" -> "Putin" (the span keeps the "'s").
-        written = list(map(_unpossessive, written))
-    lows: Iterable[str] = map(str.casefold, written)  # ASCII words fold as they casefold
-    if not text.isascii() and not "".join(written).isascii():
-        # A "…" or "’" between words leaves them ASCII (the test above); "Zürich" not.
-        lows = [w.casefold() if w.isascii() else fold(w) for w in written]
+    lows = fold_written(text, written)
     # One string per word, however often it is written: an item's facts keep its
     # words three times over (words, word set, lower or capitalised), and a feed's
     # readings are pickled from the parse worker to the bot, where the pickle's
@@ -162,12 +161,8 @@ def _toks_and_gaps(text: str) -> tuple[list[_Tok], list[str]]:
     return toks, parts[0::2]
 
 
-def _unpossessive(word: str) -> str:
-    return word[:-2] if word[-2:] in _POSSESSIVE and len(word) > 2 else word
-
-
 def _latin(word: str) -> str:
-    return fold(_unpossessive(word))
+    return fold(unpossessive(word))
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,7 +368,11 @@ def _find_roles(
 
 
 def read_item(text: str) -> ItemFacts:
-    """Read an item's text once: its words, places and offices."""
+    """Read an item's text once: its words, places and offices.
+
+    Composed first (``folding.composed``), as ``text.tokens`` reads: the facts' words
+    are then the words of the item's tokens (``reading``)."""
+    text = composed(text)
     toks, gaps = _toks_and_gaps(text)
     places = _find_places(toks)
     roles = _find_roles(text, toks, places)
@@ -381,7 +380,7 @@ def read_item(text: str) -> ItemFacts:
     written = list(map(_TEXT, toks))
     # Capitalised mid-sentence: the first word and sentence starts say nothing. Both
     # sets are built by C-level maps: each item has about 130 words (issue 18).
-    mid_sentence = map(not_, map(_SENTENCE_END.search, gaps[1:]))
+    mid_sentence = map(_mid_sentence, gaps[1:])
     capital = map(str.isupper, map(_FIRST, written[1:]))
     caps = compress(words[1:], map(and_, capital, mid_sentence))
     lower = compress(words, map(str.islower, written))
@@ -401,6 +400,13 @@ def read_item(text: str) -> ItemFacts:
         located=located,
         cities=cities,
     )
+
+
+# The text between two words is mostly one of a few strings (" ", ", ", ". "): each
+# is searched for a sentence's end once, not once per word of every item.
+@lru_cache(maxsize=4096)
+def _mid_sentence(gap: str) -> bool:
+    return not _SENTENCE_END.search(gap)
 
 
 def _same_sentence(text: str, first: _Tok, second: _Tok) -> bool:
@@ -489,6 +495,7 @@ def parse_title(
     ``aliases`` (a seed file's ``name -> other names``) add forms and offices to the
     facet whose name they share a word with.
     """
+    title = composed(title)
     toks = _toks(title)
     han_names = languages.han_names(title) if languages.has_han(title) else frozenset()
     # "putin trip to china", as typed on a phone: no capital says anything, so places

@@ -27,3 +27,14 @@ def fold(text: str) -> str:
     if marks.isdisjoint(decomposed):
         return decomposed.casefold()
     return "".join(ch for ch in decomposed if ch not in marks).casefold()
+
+
+def composed(text: str) -> str:
+    """``text`` in NFC, for reading, never for storing or showing: an accent written as
+    a letter and a combining mark ("e" and U+0301) becomes one letter, so that a word
+    split on non-letters stays whole, as it does once folded. (NFKC would also turn a
+    "½" into "1⁄2" as folding does, but it rewrites every "…" too, and cost a tenth of
+    reading an item; those characters are left as written.)"""
+    if text.isascii() or unicodedata.is_normalized("NFC", text):
+        return text
+    return unicodedata.normalize("NFC", text)

@@ -8,10 +8,12 @@ demonyms) so that nothing depends on any particular data set.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
 from bot.storylines import languages
+from bot.storylines.folding import composed
 from bot.storylines.folding import fold as fold  # re-exported: text readers fold too
 from bot.storylines.knowledge import ADJECTIVES, country_records
 
@@ -169,17 +171,58 @@ def tokens(text: str) -> list[str]:
     """
     if languages.needs(text):
         return _tokens_other(text)
-    # A word's token depends on the word alone: looked up in C for the ~130 words of
-    # each of the thousands of items a first pass reads (issue 18).
-    return [tok for tok in map(_token_of, _WORD_RE.findall(fold(text))) if tok]
+    text = composed(text)
+    return tokens_of(fold_written(text, split_words(text)[1]))
+
+
+def tokens_of(words: Iterable[str]) -> list[str]:
+    """The content tokens of folded words (:func:`fold_written`), in order.
+
+    One tokenisation serves both readings of an item: the facts' words
+    (``facets.ItemFacts.words``, read in the parse worker) give its tokens without
+    a second pass over the text. A word's token depends on the word alone, so it is
+    looked up in C for the ~130 words of each of the thousands of items a first pass
+    reads (issue 18).
+    """
+    return [tok for tok in map(_token_of, words) if tok]
+
+
+# A word, captured so that ``split`` gives the text between words too. "U.S." and
+# "U.K." are one word, for the places they name (``facets``); no token (_token_of).
+WORD_SPLIT = re.compile(r"(U\.S\.(?:A\.)?|U\.K\.|[^\W_]+(?:['’][^\W_]+)*)", re.UNICODE)
+_POSSESSIVE = frozenset({"'s", "’s", "'S"})
+
+
+def split_words(text: str) -> tuple[list[str], list[str]]:
+    """``text`` split on its words: every part (gap, word, gap, ..., gap), and the
+    words as written, possessives dropped ("Putin's" -> "Putin")."""
+    parts = WORD_SPLIT.split(text)
+    written: list[str] = parts[1::2]
+    if "'s" in text or "’s" in text or "'S" in text:
+        written = list(map(unpossessive, written))
+    return parts, written
+
+
+def fold_written(text: str, written: list[str]) -> Iterable[str]:
+    """The words ``split_words`` found in ``text``, folded one by one."""
+    if not text.isascii() and not "".join(written).isascii():
+        # A "…" or "’" between words leaves them ASCII (the test above); "Zürich" not.
+        return [w.casefold() if w.isascii() else fold(w) for w in written]
+    return map(str.casefold, written)  # ASCII words fold as they casefold
+
+
+def unpossessive(word: str) -> str:
+    """"Putin's" -> "Putin"."""
+    return word[:-2] if word[-2:] in _POSSESSIVE and len(word) > 2 else word
 
 
 # News repeats its words (Zipf): 16,384 entries (under 4 MB) serve most look-ups, and
 # the parse worker's memory stays bounded however long it runs.
 @lru_cache(maxsize=16_384)
 def _token_of(raw: str) -> str:
-    """The token a folded word gives, or "" for none (stopwords, numbers, one letter)."""
-    if raw in STOPWORDS or (raw.isdigit() and not _YEAR_RE.match(raw)):
+    """The token a folded word gives, or "" for none (stopwords, numbers, one letter,
+    and "u.s." and "u.k.": as tokens they were always one-letter words, dropped)."""
+    if raw in STOPWORDS or "." in raw or (raw.isdigit() and not _YEAR_RE.match(raw)):
         return ""
     tok = stem(raw)
     return "" if len(tok) < 2 or tok in STOPWORDS else tok

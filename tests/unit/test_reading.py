@@ -13,7 +13,7 @@ from bot.parsing.feeds import parse_feed
 from bot.storylines.facets import _toks, read_item
 from bot.storylines.matcher import Matcher
 from bot.storylines.reading import read, reading_of, with_facts, with_reading
-from bot.storylines.text import tokens
+from bot.storylines.text import tokens, tokens_of
 from tests.support.feed_server import rss_document
 
 T0 = datetime(2023, 10, 1, tzinfo=UTC)
@@ -64,15 +64,50 @@ def test_the_matcher_uses_the_reading_an_item_carries() -> None:
     assert Matcher().match([item], [PUTIN]) == []
 
 
-def test_the_facts_an_item_carries_are_used_and_its_tokens_read_from_its_text() -> None:
-    # The parse worker sends facts alone: the bot reads the tokens of the item's own
-    # text and keeps the facts it carries (not read again).
+def test_the_facts_an_item_carries_are_used_and_its_tokens_are_their_words() -> None:
+    # The parse worker sends facts alone: the bot keeps them (not read again) and
+    # takes the tokens from their words, not from a second pass over the text.
     oil, beijing = ITEMS[2], ITEMS[0]
     carried = with_facts(beijing).facts
     assert carried is not None
     r = reading_of(replace(oil, facts=carried))
     assert r.facts is carried
-    assert r.tokens == read(oil.title, oil.summary).tokens
+    assert r.tokens == read(beijing.title, beijing.summary).tokens
+    assert r.tokens != read(oil.title, oil.summary).tokens
+
+
+# Texts whose words a careless split would read apart from ``tokens``: possessives,
+# "U.S.", an accent written as a combining mark, a ligature, a fraction, digits.
+ODD_TEXTS = [
+    "Putin’s aides, the 2023 forum and 42 visits",
+    "The U.S. and the U.K.: U.S.-based firms; the u.s. dollar; PUTIN'S envoy",
+    "Diende\u0301re\u0301 and Zu\u0308rich: the \ufb01nance of x\u00b2 and \u00bd of it",
+    "O’Neill's it’s don't players' rock'n'roll 1990's",
+    "Floods… in the south — “heavy” rain",
+]
+
+
+def test_one_tokenisation_the_tokens_of_a_text_are_those_of_its_facts_words() -> None:
+    for text in ODD_TEXTS:
+        title, summary = text.split(" ", 1)
+        r = read(title, summary)
+        assert r.tokens == tuple(tokens(f"{title} {summary}")), text
+        assert list(r.tokens) == tokens_of(r.facts.words), text
+    # An accent written as a combining mark reads as the letter it makes.
+    assert tokens("Diende\u0301re\u0301 in Zu\u0308rich") == tokens("Diendéré in Zürich") == [
+        "diendere", "zurich"]
+    assert tokens("the \ufb01nance of x\u00b2") == ["finance", "x2"]
+    assert read_item("Talks in Zu\u0308rich").words == read_item("Talks in Zürich").words
+    assert read_item("Talks in Zu\u0308rich").places == read_item("Talks in Zürich").places
+    # "U.S." is one word for the places it names, and no token, as before.
+    assert read_item("The U.S. envoy").words == ("the", "u.s.", "envoy")
+    assert tokens("The U.S. envoy") == ["envoy"]
+
+
+def test_chinese_and_cyrillic_tokens_are_read_from_the_text() -> None:
+    # Segmented and stemmed apart (``languages``): their facts' words are other forms.
+    item = Item("z", "Путин прибыл в Пекин", "Визит в Китай", None, T0, "wire")
+    assert reading_of(with_facts(item)).tokens == tuple(tokens(f"{item.title} {item.summary}"))
 
 
 def test_the_parse_worker_sends_items_read_and_picklable() -> None:
