@@ -403,8 +403,8 @@ def read_item(text: str) -> ItemFacts:
 
 
 # The text between two words is mostly one of a few strings (" ", ", ", ". "): each
-# is searched for a sentence's end once, not once per word of every item. A gap is
-# at most an item's length (1,000 characters): the cache stays under 1 MB.
+# is searched for a sentence's end once, not once per word of every item. Bounded in
+# entries; a gap is rarely more than a few characters.
 @lru_cache(maxsize=1024)
 def _mid_sentence(gap: str) -> bool:
     return not _SENTENCE_END.search(gap)

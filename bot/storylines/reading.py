@@ -8,7 +8,7 @@ worker (``bot.parse_worker``), and travel with the item (``Item.facts``): a firs
 pass of 1,000 feeds spent over half of the bot's own CPU reading 50,000 items in
 the matcher (issue 18). The text is split into words once: the tokens are those of
 the facts' words (``text.tokens_of``), taken in the bot, where splitting the text a
-second time was a quarter of its process's time on a first pass (issue 18 again).
+second time was about a fifth of its process's CPU on a first pass (issue 18 again).
 The matcher calls :func:`reading_of`, which completes what an item carries, so
 items made anywhere else (evaluation, tests, storage) are read the same way.
 """
