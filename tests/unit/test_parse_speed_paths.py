@@ -125,6 +125,12 @@ def test_fast_path_agrees_with_feedparser_on_the_corpus() -> None:
     b"<title>caf\xe9</title></item></channel></rss>",
     b"<rdf:RDF xmlns:rdf='http://www.w3.org/1999/02/22-rdf-syntax-ns#' "
     b"xmlns='http://purl.org/rss/1.0/'><item><title>r</title></item></rdf:RDF>",
+    # A C1 control, written in UTF-8 or as a reference, and bytes that are not UTF-8:
+    # feedparser repairs or decodes them.
+    "<rss version='2.0'><channel><item><title>caf\u00e9 \u0085</title></item></channel></rss>"
+    .encode(),
+    b"<rss version='2.0'><channel><item><title>a&#x85;b</title></item></channel></rss>",
+    b"<rss version='2.0'><channel><item><title>caf\xe9</title></item></channel></rss>",
     b"<rss version='2.0'><channel><item><title>a</title><media:title "
     b"xmlns:media='http://search.yahoo.com/mrss/'>m</media:title></item></channel></rss>",
 ])
