@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from bot.wire import by_fields
+
 if TYPE_CHECKING:
     from bot.storylines.facets import ItemFacts
     from bot.storylines.reading import Reading
@@ -40,6 +42,7 @@ class Feed:
     primed: bool = False
 
 
+@by_fields
 @dataclass(frozen=True, slots=True)
 class Item:
     """One normalised feed entry. ``key`` is its stable identity."""

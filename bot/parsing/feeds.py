@@ -29,6 +29,7 @@ from bot.errors import ParseError
 from bot.models import Item
 from bot.parsing import fastpath
 from bot.parsing.normalize import canonical_url, item_key, plain_text, truncate
+from bot.wire import by_fields
 
 TITLE_LIMIT = 300
 SUMMARY_LIMIT = 1000
@@ -45,6 +46,7 @@ EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 RAW_TEXT_FACTOR = 20
 
 
+@by_fields
 @dataclass(frozen=True, slots=True)
 class ParsedFeed:
     """What a feed document contains, normalised. ``bozo_reason`` names a problem

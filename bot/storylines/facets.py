@@ -57,6 +57,7 @@ from bot.storylines.text import (
     unpossessive,
     word_list,
 )
+from bot.wire import by_fields
 
 Role = tuple[PlaceKey | None, str]  # (whose office, which office)
 
@@ -165,6 +166,7 @@ def _latin(word: str) -> str:
     return fold(unpossessive(word))
 
 
+@by_fields
 @dataclass(frozen=True, slots=True)
 class RoleMention:
     """An office named in text; ``owner`` is the name it is apposed to, if any."""
@@ -175,6 +177,7 @@ class RoleMention:
     text: str
 
 
+@by_fields
 @dataclass(frozen=True, slots=True)
 class ItemFacts:
     """What an item mentions, read once for every storyline."""
