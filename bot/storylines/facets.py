@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
 from itertools import accumulate, chain, compress, count
 from operator import and_, itemgetter
 from sys import intern
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, overload
 
 from bot.storylines import languages
 from bot.storylines.folding import composed
@@ -66,8 +66,6 @@ Role = tuple[PlaceKey | None, str]  # (whose office, which office)
 Casing = Literal["capital", "title", "lower"]
 CASINGS: tuple[Casing, ...] = ("capital", "title", "lower")
 
-# A _Tok's word as written, folded, and where it starts and ends.
-_TEXT, _LOW, _START, _END = itemgetter(0), itemgetter(1), itemgetter(2), itemgetter(3)
 _FIRST = itemgetter(0)  # a word's first letter
 _SENTENCE_END = re.compile(r"[.!?:;\n|]")
 # The first word of each office phrase, with the longest phrase it starts: most words
@@ -134,11 +132,43 @@ class _Tok(NamedTuple):
 _new_tok: Callable[[tuple[str, str, int, int]], _Tok] = partial(tuple.__new__, _Tok)
 
 
-def _toks(text: str) -> list[_Tok]:
+class _Toks(Sequence[_Tok]):
+    """A text's words as four columns: as written, folded, where each starts and ends.
+
+    An item has about 130 words and a first pass reads 50,000 items (issue 18), but
+    the reading looks at a few words one by one (those that may start a place or an
+    office) and at the rest only through whole columns, in C. So no object is made
+    per word: a :class:`_Tok` is made when a word is looked at (index or slice).
+    """
+
+    __slots__ = ("ends", "lows", "starts", "texts")
+
+    def __init__(self, texts: list[str], lows: list[str], starts: list[int],
+                 ends: list[int]) -> None:
+        self.texts, self.lows, self.starts, self.ends = texts, lows, starts, ends
+
+    @overload
+    def __getitem__(self, k: int) -> _Tok: ...
+    @overload
+    def __getitem__(self, k: slice) -> list[_Tok]: ...
+    def __getitem__(self, k: int | slice) -> _Tok | list[_Tok]:
+        if isinstance(k, slice):
+            return list(map(_new_tok, zip(self.texts[k], self.lows[k], self.starts[k],
+                                          self.ends[k], strict=True)))
+        return _new_tok((self.texts[k], self.lows[k], self.starts[k], self.ends[k]))
+
+    def __len__(self) -> int:
+        return len(self.lows)
+
+    def __iter__(self) -> Iterator[_Tok]:
+        return map(_new_tok, zip(self.texts, self.lows, self.starts, self.ends, strict=True))
+
+
+def _toks(text: str) -> _Toks:
     return _toks_and_gaps(text)[0]
 
 
-def _toks_and_gaps(text: str) -> tuple[list[_Tok], list[str]]:
+def _toks_and_gaps(text: str) -> tuple[_Toks, list[str]]:
     """``text``'s tokens, and the text around them: before each, then after the last.
 
     Items are read by the thousand, about 130 words each (issue 18): the Latin-script
@@ -147,19 +177,19 @@ def _toks_and_gaps(text: str) -> tuple[list[_Tok], list[str]]:
     if languages.needs(text):
         # Chinese is segmented, Cyrillic words stemmed: their forms then match across
         # word boundaries and endings ("Москву", "Москве").
-        toks = [_Tok(w, intern(low), s, e) for w, low, s, e in languages.words(text, _latin)]
-        ends, starts = [0, *map(_END, toks)], [*map(_START, toks), len(text)]
-        return toks, [text[a:b] for a, b in zip(ends, starts, strict=True)]
+        found = list(languages.words(text, _latin))
+        texts, lows = [w for w, _, _, _ in found], [intern(low) for _, low, _, _ in found]
+        starts, ends = [s for _, _, s, _ in found], [e for _, _, _, e in found]
+        gaps = [text[a:b] for a, b in zip([0, *ends], [*starts, len(text)], strict=True)]
+        return _Toks(texts, lows, starts, ends), gaps
     parts, written = split_words(text)  # parts: gap, word, gap, word, ..., gap
     offsets = list(accumulate(map(len, parts)))
-    lows = fold_written(text, written)
     # One string per word, however often it is written: an item's facts keep its
     # words three times over (words, word set, lower or capitalised), and a feed's
     # readings are pickled from the parse worker to the bot, where the pickle's
     # memo then sends and builds each word once (half the bytes and memory).
-    toks = list(map(_new_tok, zip(written, map(intern, lows), offsets[0:-1:2], offsets[1::2],
-                                  strict=True)))
-    return toks, parts[0::2]
+    lows = list(map(intern, fold_written(text, written)))
+    return _Toks(written, lows, offsets[0:-1:2], offsets[1::2]), parts[0::2]
 
 
 def _latin(word: str) -> str:
@@ -194,17 +224,17 @@ class ItemFacts:
     cities: frozenset[PlaceKey] = frozenset()  # countries of the cities it names
 
 
-def _abbreviation(toks: Sequence[_Tok], k: int, any_case: bool) -> PlaceKey | None:
+def _abbreviation(toks: _Toks, k: int, any_case: bool) -> PlaceKey | None:
     """"US", "UK" as written; typed in lower case, only after "the" ("the us"), since
     "us" alone is a pronoun."""
-    key = ABBREVIATIONS.get(toks[k].text)
-    if key is None and any_case and k > 0 and toks[k - 1].low == "the":
-        key = ABBREVIATIONS.get(toks[k].text.upper())
+    key = ABBREVIATIONS.get(toks.texts[k])
+    if key is None and any_case and k > 0 and toks.lows[k - 1] == "the":
+        key = ABBREVIATIONS.get(toks.texts[k].upper())
     return key
 
 
 def _find_places(
-    toks: Sequence[_Tok], *, any_case: bool = False
+    toks: _Toks, *, any_case: bool = False
 ) -> list[tuple[int, int, PlaceKey]]:
     """Places named in ``toks``: written with a capital, or in any case (``any_case``,
     for a title typed all in lower case)."""
@@ -214,13 +244,13 @@ def _find_places(
     # Only words that may begin a place are visited, in order (as in _find_roles).
     # Items are read by the thousand: the common case costs one or two look-ups a word.
     if any_case:
-        candidates = [k for k, t in enumerate(toks)
-                      if t.low in starts or _abbreviation(toks, k, any_case) is not None]
+        candidates = [k for k, low in enumerate(toks.lows)
+                      if low in starts or _abbreviation(toks, k, any_case) is not None]
     else:  # an item: the words that may start a place are found by C-level maps
         candidates = sorted(chain(
-            compress(count(), map(ABBREVIATIONS.__contains__, map(_TEXT, toks))),
-            (k for k in compress(count(), map(starts.__contains__, map(_LOW, toks)))
-             if toks[k].text[:1].isupper() and toks[k].text not in ABBREVIATIONS)))
+            compress(count(), map(ABBREVIATIONS.__contains__, toks.texts)),
+            (k for k in compress(count(), map(starts.__contains__, toks.lows))
+             if toks.texts[k][:1].isupper() and toks.texts[k] not in ABBREVIATIONS)))
     i = 0
     for k in candidates:
         if k < i:
@@ -232,11 +262,11 @@ def _find_places(
             i += 1
             continue
         hit = None
-        longest = starts.get(toks[i].low, 0) \
-            if any_case or toks[i].text[:1].isupper() else 0
+        longest = starts.get(toks.lows[i], 0) \
+            if any_case or toks.texts[i][:1].isupper() else 0
         if longest:
             for n in range(min(longest, len(toks) - i), 0, -1):
-                key = table.get(tuple(t.low for t in toks[i : i + n]))
+                key = table.get(tuple(toks.lows[i : i + n]))
                 if key is not None:
                     hit = (i, i + n, key)
                     break
@@ -248,11 +278,11 @@ def _find_places(
     return out
 
 
-def _first_name(toks: Sequence[_Tok], hit: tuple[int, int, PlaceKey]) -> bool:
+def _first_name(toks: _Toks, hit: tuple[int, int, PlaceKey]) -> bool:
     """"Vladimir Putin", "Sydney Opera House": a (non-capital) city's name followed by
     another capitalised word that is no place is part of a name, not a place."""
     s, e, _ = hit
-    words = tuple(t.low for t in toks[s:e])
+    words = tuple(toks.lows[s:e])
     if e >= len(toks) or not toks[e].capitalised or words not in large_cities() \
             or is_capital(words) or not is_city(words):
         return False
@@ -260,7 +290,7 @@ def _first_name(toks: Sequence[_Tok], hit: tuple[int, int, PlaceKey]) -> bool:
     return nxt not in STOPWORDS and _place_starts().get(nxt, 0) == 0
 
 
-def _name_after(toks: Sequence[_Tok], j: int, place_at: set[int]) -> Words | None:
+def _name_after(toks: _Toks, j: int, place_at: set[int]) -> Words | None:
     """The capitalised run starting at ``j`` (a person's name after an office)."""
     run: list[str] = []
     while j < len(toks) and toks[j].capitalised and j not in place_at \
@@ -270,7 +300,7 @@ def _name_after(toks: Sequence[_Tok], j: int, place_at: set[int]) -> Words | Non
     return tuple(run) or None
 
 
-def _name_before(text: str, toks: Sequence[_Tok], i: int) -> Words | None:
+def _name_before(text: str, toks: _Toks, i: int) -> Words | None:
     """``Wang Yi, China's top diplomat``: the name a comma apposes the office to."""
     if i == 0 or text[toks[i - 1].end : toks[i].start].strip() != ",":
         return None
@@ -284,7 +314,7 @@ def _name_before(text: str, toks: Sequence[_Tok], i: int) -> Words | None:
     return tuple(run) or None
 
 
-def _named_as(toks: Sequence[_Tok], i: int) -> Words | None:
+def _named_as(toks: _Toks, i: int) -> Words | None:
     """``names Wang Yi as foreign minister``: the office is that name's."""
     if i < 2 or toks[i - 1].low != "as":
         return None
@@ -296,36 +326,36 @@ def _named_as(toks: Sequence[_Tok], i: int) -> Words | None:
     return tuple(run) or None
 
 
-def _office_at(toks: Sequence[_Tok], i: int) -> tuple[int, str] | None:
+def _office_at(toks: _Toks, i: int) -> tuple[int, str] | None:
     """The longest office phrase starting at ``i``: (its length in words, the office)."""
-    longest = _ROLE_STARTS.get(toks[i].low, 0)
+    longest = _ROLE_STARTS.get(toks.lows[i], 0)
     for n in range(min(longest, len(toks) - i), 0, -1):
-        office = ROLE_PHRASES.get(tuple(t.low for t in toks[i : i + n]))
+        office = ROLE_PHRASES.get(tuple(toks.lows[i : i + n]))
         if office is not None:
             return n, office
     return None
 
 
 def _split_office(
-    toks: Sequence[_Tok], i: int, places: Sequence[tuple[int, int, PlaceKey]]
+    toks: _Toks, i: int, places: Sequence[tuple[int, int, PlaceKey]]
 ) -> tuple[int, str, PlaceKey] | None:
     """An office written around its place ("top US diplomat", "chief Chinese
     negotiator"): (words spanned, the office, the place), or None."""
     for s, e, key in places:
         if s != i + 1:
             continue
-        for n in range(min(_ROLE_STARTS.get(toks[i].low, 0), len(toks) - e + 1), 1, -1):
-            office = ROLE_PHRASES.get((toks[i].low, *(t.low for t in toks[e:e + n - 1])))
+        for n in range(min(_ROLE_STARTS.get(toks.lows[i], 0), len(toks) - e + 1), 1, -1):
+            office = ROLE_PHRASES.get((toks.lows[i], *toks.lows[e:e + n - 1]))
             if office is not None:
                 return e - i + n - 1, office, key
     return None
 
 
 def _find_roles(
-    text: str, toks: Sequence[_Tok], places: Sequence[tuple[int, int, PlaceKey]]
+    text: str, toks: _Toks, places: Sequence[tuple[int, int, PlaceKey]]
 ) -> list[RoleMention]:
     # Most words start no office: only the words that may are visited, in order.
-    candidates = list(compress(count(), map(_ROLE_STARTS.__contains__, map(_LOW, toks))))
+    candidates = list(compress(count(), map(_ROLE_STARTS.__contains__, toks.lows)))
     if not candidates:
         return []
     ends = {e: (s, k) for s, e, k in places}
@@ -343,7 +373,7 @@ def _find_roles(
             span, office, key = split
             owner = _name_after(toks, i + span, place_at)
             out.append(RoleMention(key, office, owner,
-                                   " ".join(t.text for t in toks[i:i + span])))
+                                   " ".join(toks.texts[i:i + span])))
             i += span
             continue
         if hit is None:
@@ -365,7 +395,7 @@ def _find_roles(
             start = ends[j][0]
         owner = (_name_after(toks, i + n, place_at) or _name_before(text, toks, start)
                  or _named_as(toks, start))
-        out.append(RoleMention(place, office, owner, " ".join(t.text for t in toks[start:i + n])))
+        out.append(RoleMention(place, office, owner, " ".join(toks.texts[start:i + n])))
         i += n
     return out
 
@@ -379,8 +409,8 @@ def read_item(text: str) -> ItemFacts:
     toks, gaps = _toks_and_gaps(text)
     places = _find_places(toks)
     roles = _find_roles(text, toks, places)
-    words = tuple(map(_LOW, toks))
-    written = list(map(_TEXT, toks))
+    words = tuple(toks.lows)
+    written = toks.texts
     # Capitalised mid-sentence: the first word and sentence starts say nothing. Both
     # sets are built by C-level maps: each item has about 130 words (issue 18).
     mid_sentence = map(_mid_sentence, gaps[1:])
@@ -389,7 +419,7 @@ def read_item(text: str) -> ItemFacts:
     lower = compress(words, map(str.islower, written))
     seen: dict[PlaceKey, str] = {}
     for s, e, key in places:
-        seen.setdefault(key, " ".join(t.text for t in toks[s:e]))
+        seen.setdefault(key, " ".join(toks.texts[s:e]))
     located, cities = _sites(text, toks, places)
     return ItemFacts(
         words=words,
@@ -418,7 +448,7 @@ def _same_sentence(text: str, first: _Tok, second: _Tok) -> bool:
 
 
 def _sites(
-    text: str, toks: Sequence[_Tok], places: Sequence[tuple[int, int, PlaceKey]]
+    text: str, toks: _Toks, places: Sequence[tuple[int, int, PlaceKey]]
 ) -> tuple[frozenset[PlaceKey], frozenset[PlaceKey]]:
     """Where the item places what it reports ("in Vienna", "a China visit", a large city
     named), and the countries of every city it names. A country named as someone's
@@ -428,7 +458,7 @@ def _sites(
     big = large_cities()
     n = len(toks)
     for s, e, key in places:
-        words = tuple(t.low for t in toks[s:e])
+        words = tuple(toks.lows[s:e])
         city = is_city(words)
         if city:
             cities.add(key)
@@ -513,8 +543,8 @@ def parse_title(
     for s, e, key in places:
         if key not in seen_places:
             seen_places.add(key)
-            text = " ".join(t.text for t in toks[s:e])
-            place_words = tuple(t.low for t in toks[s:e])
+            text = " ".join(toks.texts[s:e])
+            place_words = tuple(toks.lows[s:e])
             # A city asks for the city ("Ankara bombings" are not any Turkish bombing);
             # a country is satisfied by its names, demonyms and capital.
             if lower_case:
