@@ -714,6 +714,12 @@ class RoleBook:
     watched: set[Words] = field(default_factory=set)
     max_roles: int = 12
     max_people: int = 20_000
+    # A name is a run of capitalised words, which a headline in Title Case or a
+    # string of tags can make as long as the item: longer runs, or a word longer than
+    # a counted term, name no one, and the book stays bounded in bytes as well as in
+    # entries (issue 18). "Mohammed bin Salman" is two runs: "bin" ends the first.
+    max_name_words: int = 6
+    max_name_chars: int = 40
 
     def watch(self, person: Words) -> None:
         self.watched.add(person)
@@ -728,6 +734,8 @@ class RoleBook:
             return
         named = [p for p in self.watched if _contains(facts.joined, p)]
         for r in facts.roles:
+            if r.owner is not None and not self._a_name(r.owner):
+                continue
             if r.owner is not None:
                 # "Vladimir Putin" is known as Putin; "Xi Jinping" as Xi.
                 keys = {r.owner, r.owner[-1:], r.owner[:1]}
@@ -741,6 +749,10 @@ class RoleBook:
                 # usually the same person referred to again ("Yellen ... the Treasury
                 # secretary"). Several people named: no telling whose it is.
                 self._add(named[0], (r.place, r.office), 1)
+
+    def _a_name(self, words: Words) -> bool:
+        return len(words) <= self.max_name_words and all(
+            len(w) <= self.max_name_chars for w in words)
 
     def _prune(self) -> None:
         # Keep the people tracked and those most often seen in office.
@@ -784,6 +796,8 @@ class RoleBook:
         """Load what :meth:`export` wrote."""
         for person, roles in rows:
             key = tuple(str(w) for w in person)  # type: ignore[attr-defined]
+            if not self._a_name(key):
+                continue  # saved before names were bounded
             c = self.counts.setdefault(key, Counter())
             for place, office, n in roles:  # type: ignore[attr-defined]
                 c[(None if place is None else str(place), str(office))] = int(n)

@@ -348,3 +348,20 @@ def test_a_title_typed_in_lower_case_asks_what_the_capitalised_one_asks() -> Non
 def test_an_office_given_to_someone_is_theirs() -> None:
     facts = read_item("China replaces Qin Gang with Wang Yi as foreign minister")
     assert [(r.office, r.owner) for r in facts.roles] == [("foreign_minister", ("wang", "yi"))]
+
+
+def test_the_role_book_learns_names_not_runs_of_capitals_so_it_stays_bounded_in_bytes() -> None:
+    book = RoleBook()
+    book.learn(read_item("Treasury Secretary Janet Yellen arrives in Beijing"))
+    assert book.offices(("janet", "yellen")) == [(None, "finance_minister")]
+    before = set(book.counts)
+    # A headline of tags after an office, and a "word" of 300 letters: neither a name.
+    tags = " ".join(f"Tag{n}" for n in range(40))
+    book.learn(read_item(f"Treasury Secretary {tags} arrives in Beijing"))
+    book.learn(read_item(f"Treasury Secretary Janet {'Y' * 300} arrives in Beijing"))
+    assert set(book.counts) == before
+    # Nor are such runs loaded back from a database written before the bound.
+    again = RoleBook()
+    again.restore([*book.export(), [["x" * 300], [[None, "president", 3]]],
+                   [[f"tag{n}" for n in range(40)], [[None, "president", 3]]]])
+    assert set(again.counts) == before
