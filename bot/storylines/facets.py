@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
 from itertools import accumulate, chain, compress, count
-from operator import and_, itemgetter
+from operator import itemgetter
 from sys import intern
 from typing import Literal, NamedTuple, overload
 
@@ -411,11 +411,11 @@ def read_item(text: str) -> ItemFacts:
     roles = _find_roles(text, toks, places)
     words = tuple(toks.lows)
     written = toks.texts
-    # Capitalised mid-sentence: the first word and sentence starts say nothing. Both
-    # sets are built by C-level maps: each item has about 130 words (issue 18).
-    mid_sentence = map(_mid_sentence, gaps[1:])
-    capital = map(str.isupper, map(_FIRST, written[1:]))
-    caps = compress(words[1:], map(and_, capital, mid_sentence))
+    # Capitalised mid-sentence: the first word and sentence starts say nothing. Each
+    # item has about 130 words (issue 18): capitals and lower case are found by C-level
+    # maps, and only the capitalised words' gaps are searched for a sentence's end.
+    capital = compress(count(1), map(str.isupper, map(_FIRST, written[1:])))
+    caps = [words[k] for k in capital if _mid_sentence(gaps[k])]
     lower = compress(words, map(str.islower, written))
     seen: dict[PlaceKey, str] = {}
     for s, e, key in places:
