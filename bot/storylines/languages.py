@@ -21,8 +21,12 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_CYRILLIC = re.compile(r"[\u0400-\u04ff]")
+_HAN_LETTERS = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_CYRILLIC_LETTERS = r"\u0400-\u04ff"
+_HAN = re.compile(f"[{_HAN_LETTERS}]")
+_CYRILLIC = re.compile(f"[{_CYRILLIC_LETTERS}]")
+# One scan for either: every item read is checked (issue 18), most of them in neither.
+_HAN_OR_CYRILLIC = re.compile(f"[{_HAN_LETTERS}{_CYRILLIC_LETTERS}]")
 _WORDISH = re.compile(r"[^\W_]")
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 
@@ -64,7 +68,7 @@ _NAME_TAGS = ("nr", "ns", "nt")
 
 def needs(text: str) -> bool:
     """Whether ``text`` holds Chinese or Cyrillic letters (and so is read here)."""
-    return not text.isascii() and bool(_HAN.search(text) or _CYRILLIC.search(text))
+    return not text.isascii() and _HAN_OR_CYRILLIC.search(text) is not None
 
 
 def has_han(text: str) -> bool:
