@@ -137,8 +137,8 @@ class _Toks(Sequence[_Tok]):
 
     An item has about 130 words and a first pass reads 50,000 items (issue 18), but
     the reading looks at a few words one by one (those that may start a place or an
-    office) and at the rest only through whole columns, in C. So no object is made
-    per word: a :class:`_Tok` is made when a word is looked at (index or slice).
+    office) and at the rest only through whole columns, in C. So no tuple is made per
+    word: a :class:`_Tok` is made when a word is looked at (an index or a slice).
     """
 
     __slots__ = ("ends", "lows", "starts", "texts")
