@@ -49,6 +49,7 @@ from bot.storylines.knowledge import (
     roles_compatible,
 )
 from bot.storylines.text import (
+    MAX_TERM_LENGTH,
     STOPWORDS,
     fold,
     fold_written,
@@ -719,7 +720,7 @@ class RoleBook:
     # a counted term, name no one, and the book stays bounded in bytes as well as in
     # entries (issue 18). "Mohammed bin Salman" is two runs: "bin" ends the first.
     max_name_words: int = 6
-    max_name_chars: int = 40
+    max_name_chars: int = MAX_TERM_LENGTH
 
     def watch(self, person: Words) -> None:
         self.watched.add(person)

@@ -69,7 +69,7 @@ from bot.storylines.facets import (
 from bot.storylines.knowledge import folded_words
 from bot.storylines.profile import Entity, Profile, build_profile
 from bot.storylines.reading import reading_of, with_reading
-from bot.storylines.text import TITLE_WORDS, tokens
+from bot.storylines.text import MAX_TERM_LENGTH, TITLE_WORDS, tokens
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.intp]
@@ -85,7 +85,6 @@ class SemanticScorer(Protocol):
         ...
 
 
-_MAX_TERM_LENGTH = 40  # characters: longer tokens are not counted in the statistics
 _SCORE_CELLS = 250_000  # items x storyline slots scored in one set of numpy calls
 
 
@@ -1038,9 +1037,9 @@ def _signature(storyline: Storyline) -> str:
 
 
 def _short(words: Collection[str]) -> Iterator[str]:
-    """The words of ``words`` no longer than a counted term (``_MAX_TERM_LENGTH``), in
+    """The words of ``words`` no longer than a counted term (``MAX_TERM_LENGTH``), in
     the order ``words`` gives them (it is read twice, so not a one-shot iterator)."""
-    return compress(words, map(_MAX_TERM_LENGTH.__ge__, map(len, words)))
+    return compress(words, map(MAX_TERM_LENGTH.__ge__, map(len, words)))
 
 
 def _item_tokens(item: Item) -> Sequence[str]:

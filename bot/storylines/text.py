@@ -65,6 +65,9 @@ TITLE_WORDS: frozenset[str] = frozenset(
 _WORD_RE = re.compile(r"[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
 _SENTENCE_RE = re.compile(r"(?<=[.!?])\s+|\n+")
 _YEAR_RE = re.compile(r"^(1[89]|20)\d\d$")
+# Characters: a longer token (a hash, a URL's path) is counted in no statistics, and a
+# longer word is no one's name (the matcher's terms, the role book's names).
+MAX_TERM_LENGTH = 40
 
 
 # Regions and nations that no country entry names in one word, and other one-word names
