@@ -41,6 +41,7 @@ from tests.support.feed_server import (
     stream_of,
 )
 from tests.support.policies import loopback_port_is_public
+from tests.support.tls import client_context, server_context
 
 RSS = rss_document(
     "Test News",
@@ -410,6 +411,56 @@ async def test_global_limit(server: FeedServer) -> None:
     async with FeedFetcher(options, allow_private_networks=True) as fetcher:
         await asyncio.gather(*(fetcher.fetch(server.url("/slow"), FeedState()) for _ in range(6)))
     assert server.peak_concurrency <= 2
+
+
+# --- HTTPS: TLS on the fetcher's own asyncio streams ------------------------------------
+
+TLS_HOST = "feeds.example.test"
+
+
+def _tls_fetcher(**options: object) -> FeedFetcher:
+    """A fetcher that resolves TLS_HOST to 127.0.0.1 and trusts only the test CA."""
+    return FeedFetcher(
+        FetchOptions(deadline_seconds=10, max_body_bytes=1024 * 1024, **options),  # type: ignore[arg-type]
+        allow_private_networks=True,
+        resolver=StaticResolver({TLS_HOST: ["127.0.0.1"]}),
+        ssl_context=client_context(),
+    )
+
+
+async def test_https_feed_fetched_then_revalidated_on_one_connection() -> None:
+    body = rss_document("TLS News", [{"guid": str(i), "title": f"Item {i}"} for i in range(1000)])
+    with FeedServer(tls=server_context(TLS_HOST)) as tls:
+        tls.set_route("/feed.xml", Route(body=body, etag='"v1"', chunk_size=4096))
+        url = tls.url("/feed.xml", host=TLS_HOST)
+        async with _tls_fetcher(concurrency=1, per_host=1) as fetcher:
+            first = await fetcher.fetch(url, FeedState())
+            assert first.status == 200 and first.body == body and len(body) > 40_000
+            for _ in range(3):
+                again = await fetcher.fetch(url, FeedState(etag=first.etag))
+                assert again.not_modified and again.body == b""
+        assert tls.connections == 1
+        assert [r.headers["host"] for r in tls.requests] == [f"{TLS_HOST}:{tls.port}"] * 4
+
+
+async def test_https_certificate_for_another_name_is_rejected() -> None:
+    # The connection goes to 127.0.0.1, but the certificate is checked against the
+    # feed's host name (SNI and verification use the name, not the checked address).
+    with FeedServer(tls=server_context("someone-else.example.test")) as tls:
+        tls.set_route("/feed.xml", Route(body=RSS))
+        async with _tls_fetcher() as fetcher:
+            with pytest.raises(FetchError) as caught:
+                await fetcher.fetch(tls.url("/feed.xml", host=TLS_HOST), FeedState())
+        assert f"TLS certificate of {TLS_HOST} was rejected" in str(caught.value)
+        assert tls.requests == []
+
+
+async def test_https_server_that_stops_mid_body_is_a_fetch_error() -> None:
+    with FeedServer(tls=server_context(TLS_HOST)) as tls:
+        tls.set_route("/f", Route(body=stream_of(100), content_length=1000))
+        async with _tls_fetcher() as fetcher:
+            with pytest.raises(FetchError, match="closed the connection"):
+                await fetcher.fetch(tls.url("/f", host=TLS_HOST), FeedState())
 
 
 # --- transport errors ---------------------------------------------------------------------

@@ -27,6 +27,7 @@ from typing import Any
 import httpcore
 import pytest
 
+from bot.fetching.streams import AsyncioBackend
 from bot.settings import EnvSettings, FetchOptions, FileConfig, LimitOptions, Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -96,10 +97,10 @@ class ConnectLog:
 @pytest.fixture
 def connect_log(monkeypatch: pytest.MonkeyPatch) -> ConnectLog:
     log = ConnectLog()
-    original = httpcore.AnyIOBackend.connect_tcp
+    original = AsyncioBackend.connect_tcp
 
     async def counting_connect(
-        self: httpcore.AnyIOBackend, host: str, port: int, *args: Any, **kwargs: Any
+        self: AsyncioBackend, host: str, port: int, *args: Any, **kwargs: Any
     ) -> httpcore.AsyncNetworkStream:
         log.attempts.append((host, port))
         try:
@@ -110,7 +111,7 @@ def connect_log(monkeypatch: pytest.MonkeyPatch) -> ConnectLog:
             raise httpcore.ConnectError(f"test safety net: no connection to {host} outside 127/8")
         return await original(self, host, port, *args, **kwargs)
 
-    monkeypatch.setattr(httpcore.AnyIOBackend, "connect_tcp", counting_connect)
+    monkeypatch.setattr(AsyncioBackend, "connect_tcp", counting_connect)
     return log
 
 

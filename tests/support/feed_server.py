@@ -22,6 +22,8 @@ streamed from a generator (huge bodies without holding them in memory); a slow t
 from __future__ import annotations
 
 import gzip as gzip_module
+import socket
+import ssl
 import threading
 import time
 import zlib
@@ -33,6 +35,7 @@ from email.utils import format_datetime
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
+from typing import Any
 from xml.sax.saxutils import escape
 
 Body = bytes | Callable[[], Iterable[bytes]]
@@ -82,6 +85,15 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, owner: FeedServer) -> None:
         self.owner = owner
         super().__init__(("127.0.0.1", 0), _Handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, address = super().get_request()
+        tls = self.owner.tls
+        if tls is None:
+            return sock, address
+        # The handshake runs in the handler's thread (on its first read), so a client
+        # that never completes one cannot stall the accepting thread.
+        return tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
 
     def handle_error(self, request: object, client_address: object) -> None:
         # Clients hanging up (deadlines, refused redirects, TLS probes) are expected.
@@ -195,7 +207,9 @@ class FeedServer:
     routes while requests are in flight.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, tls: ssl.SSLContext | None = None) -> None:
+        #: Serve HTTPS with this server-side context instead of plain HTTP.
+        self.tls = tls
         self._routes: dict[str, Route] = {}
         self._requests: list[RecordedRequest] = []
         self._lock = threading.Lock()
@@ -253,11 +267,12 @@ class FeedServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.url("")
 
     def url(self, path: str, *, host: str = "127.0.0.1") -> str:
         """Full URL of ``path``; ``host`` lets tests use a name their resolver maps here."""
-        return f"http://{host}:{self.port}{path}"
+        scheme = "http" if self.tls is None else "https"
+        return f"{scheme}://{host}:{self.port}{path}"
 
     # routes
     def set_route(self, path: str, route: Route) -> None:

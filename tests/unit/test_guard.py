@@ -31,6 +31,7 @@ from bot.fetching.guard import (
     parse_numeric_ipv4,
     redact_url,
 )
+from tests.support.tls import client_context, server_context
 
 FORBIDDEN = [
     # IPv4 classics
@@ -679,26 +680,32 @@ class _Origin:
 
 @contextlib.asynccontextmanager
 async def _pooled_client(
-    origin: _Origin, connections: int
+    origin: _Origin, connections: int, *, tls: bool = False
 ) -> AsyncIterator[tuple[httpx.AsyncClient, LinearPool, str]]:
     """A client through GuardedTransport (so LinearPool and the guarded sockets), the
-    pool, and the URL of ``origin`` served on 127.0.0.1."""
-    server = await asyncio.start_server(origin.serve, "127.0.0.1", 0)
+    pool, and the URL of ``origin`` served on 127.0.0.1 (over TLS if ``tls``)."""
+    server = await asyncio.start_server(
+        origin.serve, "127.0.0.1", 0, ssl=server_context("127.0.0.1") if tls else None
+    )
     port = server.sockets[0].getsockname()[1]
     limits = httpx.Limits(
         max_connections=connections, max_keepalive_connections=connections, keepalive_expiry=30.0
     )
     transport = GuardedTransport(
-        Guard(allow_private_networks=True), ssl_context=ssl.create_default_context(), limits=limits
+        Guard(allow_private_networks=True),
+        ssl_context=client_context() if tls else ssl.create_default_context(),
+        limits=limits,
     )
     assert isinstance(transport._pool, LinearPool)
+    scheme = "https" if tls else "http"
     async with server, httpx.AsyncClient(transport=transport, trust_env=False) as client:
-        yield client, transport._pool, f"http://127.0.0.1:{port}/feed.xml"
+        yield client, transport._pool, f"{scheme}://127.0.0.1:{port}/feed.xml"
 
 
-async def test_a_pooled_connection_its_server_closed_is_not_reused() -> None:
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+async def test_a_pooled_connection_its_server_closed_is_not_reused(tls: bool) -> None:
     origin = _Origin(hang_up=True)
-    async with _pooled_client(origin, 4) as (client, pool, url):
+    async with _pooled_client(origin, 4, tls=tls) as (client, pool, url):
         assert (await client.get(url)).text == "ok"
         [first] = pool.connections  # idle, and nothing polls it until it is needed
         await origin.hung_up.wait()
