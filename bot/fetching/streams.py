@@ -82,6 +82,20 @@ def _closed_error(protocol: _Protocol) -> str:
     return str(protocol.error) if protocol.error is not None else "connection closed"
 
 
+async def _woken(
+    waiter: asyncio.Future[None],
+    timeout: float | None,  # noqa: ASYNC109 (httpcore's per-operation timeout)
+    expired: type[httpcore.TimeoutException],
+    doing: str,
+) -> None:
+    """Wait until the protocol wakes ``waiter``, or raise ``expired`` after ``timeout``."""
+    try:
+        async with asyncio.timeout(timeout):
+            await waiter
+    except TimeoutError:
+        raise expired(f"timed out {doing}") from None
+
+
 class AsyncioStream(httpcore.AsyncNetworkStream):
     """One TCP (or TLS) connection as httpcore wants it."""
 
@@ -96,10 +110,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             protocol.readable = waiter
             self._transport.resume_reading()
             try:
-                async with asyncio.timeout(timeout):
-                    await waiter
-            except TimeoutError:
-                raise httpcore.ReadTimeout("timed out reading") from None
+                await _woken(waiter, timeout, httpcore.ReadTimeout, "reading")
             finally:
                 protocol.readable = None
                 if not self._transport.is_closing():
@@ -126,10 +137,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         protocol.writable = waiter
         try:
-            async with asyncio.timeout(timeout):
-                await waiter
-        except TimeoutError:
-            raise httpcore.WriteTimeout("timed out writing") from None
+            await _woken(waiter, timeout, httpcore.WriteTimeout, "writing")
         finally:
             protocol.writable = None
         if protocol.write_paused or protocol.error is not None:
