@@ -154,6 +154,20 @@ async def test_connection_is_kept_alive_across_redirects_and_errors(server: Feed
     assert server.connections == 1
 
 
+async def test_a_cookie_a_feed_sets_is_sent_back_to_its_host(
+    server: FeedServer, fetcher: FeedFetcher
+) -> None:
+    # The jar reads only responses that set a cookie (a pass of 304s sets none); one
+    # that does is kept and sent back, as by any client with cookies.
+    server.set_route("/feed.xml", Route(body=RSS))
+    server.set_route("/consent.xml", Route(body=RSS, headers={"Set-Cookie": "consent=yes; Path=/"}))
+    for path in ("/feed.xml", "/consent.xml", "/feed.xml"):
+        await fetcher.fetch(server.url(path), FeedState())
+    before, setting, after = server.requests
+    assert "cookie" not in before.headers and "cookie" not in setting.headers
+    assert after.headers["cookie"] == "consent=yes"
+
+
 async def test_conditional_get_last_modified(server: FeedServer, fetcher: FeedFetcher) -> None:
     lm = "Wed, 01 May 2024 10:00:00 GMT"
     server.set_route("/feed.xml", Route(body=RSS, last_modified=lm))
