@@ -298,8 +298,8 @@ class StaticResolver:
         return [ipaddress.ip_address(a) for a in addresses]
 
 
-# URLs a guard remembers as passed (a few hundred bytes each).
-_PASSED_MEMO = 256
+# URLs a guard remembers as passed: about 430 bytes each, so at most about 1.8 MB.
+_PASSED_MEMO = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,62 +332,67 @@ class Guard:
         if checked is None:
             checked = self._check_url(text)
             if len(self._passed) >= _PASSED_MEMO:
-                self._passed.pop(next(iter(self._passed)), None)
+                # The newest entry makes room, not the oldest: a pass visits every
+                # feed in turn, and evicting the oldest would evict each URL just
+                # before its next visit once there are more feeds than entries. This
+                # way the first entries keep hitting, and the URL just checked stays
+                # for the transport's second check of the same request.
+                self._passed.popitem()
             self._passed[text] = checked
         return checked
 
     def _check_url(self, text: str) -> httpx.URL:
-        shown = redact_url(text)
+        given = text
+
+        def refused(reason: str) -> BlockedAddressError:
+            # Redacted only for a refusal: most URLs checked pass.
+            return BlockedAddressError(f"refused: {reason}", url=redact_url(given))
+
         try:
             parts = urlsplit(text)
             port = parts.port
         except ValueError:
-            raise BlockedAddressError("refused: that is not a valid URL", url=shown) from None
+            raise refused("that is not a valid URL") from None
         scheme = parts.scheme.lower()
         if scheme not in ALLOWED_SCHEMES:
             what = f"{scheme}: URLs" if scheme else "URLs without http:// or https://"
-            raise BlockedAddressError(
-                f"refused: only http and https feeds are supported, not {what}", url=shown
-            )
+            raise refused(f"only http and https feeds are supported, not {what}")
         if "@" in parts.netloc:
-            raise BlockedAddressError(
-                "refused: URLs with a user name or password are not supported", url=shown
-            )
+            raise refused("URLs with a user name or password are not supported")
         host = parts.hostname or ""
         if not host:
-            raise BlockedAddressError(f"refused: {shown} has no host name", url=shown)
+            raise refused(f"{redact_url(given)} has no host name")
         if ":" not in host:
             try:
                 numeric = parse_numeric_ipv4(host)
             except ValueError:
-                raise BlockedAddressError(
-                    f"refused: {host} is not a valid address", url=shown
-                ) from None
+                raise refused(f"{host} is not a valid address") from None
             if numeric is not None and str(numeric) != host:
                 netloc = str(numeric) if port is None else f"{numeric}:{port}"
                 text = urlunsplit(_replace_netloc(parts, netloc))
         try:
             checked = httpx.URL(text)
         except (httpx.InvalidURL, ValueError):
-            raise BlockedAddressError(f"refused: {shown} is not a valid URL", url=shown) from None
+            raise refused(f"{redact_url(given)} is not a valid URL") from None
         try:
             # httpx decodes an "xn--" host lazily, and idna raises on a broken one.
             checked_host = checked.host
         except UnicodeError:
-            raise BlockedAddressError(
-                f"refused: {host} is not a valid internationalised host name (bad punycode)",
-                url=shown,
+            raise refused(
+                f"{host} is not a valid internationalised host name (bad punycode)"
             ) from None
         effective_port = checked.port or _default_port(scheme)
         if not 0 < effective_port < 65536:
-            raise BlockedAddressError(f"refused: port {effective_port} is not valid", url=shown)
+            raise refused(f"port {effective_port} is not valid")
         if effective_port in BAD_PORTS:
-            raise BlockedAddressError(
-                f"refused: port {effective_port} is not used for web feeds", url=shown
-            )
+            raise refused(f"port {effective_port} is not used for web feeds")
         literal = _literal_ip(checked_host)
         if literal is not None:
-            self.check_address(literal, effective_port, url=shown)
+            try:
+                self.check_address(literal, effective_port)
+            except BlockedAddressError as exc:
+                exc.url = redact_url(given)
+                raise
         return checked
 
     def check_address(self, ip: IPAddress, port: int, *, url: str = "") -> None:

@@ -234,12 +234,27 @@ def test_a_url_checked_again_gives_what_it_gave_and_a_refusal_is_never_remembere
             guard.check_url("https://0x7f.1/feed")  # 127.0.0.1, however spelt
 
 
-def test_the_guards_memory_of_passed_urls_is_bounded() -> None:
+def test_the_guards_memory_of_passed_urls_is_bounded_and_keeps_hitting_in_a_long_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    memo = guard_module._PASSED_MEMO
     guard = Guard()
-    for k in range(3 * guard_module._PASSED_MEMO):
-        guard.check_url(f"https://feeds{k}.example.com/rss")
-    assert len(guard._passed) == guard_module._PASSED_MEMO
-    assert "https://feeds0.example.com/rss" not in guard._passed  # the oldest went first
+    urls = [f"https://feeds{k}.example.com/rss" for k in range(memo + memo // 4)]
+    checks: list[str] = []
+    check = Guard._check_url
+
+    def counting(self: Guard, text: str) -> httpx.URL:
+        checks.append(text)
+        return check(self, text)
+
+    monkeypatch.setattr(Guard, "_check_url", counting)
+    for _ in range(3):  # three passes over more feeds than the memory holds
+        for url in urls:
+            assert guard.check_url(url) is guard.check_url(url)  # the fetch, the transport
+    assert len(guard._passed) == memo
+    # Passes after the first check again only the feeds past the memory, once each:
+    # evicting the oldest instead would check every feed again on every pass.
+    assert len(checks) == len(urls) + 2 * (len(urls) - memo + 1)
 
 
 def test_credentials_never_appear_in_errors() -> None:
