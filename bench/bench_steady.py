@@ -30,7 +30,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parents[1]
 
 
-async def worker(port: int, feeds: int, tree: Path) -> dict[str, Any]:
+async def worker(port: int, feeds: int, tree: Path, passes: int = 1) -> dict[str, Any]:
+    """Prime ``feeds`` feeds, then poll them ``passes`` times (each pass all 304s, a
+    day apart, so every feed is due); the figures are the last pass's."""
     from bench._common import Meter, bench_settings
     from bench.bench_peers import farm_connections
 
@@ -54,10 +56,11 @@ async def worker(port: int, feeds: int, tree: Path) -> dict[str, Any]:
             c.execute("UPDATE feeds SET primed = 1, etag = '\"farm-' || "
                       "replace(replace(url, ?, ''), '.xml', '') || '-1\"'", (base,))
         async with running_poller(settings, db) as poller:
-            before = farm_connections(port)
-            now = start + timedelta(seconds=settings.env.poll_interval + 1)
-            with Meter() as m:
-                report = await poller.poll_due(now)
+            for done in range(1, passes + 1):
+                before = farm_connections(port)
+                now = start + timedelta(days=done - 1, seconds=settings.env.poll_interval + 1)
+                with Meter() as m:
+                    report = await poller.poll_due(now)
             assert m.usage is not None
             unchanged = sum(1 for f in report.feeds if f.unchanged)
             out = {"wall": m.usage.wall, "cpu": m.usage.cpu, "unchanged": unchanged,
