@@ -181,6 +181,8 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         if info == "socket":
             return self._transport.get_extra_info("socket")
         if info == "is_readable":
+            # What this stream has taken in; what waits in the socket is answered by
+            # the guard's wrapper (guard._IdleCheckedStream), which polls it.
             return bool(self._protocol.chunks) or self._protocol.eof
         return None
 
