@@ -113,9 +113,10 @@ class _CookiesWhenSet(httpx.Cookies):
 class _FeedClient(httpx.AsyncClient):
     """The shared client, its cookies kept in a :class:`_CookiesWhenSet`."""
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, *, cookies: Any = None, **options: Any) -> None:
         super().__init__(**options)
-        self._jar = _CookiesWhenSet()
+        # httpx's own __init__ fills the jar it would use; ``cookies`` goes to ours.
+        self._jar = _CookiesWhenSet(cookies)
 
     @property
     def cookies(self) -> httpx.Cookies:

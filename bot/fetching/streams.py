@@ -122,7 +122,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
                 chunk = chunk[:max_bytes]
             return chunk
         if protocol.error is not None:
-            raise httpcore.ReadError(str(protocol.error)) from protocol.error
+            raise httpcore.ReadError(_closed_error(protocol)) from protocol.error
         return b""
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
