@@ -2,8 +2,9 @@
 
 CPU seconds on this shared machine move by a third between runs of the same code (the
 host's speed varies within the hour), which hides a change of a tenth. Valgrind's
-callgrind counts the instructions a process executes instead: the same count for the
-same code and inputs, whatever else the machine runs. It is also 50-100 times slower,
+callgrind counts the instructions a process executes instead: unmoved by whatever else
+the machine runs, and much steadier than CPU time, though not exact (asyncio's
+scheduling still follows the clock). It is also 50-100 times slower,
 so this bench runs the real poller of ``bench_steady.py`` (primed feeds of a local
 farm, every answer a 304) under callgrind twice per checkout, for one pass and for
 three, and reports half the difference: one pass, without start-up and set-up.
