@@ -13,14 +13,14 @@ import logging
 import multiprocessing
 import os
 from collections.abc import AsyncIterator
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.errors import ConfigError
 from bot.fetching.client import FeedFetcher
-from bot.parse_worker import die_with
+from bot.parse_worker import die_with, warm_up
 from bot.parsing.normalize import canonical_url
 from bot.pipeline import Poller
 from bot.settings import Settings
@@ -96,12 +96,24 @@ def parse_executor() -> Executor:
     CPU, the bot's own process the rest (docs/performance.md, section 8), so a second
     worker would help wall time; but each worker is ~40 MB more, and the tree's
     budget is 150 MB.
+
+    The worker is started and warmed up (:func:`~bot.parse_worker.warm_up`) now,
+    beside the bot's own start, rather than by the first feed that needs it.
     """
-    return ProcessPoolExecutor(
+    pool = ProcessPoolExecutor(
         1, mp_context=multiprocessing.get_context("spawn"),
         # A worker outlives a bot killed outright unless it watches for that.
         initializer=die_with, initargs=(os.getpid(),),
     )
+    pool.submit(warm_up).add_done_callback(_warmed)
+    return pool
+
+
+def _warmed(done: Future[int]) -> None:
+    # Not fatal: a worker that cannot parse fails each feed's parse too, and each
+    # of those failures is reported on its feed.
+    if not done.cancelled() and done.exception() is not None:
+        log.warning("the parse worker failed its warm-up: %s", done.exception())
 
 
 def build_matcher(settings: Settings) -> Matcher:

@@ -30,6 +30,28 @@ def parse_and_read(
     return replace(parsed, items=tuple(with_facts(i) for i in parsed.items))
 
 
+# What a new worker parses before any feed (see warm_up): plain RSS 2.0 that the fast
+# path reads, with a place and an office for the reader to look up.
+_WARM_UP_FEED = (
+    b'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
+    b"<title>warm-up</title><link>https://warm-up.invalid/</link><item>"
+    b"<title>Foreign ministers meet in Paris</title><guid>warm-up</guid>"
+    b"<link>https://warm-up.invalid/1</link><description>The French foreign minister "
+    b"met the US secretary of state in Paris.</description></item></channel></rss>"
+)
+
+
+def warm_up() -> int:
+    """Parse and read one small feed, so that a new worker's first-use costs (importing
+    lxml, building the reader's word lists and gazetteer) are paid when the pool is
+    made, not by the first feed of a pass (about 0.4 s from spawn to the first result,
+    measured by hand). Returns how many items it read: 1."""
+    parsed = parse_and_read(
+        _WARM_UP_FEED, {"content-type": "application/rss+xml"}, "https://warm-up.invalid/feed"
+    )
+    return len(parsed.items)
+
+
 def die_with(pid: int) -> None:
     """Pool initializer: end this worker as soon as process ``pid`` (the bot) ends.
 
