@@ -142,11 +142,29 @@ class _Toks(Sequence[_Tok]):
     word: a :class:`_Tok` is made when a word is looked at (an index or a slice).
     """
 
-    __slots__ = ("ends", "lows", "starts", "texts")
+    __slots__ = ("_ends", "_parts", "_starts", "lows", "texts")
 
-    def __init__(self, texts: list[str], lows: list[str], starts: list[int],
-                 ends: list[int]) -> None:
-        self.texts, self.lows, self.starts, self.ends = texts, lows, starts, ends
+    def __init__(self, texts: list[str], lows: list[str], starts: list[int] | None = None,
+                 ends: list[int] | None = None, *, parts: list[str] | None = None) -> None:
+        """Words with their spans, or with ``parts`` (gap, word, ..., gap: what
+        ``text.split_words`` gives) to find the spans in when first asked."""
+        self.texts, self.lows = texts, lows
+        self._starts, self._ends, self._parts = starts, ends, parts
+
+    # Spans are asked for only around a place or an office, which most items lack
+    # (four in five of the bench farm's): found from the parts then, all at once.
+    @property
+    def starts(self) -> list[int]:
+        return self._starts if self._starts is not None else self._locate()[0]
+
+    @property
+    def ends(self) -> list[int]:
+        return self._ends if self._ends is not None else self._locate()[1]
+
+    def _locate(self) -> tuple[list[int], list[int]]:
+        offsets = list(accumulate(map(len, self._parts or ())))
+        self._starts, self._ends = offsets[0:-1:2], offsets[1::2]
+        return self._starts, self._ends
 
     @overload
     def __getitem__(self, k: int) -> _Tok: ...
@@ -184,13 +202,12 @@ def _toks_and_gaps(text: str) -> tuple[_Toks, list[str]]:
         gaps = [text[a:b] for a, b in zip([0, *ends], [*starts, len(text)], strict=True)]
         return _Toks(texts, lows, starts, ends), gaps
     parts, written = split_words(text)  # parts: gap, word, gap, word, ..., gap
-    offsets = list(accumulate(map(len, parts)))
     # One string per word, however often it is written: an item's facts keep its
     # words three times over (words, word set, lower or capitalised), and a feed's
     # readings are pickled from the parse worker to the bot, where the pickle's
     # memo then sends and builds each word once (half the bytes and memory).
     lows = list(map(intern, fold_written(text, written)))
-    return _Toks(written, lows, offsets[0:-1:2], offsets[1::2]), parts[0::2]
+    return _Toks(written, lows, parts=parts), parts[0::2]
 
 
 def _latin(word: str) -> str:
