@@ -156,11 +156,16 @@ async def running_poller(settings: Settings, db: PollerStore) -> AsyncIterator[P
     Loading the model and warming the matcher up on recent items take seconds
     of CPU: they run in a thread so the event loop (signals, commands) stays live.
     """
-    matcher = await asyncio.to_thread(warm_matcher, settings, db)
+    # Made first: its worker starts and warms up while the matcher does.
+    pool = parse_executor()
+    try:
+        matcher = await asyncio.to_thread(warm_matcher, settings, db)
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
     fetcher = FeedFetcher(settings.file.fetch, settings.env.allow_private_networks)
     poller = Poller(
-        db, fetcher, matcher, settings, parse_executor=parse_executor(),
-        executor_factory=parse_executor,
+        db, fetcher, matcher, settings, parse_executor=pool, executor_factory=parse_executor,
     )
     try:
         yield poller
