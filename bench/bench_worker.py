@@ -10,15 +10,29 @@ in CPU seconds of this process, so two checkouts can be compared stage by stage:
 
 Run it from each checkout in turn (``cd <checkout> && ...``): the bench imports the
 ``bot`` package of the checkout it is in. Medians of ``--runs``; it only prints.
+
+CPU seconds here move by a fifth or more between runs of the same code (the host's
+speed varies within minutes). ``--instructions`` counts the instructions instead, with
+valgrind's callgrind, for each checkout of ``--trees``: the bench run under callgrind
+with one run and with three, half the difference divided by the feeds, so start-up,
+building the bodies and the warm-up cancel out. Counted: all four stages (the bot's
+loads too), in this one process:
+
+    .venv/bin/python bench/bench_worker.py --instructions --feeds 50 --trees /tmp/old,.
 """
 
 from __future__ import annotations
 
 import argparse
 import pickle
+import re
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 import feedfarm
 from _common import REPO, machine, median
@@ -53,11 +67,43 @@ def one_run(bodies: list[bytes]) -> dict[str, float]:
     return spent
 
 
+def instructions(tree: Path, feeds: int, runs: int) -> int:
+    """Instructions callgrind counts in this bench, run in ``tree`` with ``runs`` runs."""
+    with tempfile.TemporaryDirectory(prefix="sw-bench-worker-cg-") as tmp:
+        run = subprocess.run(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/out",
+             sys.executable, "bench/bench_worker.py", "--feeds", str(feeds), "--runs",
+             str(runs)],
+            capture_output=True, text=True, cwd=tree, timeout=3600,
+        )
+    found = re.search(r"Collected : (\d+)", run.stderr)
+    if run.returncode != 0 or found is None or f"checkout: {tree}" not in run.stdout:
+        raise SystemExit(f"callgrind run failed in {tree}:\n{run.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def count_instructions(trees: list[Path], feeds: int) -> None:
+    print(machine())
+    print(f"{feeds} farm feeds; instructions of one run = (3 runs - 1 run) / 2, all four "
+          "stages", flush=True)
+    for tree in trees:
+        one, three = instructions(tree, feeds, 1), instructions(tree, feeds, 3)
+        per_feed = (three - one) / 2 / feeds
+        print(f"  {tree}: {one:,} (1 run), {three:,} (3 runs): "
+              f"{per_feed / 1e6:.2f} M instructions a feed", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--feeds", type=int, default=200)
     p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--instructions", action="store_true",
+                   help="count instructions under callgrind, per checkout (--trees)")
+    p.add_argument("--trees", default=".", help="checkouts, comma-separated (default: this)")
     args = p.parse_args()
+    if args.instructions:
+        count_instructions([Path(t).resolve() for t in args.trees.split(",")], args.feeds)
+        return
     print(machine())
     print(f"checkout: {REPO}")
     farm = feedfarm._Farm(feedfarm.FarmSpec(feeds=max(args.feeds, 1)))
