@@ -160,10 +160,10 @@ async def running_poller(settings: Settings, db: PollerStore) -> AsyncIterator[P
     pool = parse_executor()
     try:
         matcher = await asyncio.to_thread(warm_matcher, settings, db)
+        fetcher = FeedFetcher(settings.file.fetch, settings.env.allow_private_networks)
     except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)
         raise
-    fetcher = FeedFetcher(settings.file.fetch, settings.env.allow_private_networks)
     poller = Poller(
         db, fetcher, matcher, settings, parse_executor=pool, executor_factory=parse_executor,
     )
