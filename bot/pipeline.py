@@ -55,8 +55,8 @@ STATE_BATCH = 100
 # parsed feed (items, readings) weighs several times its body, and the bot matches
 # and commits one at a time, so they are bounded apart from the bodies in flight
 # (issue 18). With 4, the parse worker still waited while the bot committed a run of
-# large feeds; 8 kept it busier (first passes 3-5% shorter in three alternating
-# pairs, docs/performance.md, section 8) for no more peak memory.
+# large feeds; 8 kept it busier (first passes 2-4% shorter in each of five alternating
+# pairs, the tree's peak the same; docs/performance.md, section 8).
 PARSED_IN_FLIGHT = 8
 
 
