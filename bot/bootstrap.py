@@ -112,8 +112,9 @@ def parse_executor() -> Executor:
 def _warmed(done: Future[int]) -> None:
     # Not fatal: a worker that cannot parse fails each feed's parse too, and each
     # of those failures is reported on its feed.
-    if not done.cancelled() and done.exception() is not None:
-        log.warning("the parse worker failed its warm-up: %s", done.exception())
+    error = None if done.cancelled() else done.exception()
+    if error is not None:
+        log.warning("the parse worker failed its warm-up: %s", error)
 
 
 def build_matcher(settings: Settings) -> Matcher:

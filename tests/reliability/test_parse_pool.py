@@ -7,6 +7,7 @@ with SIGKILL.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import time
@@ -18,6 +19,7 @@ from bot.bootstrap import parse_executor, warm_matcher
 from bot.fetching.client import FeedFetcher
 from bot.health import check_database
 from bot.observability.metrics import Metrics
+from bot.parse_worker import warm_up
 from bot.pipeline import Poller
 from bot.settings import Settings
 from bot.storage.repository import Database
@@ -149,8 +151,6 @@ def _gazetteer_built() -> bool:
 def test_the_parse_pool_starts_its_worker_warmed_up_before_the_first_feed() -> None:
     # Spawning the worker and its first parse (imports, word lists) took about 0.4 s
     # of the first pass's first feed; the pool now does both when it is made.
-    import multiprocessing
-
     before = {p.pid for p in multiprocessing.active_children()}
     pool = parse_executor()
     try:
@@ -163,6 +163,4 @@ def test_the_parse_pool_starts_its_worker_warmed_up_before_the_first_feed() -> N
 
 
 def test_the_warm_up_parses_and_reads_its_feed() -> None:
-    from bot.parse_worker import warm_up
-
     assert warm_up() == 1
