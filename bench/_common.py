@@ -19,9 +19,11 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -228,6 +230,22 @@ def bench_settings(
 
 
 # --- statistics and tables -----------------------------------------------------------
+
+
+def callgrind(args: Sequence[str], cwd: Path) -> tuple[int, str]:
+    """Run this interpreter with ``args`` in ``cwd`` under valgrind's callgrind: the
+    instructions it counted, and the run's standard output. A failed run ends the
+    bench with valgrind's own message."""
+    with tempfile.TemporaryDirectory(prefix="sw-bench-cg-") as tmp:
+        run = subprocess.run(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/out",
+             sys.executable, *args],
+            capture_output=True, text=True, cwd=cwd, timeout=3600,
+        )
+    found = re.search(r"Collected : (\d+)", run.stderr)
+    if run.returncode != 0 or found is None:
+        raise SystemExit(f"callgrind run failed in {cwd}:\n{run.stderr[-2000:]}")
+    return int(found.group(1)), run.stdout
 
 
 def median(values: Iterable[float]) -> float:

@@ -18,16 +18,13 @@ Run: .venv/bin/python bench/bench_instructions.py --trees /tmp/old,.   (needs va
 from __future__ import annotations
 
 import argparse
-import re
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import REPO as HERE
-from bench._common import machine, table
+from bench._common import callgrind, machine, table
 from bench.feedfarm import FarmSpec, FeedFarm
 
 CHILD = """
@@ -45,16 +42,7 @@ assert str(Path(bot.__file__).resolve()).startswith({tree!r}), bot.__file__
 def instructions(tree: Path, port: int, feeds: int, passes: int) -> int:
     """Instructions callgrind counted in one run of ``passes`` passes."""
     code = CHILD.format(here=str(HERE), port=port, feeds=feeds, tree=str(tree), passes=passes)
-    with tempfile.TemporaryDirectory(prefix="sw-bench-cg-") as tmp:
-        run = subprocess.run(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/out",
-             sys.executable, "-c", code],
-            capture_output=True, text=True, cwd=tree, timeout=3600,
-        )
-    found = re.search(r"Collected : (\d+)", run.stderr)
-    if run.returncode != 0 or found is None:
-        raise SystemExit(f"callgrind run failed in {tree}:\n{run.stderr[-2000:]}")
-    return int(found.group(1))
+    return callgrind(["-c", code], tree)[0]
 
 
 def main() -> None:

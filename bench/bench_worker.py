@@ -25,17 +25,13 @@ from __future__ import annotations
 
 import argparse
 import pickle
-import re
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import feedfarm
-from _common import REPO, machine, median
+from _common import REPO, callgrind, machine, median
 
 from bot.parsing.feeds import ParsedFeed, parse_feed
 from bot.storylines.reading import with_facts
@@ -69,17 +65,11 @@ def one_run(bodies: list[bytes]) -> dict[str, float]:
 
 def instructions(tree: Path, feeds: int, runs: int) -> int:
     """Instructions callgrind counts in this bench, run in ``tree`` with ``runs`` runs."""
-    with tempfile.TemporaryDirectory(prefix="sw-bench-worker-cg-") as tmp:
-        run = subprocess.run(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/out",
-             sys.executable, "bench/bench_worker.py", "--feeds", str(feeds), "--runs",
-             str(runs)],
-            capture_output=True, text=True, cwd=tree, timeout=3600,
-        )
-    found = re.search(r"Collected : (\d+)", run.stderr)
-    if run.returncode != 0 or found is None or f"checkout: {tree}" not in run.stdout:
-        raise SystemExit(f"callgrind run failed in {tree}:\n{run.stderr[-2000:]}")
-    return int(found.group(1))
+    count, out = callgrind(
+        ["bench/bench_worker.py", "--feeds", str(feeds), "--runs", str(runs)], tree)
+    if f"checkout: {tree}" not in out:
+        raise SystemExit(f"the bench in {tree} imported another checkout's bot:\n{out}")
+    return count
 
 
 def count_instructions(trees: list[Path], feeds: int) -> None:
