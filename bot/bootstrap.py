@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bot.errors import ConfigError
 from bot.fetching.client import FeedFetcher
-from bot.parse_worker import die_with, warm_up
+from bot.parse_worker import start_worker, warm_up
 from bot.parsing.normalize import canonical_url
 from bot.pipeline import Poller
 from bot.settings import Settings
@@ -102,8 +102,9 @@ def parse_executor() -> Executor:
     """
     pool = ProcessPoolExecutor(
         1, mp_context=multiprocessing.get_context("spawn"),
-        # A worker outlives a bot killed outright unless it watches for that.
-        initializer=die_with, initargs=(os.getpid(),),
+        # A worker outlives a bot killed outright unless it watches for that; and
+        # its pipes are widened for whole feeds (parse_worker.widen_pipes).
+        initializer=start_worker, initargs=(os.getpid(),),
     )
     pool.submit(warm_up).add_done_callback(_warmed)
     return pool

@@ -1,5 +1,5 @@
 """What the parse pool's workers run: a feed parsed, the facts of each item read for
-the matcher; and a watch that ends a worker when the bot ends.
+the matcher; a watch that ends a worker when the bot ends; and wider pipes.
 
 Parsing and reading facts are both pure and per item, so both run in the pool
 worker; the bot's own process reads the items' tokens, counts and scores
@@ -11,12 +11,15 @@ matcher's numpy, httpx, storage) would cost every worker tens of MB.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import select
+import stat
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import replace
+from pathlib import Path
 
 from bot.parsing.feeds import ParsedFeed, parse_feed
 from bot.storylines.reading import with_facts
@@ -52,8 +55,49 @@ def warm_up() -> int:
     return len(parsed.items)
 
 
+def start_worker(bot_pid: int) -> None:
+    """Pool initializer: widen the worker's pipes (:func:`widen_pipes`), and end it
+    when the bot ends (:func:`die_with`)."""
+    widen_pipes()
+    die_with(bot_pid)
+
+
+# Each feed crosses the pool's pipes twice: its body (up to a few hundred KB) to the
+# worker, its items read (about 140 KB for a bench-farm feed) back. Through a pipe of
+# the default 64 KB a write goes in chunks, and between chunks the bot's thread that
+# sends or receives waits for the GIL behind the event loop and the matcher, while the
+# worker waits on the pipe: it was blocked writing its results for about a tenth of a
+# first pass of 1,000 feeds (py-spy; a fiftieth with 1 MB pipes, issue 18j). With 1 MB
+# a feed goes in one write.
+PIPE_BYTES = 1 << 20
+
+
+def widen_pipes(size: int = PIPE_BYTES) -> int:
+    """Grow every pipe this process holds to ``size`` bytes, or to the system's limit
+    for unprivileged users (``/proc/sys/fs/pipe-max-size``) if lower. Linux only;
+    elsewhere, or where a pipe cannot grow (the user's pipe quota), the pipe is left
+    as it is. Returns how many pipes were grown."""
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if set_size is None:
+        return 0
+    try:
+        size = min(size, int(Path("/proc/sys/fs/pipe-max-size").read_text()))
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except (OSError, ValueError):
+        return 0
+    grown = 0
+    for fd in fds:
+        try:
+            if stat.S_ISFIFO(os.fstat(fd).st_mode):
+                fcntl.fcntl(fd, set_size, size)
+                grown += 1
+        except OSError:
+            continue  # closed since listed (the listing's own), or over the quota
+    return grown
+
+
 def die_with(pid: int) -> None:
-    """Pool initializer: end this worker as soon as process ``pid`` (the bot) ends.
+    """End this worker as soon as process ``pid`` (the bot) ends.
 
     A bot killed outright (SIGKILL, the OOM killer) runs no clean-up. Its parse
     worker would wait for work forever; and as it holds the resource tracker's pipe,

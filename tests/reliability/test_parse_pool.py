@@ -7,19 +7,23 @@ with SIGKILL.
 
 from __future__ import annotations
 
+import fcntl
 import multiprocessing
 import os
 import signal
+import stat
 import time
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from bot.bootstrap import parse_executor, warm_matcher
 from bot.fetching.client import FeedFetcher
 from bot.health import check_database
 from bot.observability.metrics import Metrics
-from bot.parse_worker import warm_up
+from bot.parse_worker import PIPE_BYTES, warm_up
 from bot.pipeline import Poller
 from bot.settings import Settings
 from bot.storage.repository import Database
@@ -164,3 +168,28 @@ def test_the_parse_pool_starts_its_worker_warmed_up_before_the_first_feed() -> N
 
 def test_the_warm_up_parses_and_reads_its_feed() -> None:
     assert warm_up() == 1
+
+
+def _pipe_sizes() -> list[int]:
+    sizes = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            fd = int(name)
+            if stat.S_ISFIFO(os.fstat(fd).st_mode):
+                sizes.append(fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ))
+        except OSError:
+            continue  # the listing's own descriptor, closed by now
+    return sizes
+
+
+@pytest.mark.skipif(not hasattr(fcntl, "F_GETPIPE_SZ"), reason="pipe sizes are set on Linux only")
+def test_the_parse_worker_holds_pipes_wide_enough_for_a_whole_feed() -> None:
+    # At the default 64 KB a feed crossed in chunks, each waiting for the bot's GIL.
+    want = min(PIPE_BYTES, int(Path("/proc/sys/fs/pipe-max-size").read_text()))
+    pool = parse_executor()
+    try:
+        sizes = pool.submit(_pipe_sizes).result(timeout=60)
+    finally:
+        pool.shutdown(wait=True)
+    assert len(sizes) >= 2, "the worker holds the pipe of its jobs and that of its results"
+    assert min(sizes) >= want, sizes
