@@ -73,26 +73,40 @@ PIPE_BYTES = 1 << 20
 
 
 def widen_pipes(size: int = PIPE_BYTES) -> int:
-    """Grow every pipe this process holds to ``size`` bytes, or to the system's limit
-    for unprivileged users (``/proc/sys/fs/pipe-max-size``) if lower. Linux only;
-    elsewhere, or where a pipe cannot grow (the user's pipe quota), the pipe is left
-    as it is. Returns how many pipes were grown."""
+    """Grow the pool's two queues (jobs in, results out) to ``size`` bytes each, or to
+    the system's limit for unprivileged users (``/proc/sys/fs/pipe-max-size``) if lower.
+
+    The queues are the pipes whose both ends this worker holds (multiprocessing hands
+    a worker both ends of each queue); the others (the resource tracker's, the spawn's)
+    carry a few bytes and are left, since each pipe's size counts against the user's
+    pipe quota. Linux only; elsewhere, or over that quota, pipes stay as they are.
+    Returns how many pipes were grown.
+    """
     set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
     if set_size is None:
         return 0
     try:
         size = min(size, int(Path("/proc/sys/fs/pipe-max-size").read_text()))
-        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+        names = os.listdir("/proc/self/fd")
     except (OSError, ValueError):
         return 0
-    grown = 0
-    for fd in fds:
+    ends: dict[int, list[int]] = {}
+    for name in names:
         try:
-            if stat.S_ISFIFO(os.fstat(fd).st_mode):
-                fcntl.fcntl(fd, set_size, size)
-                grown += 1
+            info = os.fstat(int(name))
+        except (OSError, ValueError):
+            continue  # the listing's own descriptor, closed by now
+        if stat.S_ISFIFO(info.st_mode):
+            ends.setdefault(info.st_ino, []).append(int(name))
+    grown = 0
+    for fds in ends.values():
+        if len(fds) < 2:
+            continue
+        try:
+            fcntl.fcntl(fds[0], set_size, size)
         except OSError:
-            continue  # closed since listed (the listing's own), or over the quota
+            continue  # over the user's pipe quota: left at its size
+        grown += 1
     return grown
 
 
