@@ -11,8 +11,8 @@ for the pool, second by second, the share of the second with a feed in it.
 
 What it is for: to tell which part sets the pace. A pool never empty while its
 worker's CPU nearly equals the pass's wall time says the worker does; a pool often
-empty says it waits for the bot. The wrappers cost a few microseconds per call,
-about 10,000 calls a pass; the pass's own figures are ``bench_peers.py``'s.
+empty says it waits for the bot. The wrappers add two timestamps to each of a few
+thousand calls a pass; the pass's figures to quote are ``bench_peers.py``'s.
 
     .venv/bin/python bench/bench_stages.py --feeds 1000 --runs 3
 """
