@@ -74,7 +74,8 @@ PIPE_BYTES = 1 << 20
 
 def widen_pipes(size: int = PIPE_BYTES) -> int:
     """Grow the pool's two queues (jobs in, results out) to ``size`` bytes each, or to
-    the system's limit for unprivileged users (``/proc/sys/fs/pipe-max-size``) if lower.
+    the system's limit for unprivileged users (``/proc/sys/fs/pipe-max-size``) if lower;
+    a pipe already that wide is left as it is.
 
     The queues are the pipes whose both ends this worker holds (multiprocessing hands
     a worker both ends of each queue); the others (the resource tracker's, the spawn's)
@@ -83,7 +84,8 @@ def widen_pipes(size: int = PIPE_BYTES) -> int:
     Returns how many pipes were grown.
     """
     set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
-    if set_size is None:
+    get_size = getattr(fcntl, "F_GETPIPE_SZ", None)
+    if set_size is None or get_size is None:
         return 0
     try:
         size = min(size, int(Path("/proc/sys/fs/pipe-max-size").read_text()))
@@ -103,6 +105,9 @@ def widen_pipes(size: int = PIPE_BYTES) -> int:
         if len(fds) < 2:
             continue
         try:
+            # Never shrunk: a system whose limit is under the default keeps the default.
+            if fcntl.fcntl(fds[0], get_size) >= size:
+                continue
             fcntl.fcntl(fds[0], set_size, size)
         except OSError:
             continue  # over the user's pipe quota: left at its size
