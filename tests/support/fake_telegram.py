@@ -52,6 +52,13 @@ BOT_USER = {
 }
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's listen backlog is 5: a hundred chats sending at once had some
+    # handshakes dropped and retried by the kernel a second later, close to the
+    # tests' send time-outs on a slow machine.
+    request_queue_size = 128
+
+
 class _TelegramHTML(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=False)
@@ -275,7 +282,7 @@ class FakeTelegram:
         self._next_callback_id = 1
         self.files: dict[str, tuple[str, bytes]] = {}  # file_id -> (file_path, content)
         self.downloads: list[str] = []  # file paths the bot downloaded, in order
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server = _Server(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

@@ -81,6 +81,10 @@ class RecordedRequest:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's listen backlog is 5: a pass opening dozens of connections at once
+    # had some handshakes dropped and retried by the kernel a second (or three) later,
+    # enough to run a test's short fetch deadline out on a slow machine.
+    request_queue_size = 128
 
     def __init__(self, owner: FeedServer) -> None:
         self.owner = owner
