@@ -16,6 +16,8 @@ each. The outcomes mirror the alerts' (``bot.delivery.sender``):
 - a time-out or a connection lost after the request went out -> the part may
   have arrived: retried once after a delay, and if that is uncertain too, taken
   as delivered rather than sent a third time;
+- timed out waiting for a free connection of our own pool -> nothing went out:
+  given back for a second, not counted;
 - other errors -> retried with backoff, failed after ``max_attempts``.
 
 A part delivered whose record could not be written (a lock held past every
@@ -30,7 +32,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
-import httpx
 from telegram import Bot, LinkPreviewOptions
 from telegram.constants import ParseMode
 from telegram.error import (
@@ -40,10 +41,10 @@ from telegram.error import (
     NetworkError,
     RetryAfter,
     TelegramError,
-    TimedOut,
 )
 
 from bot.delivery.digest import as_plain
+from bot.delivery.transport import CONNECTION_WAIT_SECONDS, may_have_arrived, waited_for_connection
 from bot.errors import StorageError
 from bot.storage.digests import DigestJob
 from bot.storage.ports import SenderStore
@@ -185,19 +186,17 @@ class DigestCourier:
                     return
                 await asyncio.to_thread(self._db.fail_digest, job.id, f"400: {exc.message}")
                 return
-            except TimedOut:
+            except NetworkError as exc:  # time-outs included
+                if waited_for_connection(exc):
+                    await self._give_back(job, CONNECTION_WAIT_SECONDS,
+                                          "held: every connection to Telegram was busy")
+                    return
+                if not may_have_arrived(exc):
+                    await self._retry_or_fail(job, f"network: {exc.message}")
+                    return
                 if not await self._uncertain(job, index):
                     return
                 message_id = None
-            except NetworkError as exc:
-                cause = exc.__cause__  # the request may have gone out before the drop
-                if isinstance(cause, (httpx.ReadError, httpx.RemoteProtocolError)):
-                    if not await self._uncertain(job, index):
-                        return
-                    message_id = None
-                else:
-                    await self._retry_or_fail(job, f"network: {exc.message}")
-                    return
             except TelegramError as exc:
                 await self._retry_or_fail(job, f"telegram: {exc.message}")
                 return

@@ -18,6 +18,9 @@ all of them at once (sent with the same message id, retried, failed, given back)
 - ``TimedOut``, or the connection dropped after the request went out -> the
   message may have arrived: one retry after a delay, noted in ``meta`` as
   uncertain so possible duplicates can be counted, never more;
+- timed out waiting for a free connection of our own pool -> nothing went out:
+  ``release_claim`` for a second, like a hold of the limiter
+  (``bot.delivery.transport`` tells these apart);
 - other network errors and 5xx -> retry with exponential backoff, ``mark_failed``
   after ``max_attempts``.
 
@@ -40,7 +43,6 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, Message
 from telegram.constants import ParseMode
 from telegram.error import (
@@ -50,13 +52,13 @@ from telegram.error import (
     NetworkError,
     RetryAfter,
     TelegramError,
-    TimedOut,
 )
 
 from bot.delivery.buttons import ButtonState, Row, alert_keyboard
 from bot.delivery.digest_sender import DigestCourier
 from bot.delivery.ratelimit import SendLimiter
 from bot.delivery.render import AlertView, Hit, render_html, render_plain, summary_view
+from bot.delivery.transport import CONNECTION_WAIT_SECONDS, may_have_arrived, waited_for_connection
 from bot.errors import StorageError
 from bot.models import Item
 from bot.storage.ports import SenderStore
@@ -91,18 +93,6 @@ def retry_after_seconds(exc: RetryAfter) -> float:
     if isinstance(value, timedelta):
         return max(0.0, value.total_seconds())
     return max(0.0, float(value))
-
-
-def _may_have_arrived(exc: NetworkError) -> bool:
-    """True if the request may have reached Telegram before the transport failed.
-
-    python-telegram-bot chains the httpx error. A failure to connect never sent
-    anything; a connection that dropped while waiting for the answer (read error,
-    "server disconnected without sending a response") is as uncertain as a
-    time-out: the message may be in the chat already.
-    """
-    cause = exc.__cause__
-    return isinstance(cause, (httpx.ReadError, httpx.RemoteProtocolError))
 
 
 def messages_of(rows: Sequence[OutboxEntry]) -> list[list[OutboxEntry]]:
@@ -366,11 +356,14 @@ class Sender:
                     as_html = False
                     continue
                 return await self._bad_request(group, chat_id, edit_of, exc)
-            except TimedOut:
-                await self._uncertain(group)
-                return True
-            except NetworkError as exc:
-                if _may_have_arrived(exc):
+            except NetworkError as exc:  # time-outs included
+                if waited_for_connection(exc):
+                    log.info("every connection to Telegram is busy; chat %s waits %.0fs",
+                             chat_id, CONNECTION_WAIT_SECONDS)
+                    await self._give_back(group, CONNECTION_WAIT_SECONDS,
+                                          "held: every connection to Telegram was busy")
+                    return False
+                if may_have_arrived(exc):
                     await self._uncertain(group)
                 else:
                     await self._retry_or_fail(group, f"network: {exc.message}")

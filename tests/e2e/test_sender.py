@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 from telegram import Bot
+from telegram.request import HTTPXRequest
 
 from bot.delivery.ratelimit import SendLimiter, SendLimits
 from bot.delivery.sender import UNCERTAIN_TOTAL_KEY, Sender, SenderOptions
@@ -214,6 +216,28 @@ async def test_twice_timed_out_send_is_not_repeated_again(fake: FakeTelegram, db
                      "failed as uncertain")
     await asyncio.sleep(0.5)
     assert len(fake.texts(72)) == 2
+
+
+async def test_sends_that_never_left_for_want_of_a_connection_are_each_sent_once(
+    fake: FakeTelegram, db: Database
+) -> None:
+    """A send that times out waiting for a free connection never reached Telegram
+    (python-telegram-bot says so). Three chats share one connection and Telegram
+    answers each after a second: the sends that wait are not counted as uncertain,
+    and none is given up as 'timed out twice' (it was: an alert lost)."""
+    chats = [93, 94, 95]
+    World(db, chats).publish(1)
+    for chat in chats:
+        fake.fail("sendMessage", chat_id=chat, status=200, description="", delay=1.0,
+                  deliver=True)
+    request = HTTPXRequest(connection_pool_size=1, pool_timeout=0.2)
+    async with Bot(TOKEN, base_url=fake.api_url, request=request) as bot:
+        sender = Sender(db, bot, options=replace(FAST, send_timeout=5.0))
+        await run_sender(sender, lambda: db.outbox_counts()["pending"]
+                         + db.outbox_counts()["sending"] == 0, "all settled")
+    assert db.outbox_counts()["failed"] == 0 and db.outbox_counts()["sent"] == 3
+    assert [len(fake.texts(c)) for c in chats] == [1, 1, 1]
+    assert db.get_meta(UNCERTAIN_TOTAL_KEY) is None
 
 
 async def test_duplicate_edits_parent_with_more_sources(fake: FakeTelegram, db: Database,
