@@ -44,11 +44,12 @@ TIMEOUT_LOST = [35, 36, 37]  # never arrives, the client times out
 DROP_AFTER = [40, 41, 42, 43, 44]  # arrives, then the connection drops
 DROP_BEFORE = [45, 46, 47, 48, 49]  # connection drops before anything happens
 STORM = 80  # 429 retry_after=1 for the first 80 sends, whoever they are for
+HANG = 10.0  # the injected hangs: longer than the send timeout below
 
 # The send timeout leaves a loaded machine room (a send that is merely slow must not
 # count as a timeout: the figures below are exact); the injected hangs outlast it.
 OPTIONS = SenderOptions(
-    batch=200, send_timeout=3.0, uncertain_delay=0.3, backoff_base=0.05, idle_poll=0.05,
+    batch=200, send_timeout=8.0, uncertain_delay=0.3, backoff_base=0.05, idle_poll=0.05,
     max_hold=0.5, max_attempts=6,
 )
 # Generous limits so 1,000 sends take seconds; the limiter itself is tested elsewhere.
@@ -94,9 +95,9 @@ def _inject(fake: FakeTelegram) -> None:
     for c in SERVER_500:
         fake.fail("sendMessage", chat_id=c, status=500, description="Internal Server Error")
     for c in TIMEOUT_DELIVERED:
-        fake.fail("sendMessage", chat_id=c, status=200, description="", delay=4.5, deliver=True)
+        fake.fail("sendMessage", chat_id=c, status=200, description="", delay=HANG, deliver=True)
     for c in TIMEOUT_LOST:
-        fake.fail("sendMessage", chat_id=c, status=504, description="Gateway Timeout", delay=4.5)
+        fake.fail("sendMessage", chat_id=c, status=504, description="Gateway Timeout", delay=HANG)
     for c in DROP_AFTER:
         fake.fail("sendMessage", chat_id=c, status=200, description="", deliver=True, drop=True)
     for c in DROP_BEFORE:
@@ -130,7 +131,7 @@ async def test_thousand_alerts_through_telegram_faults(
         return c["pending"] == 0 and c["sending"] == 0
 
     try:
-        await _until(settled, 90)
+        await _until(settled, 180)
     finally:
         await sender.stop(grace=10)
     counts = db.outbox_counts()
@@ -159,9 +160,11 @@ async def test_thousand_alerts_through_telegram_faults(
     assert dup_chats <= set(TIMEOUT_DELIVERED + DROP_AFTER), dup_chats
     assert duplicates == len(TIMEOUT_DELIVERED) + len(DROP_AFTER)
     assert duplicates <= uncertain
-    # Every injected uncertainty is counted. On a loaded machine a few more were (21 and
-    # 22, cause not pinned down): a send whose outcome is unknown is counted and retried
-    # once, which costs no loss and, as the asserts above show, no extra duplicate.
+    # Every injected uncertainty is counted. On a loaded machine a few more were (20-22):
+    # sends that had waited past the pool's time-out for one of the 64 connections were
+    # taken as uncertain, though they never left; they are now given back instead. A
+    # send slower than the time-out is still counted and retried once, which costs no
+    # loss and, as the asserts above show, no extra duplicate.
     assert uncertain >= len(TIMEOUT_DELIVERED + TIMEOUT_LOST + DROP_AFTER + DROP_BEFORE)
     # Every message is valid Telegram HTML, or the plain-text fallback after a 400.
     for c in live:
