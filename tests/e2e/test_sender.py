@@ -261,11 +261,13 @@ async def test_duplicate_edits_parent_with_more_sources(fake: FakeTelegram, db: 
 async def test_limiter_spaces_sends_to_one_chat(fake: FakeTelegram, db: Database,
                                                 bot: Bot) -> None:
     World(db, [91]).publish(3)
-    limiter = SendLimiter(SendLimits(per_chat_window=0.3))
+    limiter = SendLimiter(SendLimits(per_chat_window=1.0))
     await run_sender(Sender(db, bot, options=FAST, limiter=limiter),
                      lambda: db.outbox_counts()["sent"] == 3, "3 sent")
     times = [m.at for m in fake.messages(91)]
-    assert all(b - a >= 0.25 for a, b in itertools.pairwise(times))
+    # Counted at the fake's arrival, as Telegram counts: a loaded machine's jitter in
+    # two sends' transit is allowed, a send that skipped its turn is not.
+    assert all(b - a >= 0.8 for a, b in itertools.pairwise(times))
 
 
 async def test_stop_gives_back_unsent_rows(fake: FakeTelegram, db: Database, bot: Bot) -> None:

@@ -52,8 +52,11 @@ def start_worker(tmp: Path, fake: FakeTelegram, config: Path, env_extra: dict[st
         "PYTHONPATH": str(REPO),
         **env_extra,
     })
+    # A sender lease of 15 s: a worker stalled a few seconds on a loaded machine (another
+    # bot starting beside it) keeps it. A killed holder is replaced at once whatever the
+    # lease (its pid is gone), which is what the takeovers here test.
     return subprocess.Popen(
-        [sys.executable, "-m", "bot", "worker", "--feed-lease", "4", "--sender-ttl", "3",
+        [sys.executable, "-m", "bot", "worker", "--feed-lease", "4", "--sender-ttl", "15",
          "--claim-lease", "5", "--batch", "2"],
         cwd=tmp, env=env, stdout=(tmp / f"worker-{n}.log").open("wb"),
         stderr=subprocess.STDOUT,
