@@ -37,8 +37,13 @@ from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, Re
 
 from bot.delivery.ratelimit import SendLimiter
 from bot.delivery.sender import retry_after_seconds
+from bot.delivery.transport import CONNECTION_WAIT_SECONDS, waited_for_connection
 
 log = logging.getLogger(__name__)
+
+# A reply waits for a free connection this many times (a second each) before it is
+# given up like a network failure: a minute, longer than any send holds one.
+MAX_CONNECTION_WAITS = 60
 
 Buttons = tuple[tuple[str, str], ...]
 
@@ -135,7 +140,7 @@ class Replier:
 
     async def _deliver(self, out: Outgoing) -> None:
         chat_id = out.chat_id
-        failures = 0
+        failures = waits = 0
         while True:
             await self._turn(chat_id)
             try:
@@ -156,6 +161,12 @@ class Replier:
                 log.info("reply to chat %s refused: %s", chat_id, exc.message)
                 return
             except NetworkError as exc:
+                if waited_for_connection(exc) and waits < MAX_CONNECTION_WAITS:
+                    # Nothing went out, and not for a network fault: our connections
+                    # were busy with other sends, which end within their time-outs.
+                    waits += 1
+                    await asyncio.sleep(CONNECTION_WAIT_SECONDS)
+                    continue
                 failures += 1
                 if failures > self._retries:
                     log.warning("reply to chat %s lost to network errors: %s", chat_id, exc)
