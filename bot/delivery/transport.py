@@ -3,9 +3,12 @@ or perhaps in the chat already.
 
 The sender and the digest courier act on the answer. A message that never left is
 tried again as if nothing happened; one that may have arrived is retried once and
-counted, as a possible duplicate. python-telegram-bot raises ``TimedOut`` for both a
-send that waited too long for one of our own connections and one whose answer came
-too late; only the chained httpx error tells them apart.
+counted, as a possible duplicate. A reply to a command that waited for a connection
+waits again rather than counting it as a network failure.
+
+python-telegram-bot raises ``TimedOut`` for both a send that waited too long for one
+of our own connections and one whose answer came too late; only the chained httpx
+error tells them apart.
 """
 
 from __future__ import annotations
