@@ -10,6 +10,7 @@ part exactly once, in order, and that the outbox ends all 'sent'.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from telegram import Bot
+from telegram.request import HTTPXRequest
 
 from bot.delivery.sender import Sender, SenderOptions
 from bot.models import FeedState, Item, Match, Storyline
@@ -84,12 +86,16 @@ async def until(cond: Callable[[], bool], what: str, timeout: float = 60.0) -> N
 
 async def run_sender(path: Path, fake: FakeTelegram, cond: Callable[[], bool], what: str,
                      *, utcnow: Callable[[], datetime] | None = None,
-                     on_send: Callable[[bool, float], None] | None = None) -> None:
-    """Start (or restart) the sender on the file, run it until ``cond``, stop it."""
+                     on_send: Callable[[bool, float], None] | None = None,
+                     bot: Bot | None = None) -> None:
+    """Start (or restart) the sender on the file, run it until ``cond``, stop it; through
+    ``bot`` if given, else a Bot of its own."""
     db = Database.open(path)
     db.recover_in_flight()
     try:
-        async with Bot(TOKEN, base_url=fake.api_url) as bot:
+        async with contextlib.AsyncExitStack() as stack:
+            if bot is None:
+                bot = await stack.enter_async_context(Bot(TOKEN, base_url=fake.api_url))
             sender = Sender(db, bot, options=OPTIONS, on_send=on_send,
                             utcnow=utcnow or (lambda: datetime.now(UTC)))
             sender.start()
@@ -135,6 +141,38 @@ async def test_a_429_in_the_middle_of_a_digest(
               "retry_after 2 s on part 2", len(parts),
               "given back, resumed at part 2 after the wait: every part once, in order; "
               "70 alerts 'sent'")
+
+
+async def test_parts_that_waited_for_a_busy_connection_are_each_sent_once(
+    tmp_path: Path, fake: FakeTelegram, table: Table
+) -> None:
+    """The bot's one connection is held for 3 s by another send: the digest's first
+    part times out waiting for it, again and again. It never left, so it is not
+    uncertain; before, a second such wait took it as delivered (a part lost)."""
+    path = tmp_path / "storywatch.db"
+    hold_alerts(path, 70, created=datetime.now(UTC) - timedelta(days=1), times="00:00")
+    other = CHAT + 1
+    fake.fail("sendMessage", chat_id=other, status=200, description="", delay=3.0,
+              deliver=True)
+    request = HTTPXRequest(connection_pool_size=1, pool_timeout=0.2)
+    async with Bot(TOKEN, base_url=fake.api_url, request=request) as bot:
+        busy = asyncio.create_task(
+            bot.send_message(other, "holds the connection", read_timeout=10, write_timeout=10))
+        await until(lambda: bool(fake.texts(other)), "the other send to arrive")
+        await run_sender(path, fake, lambda: outbox_and_digests(path)[1]["sent"] == 1,
+                         "the digest sent", bot=bot)
+        await busy
+    parts = assert_each_part_once_in_order(fake, path)
+    db = Database.open(path)
+    try:
+        uncertain = db._query("SELECT key FROM meta WHERE key LIKE 'digest.uncertain.%'")
+    finally:
+        db.close()
+    assert uncertain == []
+    table.row("**A digest's part waits for a busy connection**", f"a digest of {len(parts)} "
+              "parts; the bot's one connection held 3 s by another send", len(parts),
+              "the part given back until the connection was free, not counted as uncertain: "
+              "every part once, in order")
 
 
 async def test_a_restart_in_the_middle_of_a_digest(
