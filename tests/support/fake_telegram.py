@@ -54,9 +54,9 @@ BOT_USER = {
 
 
 class _Server(ThreadingHTTPServer):
-    # socketserver's listen backlog is 5: a hundred chats sending at once had some
-    # handshakes dropped and retried by the kernel a second later, close to the
-    # tests' send time-outs on a slow machine.
+    # socketserver's listen backlog is 5: a burst of new connections (a hundred chats
+    # sending at once) can overflow it, and the kernel retries a dropped handshake a
+    # second later, close to the tests' send time-outs on a slow machine.
     request_queue_size = 128
 
 
