@@ -78,6 +78,18 @@ GONE = frozenset({ChatMemberStatus.LEFT, ChatMemberStatus.BANNED})
 GROUP_ADMINS = frozenset({ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER})
 
 
+async def _answer(query: CallbackQuery, text: str | None) -> None:
+    """Answer a button press (the toast); a refusal is logged, not raised.
+
+    The press was acted on before its answer: a query Telegram holds too old to
+    answer (the bot back to a backlog of presses), a 429 or a network fault must not
+    stop the redraw that follows, nor reach the chat as "something went wrong"."""
+    try:
+        await query.answer(text)
+    except TelegramError as exc:
+        log.warning("could not answer a button press: %s", exc.message)
+
+
 class Handlers:
     """The bot's update callbacks, bound to one service and one replier."""
 
@@ -280,16 +292,16 @@ class Handlers:
             return
         page = parse_page_data(query.data or "")
         if page is None or message is None:
-            await query.answer("This button no longer works.")
+            await _answer(query, "This button no longer works.")
             return
         chat = message.chat
         async with self._lock(chat.id):
             if self._limiter.check(chat.id, self._mono()) != "allow":
-                await query.answer("Too fast: please wait a few seconds.")
+                await _answer(query, "Too fast: please wait a few seconds.")
                 return
             who = Caller(chat_id=chat.id, user_id=query.from_user.id, chat_type=chat.type)
             reply = await self._service.page(page[0], page[1], who)
-            await query.answer(None if reply is not None else "This list is not yours to see.")
+            await _answer(query, None if reply is not None else "This list is not yours to see.")
             if reply is not None:
                 self._replier.send(Outgoing(chat.id, reply.text, buttons=reply.buttons,
                                             edit_of=message.message_id))
@@ -301,18 +313,18 @@ class Handlers:
         """A delivery button under /settings: in groups, for the group's admins only."""
         async with self._lock(chat.id):
             if self._limiter.check(chat.id, self._mono()) != "allow":
-                await query.answer("Too fast: please wait a few seconds.")
+                await _answer(query, "Too fast: please wait a few seconds.")
                 return
             who = Caller(chat_id=chat.id, user_id=query.from_user.id, chat_type=chat.type)
             if who.in_group:
                 admin = await self._is_group_admin(context.bot, chat.id, who.user_id, None)
                 if not admin:
-                    await query.answer("Only the group's administrators can change this.")
+                    await _answer(query, "Only the group's administrators can change this.")
                     return
                 who = replace(who, group_admin=True)
             await self._service.register(who)
             reply = await self._service.delivery_button(mode, who)
-            await query.answer(None if reply is not None else "This button no longer works.")
+            await _answer(query, None if reply is not None else "This button no longer works.")
             if reply is not None:
                 self._replier.send(Outgoing(chat.id, reply.text, buttons=reply.buttons,
                                             edit_of=message_id))
@@ -324,7 +336,7 @@ class Handlers:
             return True
         admin = await self._is_group_admin(bot, chat.id, query.from_user.id, None)
         if not admin:
-            await query.answer(GROUP_ADMINS_ONLY if admin is False else CANNOT_CHECK_ADMIN)
+            await _answer(query, GROUP_ADMINS_ONLY if admin is False else CANNOT_CHECK_ADMIN)
         return bool(admin)
 
     async def on_alert_button(
@@ -337,7 +349,7 @@ class Handlers:
         chat = message.chat
         async with self._lock(chat.id):
             if self._limiter.check(chat.id, self._mono()) != "allow":
-                await query.answer("Too fast: please wait a few seconds.")
+                await _answer(query, "Too fast: please wait a few seconds.")
                 return
             if not await self._may_steer(query, context.bot):
                 return
@@ -346,7 +358,7 @@ class Handlers:
                 press, chat_id=chat.id, user_id=query.from_user.id,
                 message_id=message.message_id, tz=tz,
             )
-            await query.answer(result.text or None)
+            await _answer(query, result.text or None)
             if result.keyboard is None:
                 return
             try:
@@ -374,12 +386,12 @@ class Handlers:
             reply = await self._service.track_press(press[0], press[1], who)
             if reply is None:
                 # Decided already (a second press), pruned, or another chat's preview.
-                await query.answer("This preview is no longer open here. /track TITLE "
+                await _answer(query, "This preview is no longer open here. /track TITLE "
                                    "shows a new one.")
                 return
             # The toast says what happened; the preview becomes the outcome, its
             # buttons gone, so the chat keeps a record of what it chose.
-            await query.answer(reply.text.split("\n")[0][:200])
+            await _answer(query, reply.text.split("\n")[0][:200])
             self._replier.send(Outgoing(chat.id, reply.text, edit_of=message.message_id))
 
     async def on_membership(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -190,6 +190,34 @@ def test_press_after_restart_mute_and_removed_storyline(
     wait_until(lambda: not labels(trip), what="the buttons of a removed storyline to go")
 
 
+def test_a_press_whose_answer_telegram_refuses_still_takes_effect(
+    bot: BotProcess, fake: FakeTelegram, news: Feed
+) -> None:
+    """Telegram refuses to take the answer to a press (a query too old: the bot came
+    back to a backlog of presses). The choice was recorded before the answer, so
+    the rest follows: the preview becomes its outcome, the alert's keyboard shows
+    the press, and the chat is not told something went wrong."""
+    a = Chat(fake, 861)
+    too_old = ("Bad Request: query is too old and response timeout expired or query ID "
+               "is invalid")
+    offer = a.say(f"/track {TITLE}")
+    msg = next(m for m in reversed(fake.messages(861)) if m.text == offer)
+    fake.fail("answerCallbackQuery", status=400, description=too_old)
+    fake.press(861, msg.message_id, button(msg, "Track it"), user_id=861)
+    wait_until(lambda: msg.current.startswith("Tracking #1") and not labels(msg),
+               what="the preview to become its outcome")
+    track(fake, a, SENTINEL_STORY)
+    news.publish(*TRIP)
+    trip = alert(fake, 861, TRIP[0])
+    fake.fail("answerCallbackQuery", status=400, description=too_old)
+    fake.press(861, trip.message_id, button(trip, "👍"), user_id=861)
+    wait_until(lambda: "✅ 👍" in labels(trip), what="the keyboard to show the 👍")
+    assert not any("went wrong" in t for t in a.texts())
+    assert [r for r in fake.refused if r[0] == "answerCallbackQuery"] == [
+        ("answerCallbackQuery", 0, 400, too_old)] * 2
+    assert "Traceback" not in bot.output()
+
+
 def test_track_previews_first_and_only_the_asking_chat_decides(
     bot: BotProcess, fake: FakeTelegram
 ) -> None:

@@ -573,6 +573,9 @@ class FakeTelegram:
         if method in ("deleteWebhook", "setWebhook", "close", "logOut"):
             return 200, {"ok": True, "result": True}
         if method == "answerCallbackQuery":
+            fault = self._fault_for(method, 0)  # e.g. a query too old to answer
+            if fault is not None:
+                return self._refuse(method, 0, fault)
             with self._lock:
                 self.answered_callbacks.append(dict(p))
                 self.events.append((time.time(), f"⚑ answer to {p.get('callback_query_id')}: "
