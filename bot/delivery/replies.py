@@ -13,7 +13,11 @@ Outcomes:
 - ``ChatMigrated`` -> the same message to the new supergroup id;
 - 403 ``Forbidden`` or a chat that is gone -> nobody can read it: dropped, logged;
 - an edit of a message that is gone or already shows the text -> nothing to do;
-- network errors -> retried a few times with a growing pause, then logged.
+- network errors -> retried a few times with a growing pause, then logged; a send
+  that may have arrived (its answer timed out or was cut off) is sent again once at
+  most, and one that waited for a free connection (nothing went out) waits again
+  without counting (``bot.delivery.transport``);
+- any other refusal -> that reply dropped, logged; the chat's next ones still go.
 """
 
 from __future__ import annotations
@@ -33,11 +37,22 @@ from telegram import (
     LinkPreviewOptions,
     ReplyParameters,
 )
-from telegram.error import BadRequest, ChatMigrated, Forbidden, NetworkError, RetryAfter
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+)
 
 from bot.delivery.ratelimit import SendLimiter
 from bot.delivery.sender import retry_after_seconds
-from bot.delivery.transport import CONNECTION_WAIT_SECONDS, waited_for_connection
+from bot.delivery.transport import (
+    CONNECTION_WAIT_SECONDS,
+    may_have_arrived,
+    waited_for_connection,
+)
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +137,10 @@ class Replier:
         queue = self._queues[chat_id]
         try:
             while queue:
-                await self._deliver(queue[0])
+                try:
+                    await self._deliver(queue[0])
+                except Exception:  # a bug must not strand the chat's later replies
+                    log.exception("reply to chat %s not sent", chat_id)
                 queue.popleft()
         finally:
             self._workers.pop(chat_id, None)
@@ -141,6 +159,7 @@ class Replier:
     async def _deliver(self, out: Outgoing) -> None:
         chat_id = out.chat_id
         failures = waits = 0
+        uncertain = False
         while True:
             await self._turn(chat_id)
             try:
@@ -167,11 +186,22 @@ class Replier:
                     waits += 1
                     await asyncio.sleep(CONNECTION_WAIT_SECONDS)
                     continue
+                if out.edit_of is None and may_have_arrived(exc):
+                    # It may be in the chat already: one more copy at most, not one
+                    # per retry (an edit can be repeated without showing twice).
+                    if uncertain:
+                        log.warning("reply to chat %s may have arrived; not sent again: %s",
+                                    chat_id, exc)
+                        return
+                    uncertain = True
                 failures += 1
                 if failures > self._retries:
                     log.warning("reply to chat %s lost to network errors: %s", chat_id, exc)
                     return
                 await asyncio.sleep(self._pause * 2 ** (failures - 1))
+            except TelegramError as exc:  # none of the above: this reply cannot go
+                log.warning("reply to chat %s refused: %s", chat_id, exc.message)
+                return
 
     async def _call(self, chat_id: int, out: Outgoing) -> None:
         markup = keyboard(out.buttons)
