@@ -17,7 +17,8 @@ all of them at once (sent with the same message id, retried, failed, given back)
 - 400 about entities -> the plain-text rendering, once;
 - ``TimedOut``, or the connection dropped after the request went out -> the
   message may have arrived: one retry after a delay, noted in ``meta`` as
-  uncertain so possible duplicates can be counted, never more;
+  uncertain so possible duplicates can be counted, never more (an edit cannot
+  show twice: it is retried like any failed call);
 - timed out waiting for a free connection of our own pool -> nothing went out:
   ``release_claim`` for a second, like a hold of the limiter
   (``bot.delivery.transport`` tells these apart);
@@ -363,9 +364,9 @@ class Sender:
                     await self._give_back(group, CONNECTION_WAIT_SECONDS,
                                           "held: every connection to Telegram was busy")
                     return False
-                if may_have_arrived(exc):
+                if edit_of is None and may_have_arrived(exc):
                     await self._uncertain(group)
-                else:
+                else:  # sent nothing, or an edit, which cannot show twice
                     await self._retry_or_fail(group, f"network: {exc.message}")
                 return True
             except TelegramError as exc:

@@ -259,6 +259,27 @@ async def test_duplicate_edits_parent_with_more_sources(fake: FakeTelegram, db: 
     assert "Headline 1" in msg.current and validate_telegram_html(msg.current) is None
 
 
+async def test_a_timed_out_edit_is_retried_without_counting_a_possible_duplicate(
+    fake: FakeTelegram, db: Database, bot: Bot
+) -> None:
+    """An edit (another outlet's report of a development) whose answer never came is
+    tried again like any failed call: an edit cannot show twice, so it is not an
+    uncertain send, counted and given up after a second time-out."""
+    w = World(db, [82])
+    [first] = w.publish(1, source="Reuters")
+    await run_sender(Sender(db, bot, options=FAST), lambda: db.outbox_counts()["sent"] == 1,
+                     "first alert")
+    w.publish(1, source="AP", dup_of=first)
+    fake.fail("editMessageText", chat_id=82, status=504, description="Gateway Timeout",
+              delay=FAST.send_timeout + 1)
+    await run_sender(Sender(db, bot, options=FAST), lambda: db.outbox_counts()["sent"] == 2,
+                     "the edit, on its retry")
+    [msg] = fake.messages(82)
+    assert msg.current.endswith("<i>+1 more: AP</i>")
+    assert db.outbox_counts()["failed"] == 0
+    assert db.get_meta(UNCERTAIN_TOTAL_KEY) is None
+
+
 async def test_limiter_spaces_sends_to_one_chat(fake: FakeTelegram, db: Database,
                                                 bot: Bot) -> None:
     World(db, [91]).publish(3)
