@@ -29,6 +29,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import telegram.error as tg
 from telegram import (
     Bot,
     InlineKeyboardButton,
@@ -36,14 +37,6 @@ from telegram import (
     InputFile,
     LinkPreviewOptions,
     ReplyParameters,
-)
-from telegram.error import (
-    BadRequest,
-    ChatMigrated,
-    Forbidden,
-    NetworkError,
-    RetryAfter,
-    TelegramError,
 )
 
 from bot.delivery.ratelimit import SendLimiter
@@ -166,20 +159,20 @@ class Replier:
                 await self._call(chat_id, out)
                 self.sent += 1
                 return
-            except RetryAfter as exc:
+            except tg.RetryAfter as exc:
                 secs = retry_after_seconds(exc) + 0.5
                 self.rate_limited += 1
                 self._limiter.block(chat_id, self._mono() + secs)
                 log.warning("429 on a reply to chat %s: sending it again in %.1fs", chat_id, secs)
-            except ChatMigrated as exc:
+            except tg.ChatMigrated as exc:
                 chat_id = exc.new_chat_id
-            except Forbidden as exc:
+            except tg.Forbidden as exc:
                 log.info("reply to chat %s not delivered: %s", chat_id, exc.message)
                 return
-            except BadRequest as exc:
+            except tg.BadRequest as exc:
                 log.info("reply to chat %s refused: %s", chat_id, exc.message)
                 return
-            except NetworkError as exc:
+            except tg.NetworkError as exc:
                 if waited_for_connection(exc) and waits < MAX_CONNECTION_WAITS:
                     # Nothing went out, and not for a network fault: our connections
                     # were busy with other sends, which end within their time-outs.
@@ -199,7 +192,7 @@ class Replier:
                     log.warning("reply to chat %s lost to network errors: %s", chat_id, exc)
                     return
                 await asyncio.sleep(self._pause * 2 ** (failures - 1))
-            except TelegramError as exc:  # none of the above: this reply cannot go
+            except tg.TelegramError as exc:  # none of the above: this reply cannot go
                 log.warning("reply to chat %s refused: %s", chat_id, exc.message)
                 return
 
@@ -211,7 +204,7 @@ class Replier:
                     out.text, chat_id=chat_id, message_id=out.edit_of, reply_markup=markup,
                     link_preview_options=LinkPreviewOptions(is_disabled=True),
                 )
-            except BadRequest as exc:
+            except tg.BadRequest as exc:
                 if "not modified" not in exc.message.lower():
                     raise
             return
