@@ -4,7 +4,6 @@ server (secret token checked) are answered; the front end polls no feed."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -16,14 +15,9 @@ from tests.conftest import TOKEN
 from tests.e2e.conftest import BotProcess, Feed, wait_until
 from tests.support.botconfig import write_config
 from tests.support.fake_telegram import FakeTelegram
+from tests.support.ports import unused_port
 
 SECRET = "webhook_secret-42"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def post(url: str, update: dict[str, object], secret: str | None) -> int:
@@ -52,7 +46,7 @@ def start_update(update_id: int, chat_id: int) -> dict[str, object]:
 def test_webhook_front_end_checks_the_secret_and_polls_nothing(
     tmp_path: Path, fake: FakeTelegram, news: Feed
 ) -> None:
-    port = free_port()
+    port = unused_port()
     url = f"http://127.0.0.1:{port}/telegram"
     front = BotProcess(tmp_path, fake, write_config(tmp_path, [news.url]),
                        {"STORYWATCH_WEBHOOK_SECRET": SECRET})

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import socket
 import zlib
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -41,6 +40,7 @@ from tests.support.feed_server import (
     stream_of,
 )
 from tests.support.policies import loopback_port_is_public
+from tests.support.ports import unused_port
 from tests.support.tls import client_context, server_context
 
 RSS = rss_document(
@@ -480,14 +480,8 @@ async def test_https_server_that_stops_mid_body_is_a_fetch_error() -> None:
 # --- transport errors ---------------------------------------------------------------------
 
 
-def _closed_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def test_connection_refused(fetcher: FeedFetcher) -> None:
-    port = _closed_port()
+    port = unused_port()
     with pytest.raises(FetchError) as caught:
         await fetcher.fetch(f"http://127.0.0.1:{port}/feed?key=s3cret", FeedState())
     assert type(caught.value) is FetchError

@@ -37,6 +37,7 @@ from bot.telegram.service import Caller, ChatService
 from bot.telegram.steering import parse_track_data
 from tests.reliability.conftest import Table, make_settings
 from tests.support.fake_telegram import FakeTelegram
+from tests.support.ports import unused_port
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:telegram")
 
@@ -314,7 +315,7 @@ async def test_token_never_in_logs_errors_or_messages(tmp_path: Path, table: Tab
                     await asyncio.sleep(0.05)
                 await sender.stop()
                 try:
-                    await Bot(SECRET, base_url=f"http://127.0.0.1:{_closed_port()}/bot").get_me()
+                    await Bot(SECRET, base_url=f"http://127.0.0.1:{unused_port()}/bot").get_me()
                 except Exception as exc:  # the error a caller would log or show
                     logging.getLogger("bot.test").exception("Telegram failed: %s", exc)
                     assert SECRET not in stream.getvalue()
@@ -341,14 +342,6 @@ async def test_token_never_in_logs_errors_or_messages(tmp_path: Path, table: Tab
         "httpx/httpcore held at WARNING; 0 occurrences of the token (or its secret half) in "
         "the log stream, the database dump or the messages sent",
     )
-
-
-def _closed_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_reliability_doc_names_only_tests_that_exist() -> None:

@@ -18,6 +18,7 @@ from telegram.request import HTTPXRequest
 
 from bot.delivery.transport import may_have_arrived, waited_for_connection
 from tests.conftest import TOKEN
+from tests.support.ports import unused_port
 
 
 class Silent:
@@ -88,12 +89,6 @@ def hangs_up() -> Iterator[int]:
         thread.join(timeout=10)
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def _send_error(port: int, timeout: float) -> NetworkError:
     bot = Bot(TOKEN, base_url=f"http://127.0.0.1:{port}/bot")
     with pytest.raises(NetworkError) as caught:
@@ -103,7 +98,7 @@ async def _send_error(port: int, timeout: float) -> NetworkError:
 
 
 async def test_a_refused_connection_sent_nothing() -> None:
-    exc = await _send_error(_closed_port(), 10)
+    exc = await _send_error(unused_port(), 10)
     assert not may_have_arrived(exc) and not waited_for_connection(exc)
 
 
