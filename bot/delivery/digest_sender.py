@@ -44,7 +44,12 @@ from telegram.error import (
 )
 
 from bot.delivery.digest import as_plain
-from bot.delivery.transport import CONNECTION_WAIT_SECONDS, may_have_arrived, waited_for_connection
+from bot.delivery.transport import (
+    CONNECTION_BUSY,
+    CONNECTION_WAIT_SECONDS,
+    may_have_arrived,
+    waited_for_connection,
+)
 from bot.errors import StorageError
 from bot.storage.digests import DigestJob
 from bot.storage.ports import SenderStore
@@ -188,8 +193,7 @@ class DigestCourier:
                 return
             except NetworkError as exc:  # time-outs included
                 if waited_for_connection(exc):
-                    await self._give_back(job, CONNECTION_WAIT_SECONDS,
-                                          "held: every connection to Telegram was busy")
+                    await self._give_back(job, CONNECTION_WAIT_SECONDS, CONNECTION_BUSY)
                     return
                 if not may_have_arrived(exc):
                     await self._retry_or_fail(job, f"network: {exc.message}")

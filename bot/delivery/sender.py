@@ -59,7 +59,12 @@ from bot.delivery.buttons import ButtonState, Row, alert_keyboard
 from bot.delivery.digest_sender import DigestCourier
 from bot.delivery.ratelimit import SendLimiter
 from bot.delivery.render import AlertView, Hit, render_html, render_plain, summary_view
-from bot.delivery.transport import CONNECTION_WAIT_SECONDS, may_have_arrived, waited_for_connection
+from bot.delivery.transport import (
+    CONNECTION_BUSY,
+    CONNECTION_WAIT_SECONDS,
+    may_have_arrived,
+    waited_for_connection,
+)
 from bot.errors import StorageError
 from bot.models import Item
 from bot.storage.ports import SenderStore
@@ -361,8 +366,7 @@ class Sender:
                 if waited_for_connection(exc):
                     log.info("every connection to Telegram is busy; chat %s waits %.0fs",
                              chat_id, CONNECTION_WAIT_SECONDS)
-                    await self._give_back(group, CONNECTION_WAIT_SECONDS,
-                                          "held: every connection to Telegram was busy")
+                    await self._give_back(group, CONNECTION_WAIT_SECONDS, CONNECTION_BUSY)
                     return False
                 if edit_of is None and may_have_arrived(exc):
                     await self._uncertain(group)

@@ -19,6 +19,8 @@ from telegram.error import NetworkError, TimedOut
 # A send that found every connection busy goes back in the queue for this long:
 # the connections are busy with sends that will end within their own time-out.
 CONNECTION_WAIT_SECONDS = 1.0
+# Why a row waits, on its record.
+CONNECTION_BUSY = "held: every connection to Telegram was busy"
 
 _NEVER_SENT = (httpx.PoolTimeout, httpx.ConnectTimeout, httpx.ConnectError)
 _SENT_THEN_LOST = (httpx.ReadError, httpx.RemoteProtocolError)
